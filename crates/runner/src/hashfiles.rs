@@ -1,0 +1,1 @@
+//! `hashFiles()` over the workspace.

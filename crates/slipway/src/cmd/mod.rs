@@ -1,0 +1,8 @@
+//! One module per subcommand. Each exposes its clap `Args`/`Subcommand` type and
+//! `pub async fn main(args) -> anyhow::Result<ExitCode>`.
+
+pub mod image;
+pub mod lint;
+pub mod list;
+pub mod registry;
+pub mod run;

@@ -1,0 +1,64 @@
+//! The `slipway` binary: command line, tracing, signals; every subcommand lives in `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// slipway — from `git push` to "it's running", in one binary.
+#[derive(Parser)]
+#[command(name = "slipway", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the workflows of the repository in the current directory for an event.
+    Run(cmd::run::RunArgs),
+    /// Check workflows and report problems as file:line:col.
+    Lint(cmd::lint::LintArgs),
+    /// Show the plan: jobs, their needs, matrix legs.
+    List(cmd::list::ListArgs),
+    /// Build, push, pull and inspect OCI images.
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
+    /// Serve a standalone OCI distribution registry.
+    Registry(cmd::registry::RegistryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => cmd::run::main(args).await,
+            Command::Lint(args) => cmd::lint::main(args).await,
+            Command::List(args) => cmd::list::main(args).await,
+            Command::Image(args) => cmd::image::main(args).await,
+            Command::Registry(args) => cmd::registry::main(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
