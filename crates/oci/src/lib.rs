@@ -3,6 +3,16 @@
 //!
 //! CONTRACT used by the runner's built-in actions: [`action::build_push`] and [`action::login`].
 
+pub mod digest;
+pub mod dockerfile;
+pub mod layer;
+pub mod layout;
+pub mod manifest;
+pub mod reference;
+
+pub use digest::Digest;
+pub use reference::Reference;
+
 pub mod action {
     //! `docker/build-push-action` and `docker/login-action`, backed by the native builder and
     //! client.
