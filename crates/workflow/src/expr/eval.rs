@@ -79,10 +79,8 @@ fn index_value<'a>(target: &Val<'a>, index: &Val<'a>) -> Val<'a> {
                 if let Some(v) = integer_index(index).and_then(|i| item.element(i)) {
                     out.push(v);
                 }
-            } else if let Some(key) = string_index(index) {
-                if let Some(v) = item.property(&key) {
-                    out.push(v);
-                }
+            } else if let Some(v) = string_index(index).and_then(|key| item.property(&key)) {
+                out.push(v);
             }
         }
         return Val::Filtered(Rc::new(out));

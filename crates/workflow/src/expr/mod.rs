@@ -115,10 +115,10 @@ impl Expr {
     pub fn contexts_used(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         self.node.walk(&mut |n| {
-            if let Node::Context(name) = n {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
+            if let Node::Context(name) = n
+                && !out.contains(name)
+            {
+                out.push(name.clone());
             }
         });
         out
@@ -128,10 +128,10 @@ impl Expr {
     pub fn functions_used(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
         self.node.walk(&mut |n| {
-            if let Node::Call(f, _) = n {
-                if !out.contains(&f.name()) {
-                    out.push(f.name());
-                }
+            if let Node::Call(f, _) = n
+                && !out.contains(&f.name())
+            {
+                out.push(f.name());
             }
         });
         out
