@@ -4,5 +4,7 @@
 pub mod image;
 pub mod lint;
 pub mod list;
+pub mod live;
 pub mod registry;
 pub mod run;
+pub mod workflows;
