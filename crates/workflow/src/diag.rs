@@ -20,6 +20,57 @@ pub struct Diagnostic {
     pub snippet: String,
 }
 
+impl Diagnostic {
+    /// An error at `line:col` (1-based) of `file`, whose text is `source` (for the snippet).
+    pub fn error(file: &str, source: &str, line: u32, col: u32, message: impl Into<String>) -> Self {
+        Diagnostic::new(Severity::Error, file, source, line, col, message)
+    }
+
+    /// A warning at `line:col` (1-based) of `file`, whose text is `source` (for the snippet).
+    pub fn warning(file: &str, source: &str, line: u32, col: u32, message: impl Into<String>) -> Self {
+        Diagnostic::new(Severity::Warning, file, source, line, col, message)
+    }
+
+    pub fn new(
+        severity: Severity,
+        file: &str,
+        source: &str,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_owned(),
+            line,
+            col,
+            severity,
+            message: message.into(),
+            snippet: snippet(source, line, col),
+        }
+    }
+}
+
+/// The source line `line` (1-based) with a gutter, and a caret under column `col` (1-based,
+/// in characters; tabs before it are kept so the caret lines up). Empty if the line does
+/// not exist.
+pub fn snippet(source: &str, line: u32, col: u32) -> String {
+    let Some(text) = source.lines().nth((line as usize).saturating_sub(1)) else {
+        return String::new();
+    };
+    if line == 0 {
+        return String::new();
+    }
+    let text = text.trim_end_matches('\r');
+    let number = line.to_string();
+    let gutter = " ".repeat(number.len());
+    let pad: String = text
+        .chars()
+        .take((col as usize).saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!("{gutter} |\n{number} | {text}\n{gutter} | {pad}^")
+}
+
 impl std::fmt::Display for Diagnostic {
     /// `file:line:col: error: message` followed by the snippet lines.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,7 +86,8 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// All the problems found in one go (never empty when returned as an error).
+/// All the problems found in one go (never empty when returned as an error; errors first in
+/// source order within a file is not guaranteed, warnings may be mixed in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 

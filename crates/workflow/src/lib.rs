@@ -11,7 +11,9 @@ pub mod compile;
 pub mod diag;
 pub mod expr;
 pub mod matrix;
+mod parse;
 pub mod plan;
+mod yaml;
 
 pub use compile::{compile, listens_to, parse, CompileOptions};
 pub use diag::{Diagnostic, Diagnostics, Severity};

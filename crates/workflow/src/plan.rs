@@ -34,6 +34,11 @@ pub struct Workflow {
     pub permissions: Option<Permissions>,
     /// Jobs in file order.
     pub jobs: IndexMap<String, Job>,
+    /// The file's text (for diagnostics that `compile` reports against this file).
+    #[serde(skip)]
+    pub source: String,
+    /// Warnings `parse` found (things GitHub accepts but that are probably mistakes).
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 /// `env:` maps: values are templates (non-string YAML scalars are converted to their
@@ -60,8 +65,9 @@ pub struct Concurrency {
 
 #[derive(Debug, Clone, Serialize)]
 pub enum Permissions {
-    /// `read-all`, `write-all`, or `{}` (none).
+    /// `read-all`, `write-all`, or `none` (written as `permissions: {}`).
     All(String),
+    /// scope (`contents`, `id-token`, ...) -> `read` | `write` | `none`.
     Scopes(IndexMap<String, String>),
 }
 
@@ -88,6 +94,8 @@ pub struct EventTrigger {
     pub secrets: IndexMap<String, bool>,
     /// `schedule` cron lines.
     pub cron: Vec<String>,
+    /// `workflow_run` workflow names.
+    pub workflows: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,8 +171,14 @@ pub struct WorkflowCall {
     pub uses: String,
     pub with: IndexMap<String, Template>,
     pub secrets: CallSecrets,
-    /// Filled in by `compile` (the called workflow compiled for `workflow_call`).
+    /// Filled in by `compile` (the called workflow compiled for `workflow_call`) for local
+    /// (`./`) workflows; `None` for remote ones, which the runner must fetch and compile.
     pub plan: Option<Box<Plan>>,
+    /// Where the `uses:` value is (for diagnostics).
+    pub uses_span: Span,
+    /// Where each `with:` key is (for diagnostics).
+    #[serde(skip)]
+    pub with_spans: IndexMap<String, Span>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
