@@ -6,9 +6,16 @@
 //! This crate installs no tracing subscriber and reads no config file; cancellation comes in
 //! as a `CancellationToken`.
 
+pub mod actions;
+pub mod builtin;
+pub mod commands;
+pub mod context;
 pub mod event;
 pub mod executor;
 pub mod hashfiles;
+mod job;
+pub mod mask;
+mod schedule;
 
 pub use event::{Event, JobResult, LogStream, StepOutcome};
 
@@ -109,6 +116,43 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<RunSummary, RunError> {
-    let _ = (plans, options, events, cancel);
-    todo!()
+    schedule::run(plans, options, RunTuning::default(), events, cancel).await
+}
+
+/// Knobs of the runner that have sensible defaults (not part of [`RunOptions`]).
+#[derive(Debug, Clone)]
+pub struct RunTuning {
+    /// Time between SIGTERM and SIGKILL when a step is cancelled or times out.
+    pub kill_grace: std::time::Duration,
+    /// How long to keep reading a step's output after its main process exited (a
+    /// background process may hold the pipe open).
+    pub drain_after_exit: std::time::Duration,
+}
+
+impl Default for RunTuning {
+    fn default() -> Self {
+        RunTuning {
+            kill_grace: std::time::Duration::from_secs(5),
+            drain_after_exit: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
+/// [`run`] with explicit [`RunTuning`].
+///
+/// # Cancel safety
+/// As [`run`].
+pub async fn run_tuned(
+    plans: Vec<workflow::Plan>,
+    options: RunOptions,
+    tuning: RunTuning,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> Result<RunSummary, RunError> {
+    schedule::run(plans, options, tuning, events, cancel).await
+}
+
+/// `hashFiles` for expression contexts, delegated to [`hashfiles`].
+pub(crate) fn hashfiles_bridge(root: &std::path::Path, patterns: &[String]) -> Result<String, String> {
+    hashfiles::hash_files(root, patterns).map_err(|e| e.to_string())
 }

