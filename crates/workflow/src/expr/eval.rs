@@ -49,21 +49,27 @@ pub(crate) fn eval<'a>(node: &Node, ctx: &'a dyn Context) -> Result<Val<'a>, Eva
                 CmpOp::Ge => loose_eq(&l, &r) || ord().is_some_and(|o| o.is_gt()),
             })
         }
-        Node::And(l, r) => {
-            let l = eval(l, ctx)?;
-            if l.truthy() {
-                eval(r, ctx)?
-            } else {
-                l
+        Node::And(items) => {
+            // The first falsy operand, else the last one.
+            let mut last = Val::Bool(true);
+            for item in items {
+                last = eval(item, ctx)?;
+                if !last.truthy() {
+                    break;
+                }
             }
+            last
         }
-        Node::Or(l, r) => {
-            let l = eval(l, ctx)?;
-            if l.truthy() {
-                l
-            } else {
-                eval(r, ctx)?
+        Node::Or(items) => {
+            // The first truthy operand, else the last one.
+            let mut last = Val::Bool(false);
+            for item in items {
+                last = eval(item, ctx)?;
+                if last.truthy() {
+                    break;
+                }
             }
+            last
         }
         Node::Call(func, args) => call(*func, args, ctx)?,
     })

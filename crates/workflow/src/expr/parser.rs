@@ -112,8 +112,10 @@ pub(crate) enum Node {
     Wildcard(Box<Node>),
     Not(Box<Node>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    /// `a && b && ...` (flattened, as GitHub's parser does).
+    And(Vec<Node>),
+    /// `a || b || ...` (flattened).
+    Or(Vec<Node>),
     Call(Func, Vec<Node>),
 }
 
@@ -123,12 +125,12 @@ impl Node {
         f(self);
         match self {
             Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Context(_) => {}
-            Node::Index(a, b) | Node::Cmp(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+            Node::Index(a, b) | Node::Cmp(_, a, b) => {
                 a.walk(f);
                 b.walk(f);
             }
             Node::Wildcard(a) | Node::Not(a) => a.walk(f),
-            Node::Call(_, args) => args.iter().for_each(|a| a.walk(f)),
+            Node::And(args) | Node::Or(args) | Node::Call(_, args) => args.iter().for_each(|a| a.walk(f)),
         }
     }
 }
@@ -301,11 +303,11 @@ pub(crate) fn parse(src: &str) -> Result<Node, Failure> {
         return fail(0, "expected an expression");
     }
     let mut p = Parser { tokens, pos: 0, len: src.len() };
-    let node = p.expr(0)?;
+    let sub = p.expr(0)?;
     if let Some(t) = p.peek() {
         return fail(t.offset, format!("unexpected token '{}'", t.raw));
     }
-    Ok(node)
+    Ok(sub.node)
 }
 
 struct Parser {
@@ -342,111 +344,122 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self, depth: usize) -> Result<Node, Failure> {
-        if depth > MAX_DEPTH {
+    /// Nesting guard for the recursive descent (groups, arguments, indexes).
+    fn expr(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        if nesting > MAX_DEPTH {
             let off = self.peek().map_or(self.len, |t| t.offset);
             return fail(off, format!("exceeded max expression depth {MAX_DEPTH}"));
         }
-        self.or(depth)
+        self.or(nesting)
     }
 
-    fn or(&mut self, depth: usize) -> Result<Node, Failure> {
-        let mut left = self.and(depth)?;
+    fn or(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        let first = self.and(nesting)?;
+        let Some(op) = self.peek().filter(|t| t.tok == Tok::Or).map(|t| t.offset) else {
+            return Ok(first);
+        };
+        let mut items = vec![first];
         while self.peek_tok() == Some(&Tok::Or) {
             self.pos += 1;
-            let right = self.and(depth)?;
-            left = Node::Or(Box::new(left), Box::new(right));
+            items.push(self.and(nesting)?);
         }
-        Ok(left)
+        Sub::nary(items, Node::Or, op)
     }
 
-    fn and(&mut self, depth: usize) -> Result<Node, Failure> {
-        let mut left = self.equality(depth)?;
+    fn and(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        let first = self.equality(nesting)?;
+        let Some(op) = self.peek().filter(|t| t.tok == Tok::And).map(|t| t.offset) else {
+            return Ok(first);
+        };
+        let mut items = vec![first];
         while self.peek_tok() == Some(&Tok::And) {
             self.pos += 1;
-            let right = self.equality(depth)?;
-            left = Node::And(Box::new(left), Box::new(right));
+            items.push(self.equality(nesting)?);
         }
-        Ok(left)
+        Sub::nary(items, Node::And, op)
     }
 
-    fn equality(&mut self, depth: usize) -> Result<Node, Failure> {
-        let mut left = self.comparison(depth)?;
-        while let Some(Tok::Cmp(op @ (CmpOp::Eq | CmpOp::Ne))) = self.peek_tok() {
-            let op = *op;
+    fn equality(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        let mut left = self.comparison(nesting)?;
+        while let Some(Token { tok: Tok::Cmp(op @ (CmpOp::Eq | CmpOp::Ne)), offset, .. }) = self.peek() {
+            let (op, offset) = (*op, *offset);
             self.pos += 1;
-            let right = self.comparison(depth)?;
-            left = Node::Cmp(op, Box::new(left), Box::new(right));
+            let right = self.comparison(nesting)?;
+            left = Sub::binary(left, right, offset, |a, b| Node::Cmp(op, a, b))?;
         }
         Ok(left)
     }
 
-    fn comparison(&mut self, depth: usize) -> Result<Node, Failure> {
-        let mut left = self.unary(depth)?;
-        while let Some(Tok::Cmp(op @ (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge))) = self.peek_tok() {
-            let op = *op;
+    fn comparison(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        let mut left = self.unary(nesting)?;
+        while let Some(Token { tok: Tok::Cmp(op @ (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)), offset, .. }) =
+            self.peek()
+        {
+            let (op, offset) = (*op, *offset);
             self.pos += 1;
-            let right = self.unary(depth)?;
-            left = Node::Cmp(op, Box::new(left), Box::new(right));
+            let right = self.unary(nesting)?;
+            left = Sub::binary(left, right, offset, |a, b| Node::Cmp(op, a, b))?;
         }
         Ok(left)
     }
 
-    fn unary(&mut self, depth: usize) -> Result<Node, Failure> {
+    fn unary(&mut self, nesting: usize) -> Result<Sub, Failure> {
         if self.peek_tok() == Some(&Tok::Not) {
             let t = self.next()?;
-            if depth + 1 > MAX_DEPTH {
+            if nesting + 1 > MAX_DEPTH {
                 return fail(t.offset, format!("exceeded max expression depth {MAX_DEPTH}"));
             }
-            let inner = self.unary(depth + 1)?;
-            return Ok(Node::Not(Box::new(inner)));
+            let inner = self.unary(nesting + 1)?;
+            return Sub::unary(inner, t.offset, Node::Not);
         }
-        self.postfix(depth)
+        self.postfix(nesting)
     }
 
-    fn postfix(&mut self, depth: usize) -> Result<Node, Failure> {
-        let (mut node, can_index) = self.primary(depth)?;
+    fn postfix(&mut self, nesting: usize) -> Result<Sub, Failure> {
+        let (mut sub, can_index) = self.primary(nesting)?;
         if !can_index {
-            return Ok(node);
+            return Ok(sub);
         }
         loop {
             match self.peek_tok() {
                 Some(Tok::Dot) => {
                     self.pos += 1;
                     let t = self.next()?;
-                    node = match t.tok {
-                        Tok::Star => Node::Wildcard(Box::new(node)),
-                        Tok::Word(w) => Node::Index(Box::new(node), Box::new(Node::Str(w))),
+                    sub = match t.tok {
+                        Tok::Star => Sub::unary(sub, t.offset, Node::Wildcard)?,
+                        Tok::Word(w) => {
+                            Sub::binary(sub, Sub::leaf(Node::Str(w)), t.offset, Node::Index)?
+                        }
                         _ => return fail(t.offset, format!("unexpected token '{}' after '.'", t.raw)),
                     };
                 }
                 Some(Tok::LBracket) => {
-                    self.pos += 1;
+                    let open = self.next()?;
                     if self.peek_tok() == Some(&Tok::Star) {
                         self.pos += 1;
                         self.expect(&Tok::RBracket, "']'")?;
-                        node = Node::Wildcard(Box::new(node));
+                        sub = Sub::unary(sub, open.offset, Node::Wildcard)?;
                     } else {
-                        let index = self.expr(depth + 1)?;
+                        let index = self.expr(nesting + 1)?;
                         self.expect(&Tok::RBracket, "']'")?;
-                        node = Node::Index(Box::new(node), Box::new(index));
+                        sub = Sub::binary(sub, index, open.offset, Node::Index)?;
                     }
                 }
-                _ => return Ok(node),
+                _ => return Ok(sub),
             }
         }
     }
 
     /// A primary expression, and whether `.`/`[ ]` may follow it (not after a literal).
-    fn primary(&mut self, depth: usize) -> Result<(Node, bool), Failure> {
+    fn primary(&mut self, nesting: usize) -> Result<(Sub, bool), Failure> {
         let t = self.next()?;
         Ok(match t.tok {
-            Tok::Null => (Node::Null, false),
-            Tok::Bool(b) => (Node::Bool(b), false),
-            Tok::Num(n) => (Node::Num(n), false),
-            Tok::Str(s) => (Node::Str(s), false),
+            Tok::Null => (Sub::leaf(Node::Null), false),
+            Tok::Bool(b) => (Sub::leaf(Node::Bool(b)), false),
+            Tok::Num(n) => (Sub::leaf(Node::Num(n)), false),
+            Tok::Str(s) => (Sub::leaf(Node::Str(s)), false),
             Tok::LParen => {
-                let inner = self.expr(depth + 1)?;
+                let inner = self.expr(nesting + 1)?;
                 self.expect(&Tok::RParen, "')'")?;
                 (inner, true)
             }
@@ -461,7 +474,7 @@ impl Parser {
                         self.pos += 1;
                     } else {
                         loop {
-                            args.push(self.expr(depth + 1)?);
+                            args.push(self.expr(nesting + 1)?);
                             let sep = self.next()?;
                             match sep.tok {
                                 Tok::Comma => continue,
@@ -470,7 +483,7 @@ impl Parser {
                                     return fail(
                                         sep.offset,
                                         format!("unexpected token '{}', expected ',' or ')'", sep.raw),
-                                    )
+                                    );
                                 }
                             }
                         }
@@ -482,17 +495,56 @@ impl Parser {
                     if args.len() > max {
                         return fail(open.offset, format!("too many parameters supplied to '{}'", func.name()));
                     }
-                    (Node::Call(func, args), true)
+                    (Sub::nary(args, |a| Node::Call(func, a), t.offset)?, true)
                 } else {
                     let name = w.to_ascii_lowercase();
                     if !KNOWN_CONTEXTS.contains(&name.as_str()) {
                         return fail(t.offset, format!("unrecognized named-value '{w}'"));
                     }
-                    (Node::Context(name), true)
+                    (Sub::leaf(Node::Context(name)), true)
                 }
             }
             _ => return fail(t.offset, format!("unexpected token '{}'", t.raw)),
         })
+    }
+}
+
+/// A parsed sub-tree and its depth (a leaf is 1). GitHub rejects trees deeper than
+/// [`MAX_DEPTH`]; bounding the depth also keeps evaluation's recursion bounded.
+struct Sub {
+    node: Node,
+    depth: usize,
+}
+
+impl Sub {
+    fn leaf(node: Node) -> Sub {
+        Sub { node, depth: 1 }
+    }
+
+    fn checked(node: Node, depth: usize, offset: usize) -> Result<Sub, Failure> {
+        if depth > MAX_DEPTH {
+            return fail(offset, format!("exceeded max expression depth {MAX_DEPTH}"));
+        }
+        Ok(Sub { node, depth })
+    }
+
+    fn unary(inner: Sub, offset: usize, make: impl FnOnce(Box<Node>) -> Node) -> Result<Sub, Failure> {
+        Sub::checked(make(Box::new(inner.node)), inner.depth + 1, offset)
+    }
+
+    fn binary(
+        a: Sub,
+        b: Sub,
+        offset: usize,
+        make: impl FnOnce(Box<Node>, Box<Node>) -> Node,
+    ) -> Result<Sub, Failure> {
+        let depth = a.depth.max(b.depth) + 1;
+        Sub::checked(make(Box::new(a.node), Box::new(b.node)), depth, offset)
+    }
+
+    fn nary(items: Vec<Sub>, make: impl FnOnce(Vec<Node>) -> Node, offset: usize) -> Result<Sub, Failure> {
+        let depth = items.iter().map(|s| s.depth).max().unwrap_or(0) + 1;
+        Sub::checked(make(items.into_iter().map(|s| s.node).collect()), depth, offset)
     }
 }
 
@@ -512,9 +564,13 @@ mod tests {
         let n = parse("a || b && !c == d").err();
         assert!(n.is_some(), "unknown contexts are rejected");
         let n = parse("github.a || github.b && !github.c == 1").expect("parses");
-        let Node::Or(_, right) = n else { panic!("or at the top: {n:?}") };
-        let Node::And(_, right) = *right else { panic!("and under or") };
-        assert!(matches!(*right, Node::Cmp(CmpOp::Eq, ref l, _) if matches!(**l, Node::Not(_))));
+        let Node::Or(items) = n else { panic!("or at the top: {n:?}") };
+        let Node::And(items) = &items[1] else { panic!("and under or") };
+        assert!(matches!(&items[1], Node::Cmp(CmpOp::Eq, l, _) if matches!(**l, Node::Not(_))));
+        let n = parse("1 || 2 || 3 && 4 && 5").expect("parses");
+        let Node::Or(items) = n else { panic!("or at the top") };
+        assert_eq!(items.len(), 3, "flattened");
+        assert!(matches!(&items[2], Node::And(a) if a.len() == 3));
     }
 
     #[test]
@@ -547,6 +603,15 @@ mod tests {
         assert!(err(&deep).message.contains("max expression depth"));
         let nots = format!("{}1", "!".repeat(500));
         assert!(err(&nots).message.contains("max expression depth"));
+        // Long chains do not nest deeper than GitHub allows, except where GitHub's tree does too.
+        let ors = vec!["github.a"; 5000].join(" || ");
+        assert!(parse(&ors).is_ok(), "|| chains are flat");
+        let derefs = format!("github{}", ".a".repeat(49));
+        assert!(parse(&derefs).is_ok());
+        let derefs = format!("github{}", ".a".repeat(50));
+        assert!(err(&derefs).message.contains("max expression depth"));
+        let eqs = vec!["1"; 5000].join(" == ");
+        assert!(err(&eqs).message.contains("max expression depth"));
     }
 
     #[test]
