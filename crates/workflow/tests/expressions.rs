@@ -409,6 +409,26 @@ fn functions() {
     }
 }
 
+/// The corpus leaves out act's rows whose result is not plain JSON (NaN, Infinity, objects).
+#[test]
+fn non_plain_results() {
+    let c = MapContext::default();
+    let string = |src: &str| Expr::parse(src).expect("parses").eval_string(&c).expect("evaluates");
+    assert_eq!(string("true && Infinity"), "Infinity");
+    assert_eq!(string("false || NaN"), "NaN");
+    assert_eq!(string("-Infinity"), "-Infinity");
+    assert_eq!(string("Infinity || 1"), "Infinity");
+    assert_eq!(string("fromJSON('{}') || false"), "Object");
+    // NaN and the infinities have no JSON form: as values they are their strings.
+    assert_eq!(eval("NaN", &c), json!("NaN"));
+    assert_eq!(eval("'x' && -Infinity", &c), json!("-Infinity"));
+    assert_eq!(eval("fromJSON('{}') || false", &c), json!({}));
+    assert_eq!(eval("fromJSON('{\"foo\":\"bar\"}')", &c), json!({"foo": "bar"}));
+    assert_eq!(eval("fromJSON('[1,[2]]')[1]", &c), json!([2]));
+    assert!(!Expr::parse("NaN").expect("parses").eval_bool(&c).expect("evaluates"));
+    assert!(Expr::parse("Infinity").expect("parses").eval_bool(&c).expect("evaluates"));
+}
+
 #[test]
 fn status_functions_follow_the_context() {
     for (status, want) in [

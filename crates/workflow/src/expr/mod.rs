@@ -11,6 +11,16 @@
 //! - `Condition::parse(src)` parses an `if:` value (with or without `${{ }}`); `eval(&ctx)`
 //!   applies the implicit `success() &&` when no status function is used.
 //! - `to_string(&Value)` / `truthy(&Value)`: the language's coercions.
+//!
+//! Semantics are GitHub's runner's (`DTExpressions2`), not nektos/act's where they differ
+//! (see COMPATIBILITY.md): loose `==` with number coercion, case-insensitive string
+//! comparison, objects and arrays equal only to themselves (by reference), `&&`/`||`
+//! returning an operand, `*` filters, numbers printed with 15 significant digits. Unknown
+//! functions and context names are parse errors, as are trees deeper than 50.
+//!
+//! NaN and ±Infinity have no JSON form: where a result leaves the evaluator as a `Value`
+//! they become the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (what they print as).
+//! Integral numbers come out as JSON integers.
 
 mod eval;
 mod parser;
