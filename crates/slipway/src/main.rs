@@ -27,6 +27,14 @@ enum Command {
     Image(cmd::image::ImageCommand),
     /// Serve a standalone OCI distribution registry.
     Registry(cmd::registry::RegistryArgs),
+    /// Run the CI/CD server (webhooks, API, scheduler, registry, embedded agent).
+    Server(cmd::server::ServerArgs),
+    /// Lease jobs from a server and run them.
+    Agent(cmd::agent::AgentArgs),
+    /// List runs on a server.
+    Runs(cmd::runs::RunsArgs),
+    /// Show (and follow) the logs of a run.
+    Logs(cmd::logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +60,10 @@ fn main() -> ExitCode {
             Command::List(args) => cmd::list::main(args).await,
             Command::Image(args) => cmd::image::main(args).await,
             Command::Registry(args) => cmd::registry::main(args).await,
+            Command::Server(args) => cmd::server::main(args).await,
+            Command::Agent(args) => cmd::agent::main(args).await,
+            Command::Runs(args) => cmd::runs::main(args).await,
+            Command::Logs(args) => cmd::logs::main(args).await,
         }
     });
     match result {

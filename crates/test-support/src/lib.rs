@@ -13,6 +13,7 @@
 //! | `SLIPWAY_TEST_DISTRIBUTION` | `127.0.0.1:PORT` of the CNCF distribution registry (htpasswd auth) |
 //! | `SLIPWAY_TEST_DISTRIBUTION_USER` / `_PASSWORD` | its credentials |
 //! | `SLIPWAY_TEST_S3` | `http://127.0.0.1:PORT` of a moto S3 server (any key/secret work) |
+//! | `SLIPWAY_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth; create your own database per test) |
 
 use std::path::PathBuf;
 
@@ -91,4 +92,9 @@ pub fn shared_dir() -> PathBuf {
 /// A fresh temporary directory, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("slipway-test-").tempdir().expect("creating a temp dir")
+}
+
+/// A PostgreSQL server URL (`postgres://postgres@127.0.0.1:PORT/postgres`, trust auth).
+pub fn postgres() -> String {
+    required("SLIPWAY_TEST_POSTGRES", "a PostgreSQL server (apt-get install postgresql)")
 }

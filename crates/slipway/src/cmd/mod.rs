@@ -8,3 +8,7 @@ pub mod live;
 pub mod registry;
 pub mod run;
 pub mod workflows;
+pub mod server;
+pub mod agent;
+pub mod runs;
+pub mod logs;
