@@ -210,7 +210,7 @@ impl<W: Write, E: Write> Renderer<W, E> {
                 let view = self.view(job);
                 view.steps.insert(*step, name.clone());
                 view.in_group = false;
-                let text = self.paint("1", &format!("⭐ Run {name}"));
+                let text = self.paint("1", &format!("⭐ {name}"));
                 self.line(job, &text)?;
             }
             Event::StepFinished { job, step, outcome, conclusion, duration_ms } => {
@@ -435,7 +435,7 @@ mod tests {
         let out = render(PLAIN, &group_events(StepOutcome::Success));
         assert_eq!(
             out,
-            "[b] ⭐ Run make\n[b] ▼ deps\n[b] inside\n[b] after\n[b] ✅ Success - make (5ms)\n"
+            "[b] ⭐ make\n[b] ▼ deps\n[b] inside\n[b] after\n[b] ✅ Success - make (5ms)\n"
         );
     }
 

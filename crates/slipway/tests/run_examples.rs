@@ -1,0 +1,108 @@
+//! The example repository in `examples/`: its pipeline (build -> test matrix -> package, with
+//! artifacts, outputs and env) passes from the repository root and from inside `examples/`,
+//! and its failing variant fails fast: a test leg fails, `package` is skipped, exit 1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+fn slipway(dir: &Path, args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("SLIPWAY_LOG")
+        .output()
+        .expect("running slipway")
+}
+
+fn text(o: &Output) -> String {
+    format!("--- stdout\n{}--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn results(o: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|e| e["type"] == "job_finished")
+        .map(|e| (e["job"].as_str().unwrap_or_default().to_owned(), e["result"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+fn logs(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "log")
+        .filter_map(|e| e["line"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn files_under(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn pipeline_passes_from_the_repository_root() {
+    let tmp = test_support::tempdir();
+    let artifacts = tmp.path().join("artifacts");
+    let o = slipway(
+        &root(),
+        &["run", "-W", "examples/.slipway/workflows", "--json", "--artifact-dir", artifacts.to_str().expect("utf8")],
+        &tmp.path().join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = results(&o);
+    let tests: Vec<_> = r.iter().filter(|(j, _)| j.starts_with("test")).collect();
+    assert_eq!(tests.len(), 3, "three test legs: {r:?}");
+    assert!(r.iter().all(|(_, res)| res == "success"), "{r:?}");
+    for job in ["build", "package"] {
+        assert!(r.iter().any(|(j, _)| j == job), "{job} ran: {r:?}");
+    }
+    let version = std::fs::read_to_string(root().join("examples/VERSION")).expect("VERSION");
+    let packaged = format!("packaged wordcount-{}.tar.gz", version.trim());
+    assert!(logs(&o).iter().any(|l| l.starts_with(&packaged)), "{}", text(&o));
+    assert!(files_under(&artifacts) > 0, "--artifact-dir kept the artifacts");
+}
+
+#[test]
+fn pipeline_passes_from_inside_examples() {
+    let tmp = test_support::tempdir();
+    let o = slipway(&root().join("examples"), &["run"], &tmp.path().join("cache"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("[build]") && out.contains("[package]"), "{}", text(&o));
+    assert!(out.contains("run succeeded"), "{}", text(&o));
+}
+
+#[test]
+fn failing_variant_fails_fast() {
+    let tmp = test_support::tempdir();
+    let o = slipway(
+        &root().join("examples"),
+        &["run", "workflow_dispatch", "--input", "break-tests=true", "--json"],
+        &tmp.path().join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = results(&o);
+    assert!(r.iter().any(|(j, res)| j == "build" && res == "success"), "{r:?}");
+    assert!(r.iter().any(|(j, res)| j.starts_with("test") && res == "failure"), "{r:?}");
+    assert!(r.iter().any(|(j, res)| j == "package" && res == "skipped"), "{r:?}");
+}
