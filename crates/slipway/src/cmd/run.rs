@@ -195,7 +195,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         progress: !json_mode && std::io::stderr().is_terminal(),
     };
     let cancel = CancellationToken::new();
-    let signals = tokio::spawn(watch_signals(cancel.clone(), work.path().to_path_buf()));
+    let signals = tokio::spawn(Signals::install().watch(cancel.clone(), work.path().to_path_buf()));
     let outcome = execute(plans, options, cancel, style).await;
     signals.abort();
     let code = match outcome {
@@ -264,28 +264,36 @@ async fn execute(
     Ok(summary.success)
 }
 
-/// First Ctrl-C (or SIGTERM): cancel the run. Second: exit at once.
-async fn watch_signals(cancel: CancellationToken, work_root: PathBuf) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term_recv = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if r.is_err() {
-                return;
-            }
-        }
-        () = term_recv => {}
+/// SIGINT (Ctrl-C) and SIGTERM handlers, installed before the run starts so that no signal
+/// can hit the default action (which would leave steps running).
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
     }
-    eprintln!("\nslipway: cancelling the run (press Ctrl-C again to stop at once)");
-    cancel.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
+
+    /// First Ctrl-C (or SIGTERM): cancel the run. Second Ctrl-C: exit at once.
+    async fn watch(mut self, cancel: CancellationToken, work_root: PathBuf) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.interrupt) => {}
+            () = recv(&mut self.terminate) => {}
+        }
+        eprintln!("\nslipway: cancelling the run (press Ctrl-C again to stop at once)");
+        cancel.cancel();
+        recv(&mut self.interrupt).await;
         eprintln!("\nslipway: stopped");
         let _ = std::fs::remove_dir_all(&work_root);
         std::process::exit(130);
@@ -536,7 +544,7 @@ impl GitProbe {
                 .ok()
         };
         GitProbe {
-            rev: spawn(&["rev-parse", "--verify", "-q", "HEAD", "--symbolic-full-name", "HEAD"]),
+            rev: spawn(&["rev-parse", "HEAD", "--symbolic-full-name", "HEAD"]),
             config: spawn(&["config", "--get-regexp", r"^(remote\.origin\.url|user\.name)$"]),
         }
     }
