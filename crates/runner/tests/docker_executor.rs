@@ -8,7 +8,9 @@ use std::process::ExitStatus;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, PushImageOptions, RemoveImageOptions, TagImageOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, ListNetworksOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
+};
 use futures::StreamExt;
 use indexmap::IndexMap;
 use runner::executor::docker::{DockerExecutor, DockerOptions, LABEL_RUN};
@@ -70,7 +72,11 @@ async fn finish(mut process: Box<dyn Process>) -> Output {
     ro.expect("reading stdout");
     re.expect("reading stderr");
     let status = process.wait().await.expect("exit status");
-    Output { stdout: String::from_utf8_lossy(&o).into_owned(), stderr: String::from_utf8_lossy(&e).into_owned(), status }
+    Output {
+        stdout: String::from_utf8_lossy(&o).into_owned(),
+        stderr: String::from_utf8_lossy(&e).into_owned(),
+        status,
+    }
 }
 
 async fn run(host: &dyn JobHost, command: Command) -> Output {
@@ -82,10 +88,15 @@ async fn leftovers(executor: &DockerExecutor) -> (Vec<String>, Vec<String>) {
     let docker = client().await;
     let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_RUN}={}", executor.run_id())])]);
     let containers = docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
         .await
         .expect("listing containers");
-    let networks = docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })).await.expect("listing networks");
+    let networks =
+        docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })).await.expect("listing networks");
     (
         containers.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect(),
         networks.into_iter().filter_map(|n| n.name).collect(),
@@ -136,16 +147,17 @@ async fn scripts_in_mounts_run_by_the_same_path_with_env_and_cwd() {
     let mut env = IndexMap::new();
     env.insert("GREETING".to_owned(), "hello world".to_owned());
     env.insert("OUT".to_owned(), root.join("out.txt").display().to_string());
-    let out = run(host.as_ref(), Command {
-        program: "sh".into(),
-        args: vec!["-e".into(), script.display().to_string()],
-        env,
-        cwd: work.clone(),
-    })
+    let out = run(
+        host.as_ref(),
+        Command { program: "sh".into(), args: vec!["-e".into(), script.display().to_string()], env, cwd: work.clone() },
+    )
     .await;
     assert_eq!(out.stdout, format!("pwd={} greeting=hello world\n", work.display()), "stderr: {}", out.stderr);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(std::fs::read_to_string(root.join("out.txt")).expect("file written in the container"), "from-container\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("out.txt")).expect("file written in the container"),
+        "from-container\n"
+    );
 
     // The container's own environment (PATH) stays the base of every exec.
     let path = run(host.as_ref(), sh("echo $PATH")).await;
@@ -189,9 +201,10 @@ async fn healthy_service_is_reachable_by_its_alias() {
 
     // prepare returned only after the engine reported the service healthy.
     let docker = client().await;
-    let filters = HashMap::from([
-        ("label".to_owned(), vec![format!("{LABEL_RUN}={}", executor.run_id()), "slipway.role=service".to_owned()]),
-    ]);
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{LABEL_RUN}={}", executor.run_id()), "slipway.role=service".to_owned()],
+    )]);
     let services = docker
         .list_containers(Some(ListContainersOptions { filters: Some(filters), ..Default::default() }))
         .await
@@ -204,7 +217,11 @@ async fn healthy_service_is_reachable_by_its_alias() {
     let env = info.config.and_then(|c| c.env).unwrap_or_default();
     assert!(env.contains(&"MODE=test".to_owned()), "{env:?}");
 
-    let out = run(host.as_ref(), sh("wget -q -O - http://web:8080/hostname && wget -q -O /dev/null http://www:8080/hostname")).await;
+    let out = run(
+        host.as_ref(),
+        sh("wget -q -O - http://web:8080/hostname && wget -q -O /dev/null http://www:8080/hostname"),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
     assert!(!out.stdout.trim().is_empty());
 
@@ -266,14 +283,17 @@ async fn service_that_exits_fails_prepare_with_its_output() {
 async fn bad_service_options_name_the_flag_and_create_nothing() {
     let executor = executor("badopts");
     let mut spec = job("test");
-    spec.services.insert("db".into(), ContainerSpec { options: Some("--cpus 1 --volumes-from other".into()), ..busybox() });
+    spec.services
+        .insert("db".into(), ContainerSpec { options: Some("--cpus 1 --volumes-from other".into()), ..busybox() });
     let message = prepare_error(executor.prepare(spec).await);
     assert!(message.contains("service db's options") && message.contains("`--volumes-from`"), "{message}");
     assert_clean(&executor).await;
 }
 
 /// Reads stdout up to the first line, so the test knows the process has started.
-async fn first_line(process: &mut Box<dyn Process>) -> (String, BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>) {
+async fn first_line(
+    process: &mut Box<dyn Process>,
+) -> (String, BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>) {
     let mut reader = BufReader::new(process.take_stdout().expect("stdout"));
     let mut line = String::new();
     reader.read_line(&mut line).await.expect("reading stdout");
@@ -412,8 +432,12 @@ async fn missing_image_gives_a_clear_error() {
 }
 
 fn executor_without_image() -> DockerExecutor {
-    DockerExecutor::new(DockerOptions { endpoint: Some(test_support::docker_host()), run_id: run_id("none"), default_image: None })
-        .expect("executor")
+    DockerExecutor::new(DockerOptions {
+        endpoint: Some(test_support::docker_host()),
+        run_id: run_id("none"),
+        default_image: None,
+    })
+    .expect("executor")
 }
 
 #[tokio::test]
@@ -424,7 +448,10 @@ async fn absent_image_is_pulled_with_credentials() {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let image = format!("{repo}:{tag}");
     docker
-        .tag_image(&test_support::busybox_image(), Some(TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) }))
+        .tag_image(
+            &test_support::busybox_image(),
+            Some(TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) }),
+        )
         .await
         .expect("tagging");
     let credentials = DockerCredentials {
@@ -433,7 +460,8 @@ async fn absent_image_is_pulled_with_credentials() {
         serveraddress: Some(registry.addr.clone()),
         ..Default::default()
     };
-    let mut push = docker.push_image(&repo, Some(PushImageOptions { tag: Some(tag.clone()), platform: None }), Some(credentials));
+    let mut push =
+        docker.push_image(&repo, Some(PushImageOptions { tag: Some(tag.clone()), platform: None }), Some(credentials));
     while let Some(item) = push.next().await {
         let info = item.expect("pushing to the test registry");
         assert!(info.error_detail.is_none(), "push failed: {info:?}");
@@ -478,4 +506,46 @@ async fn unreachable_engine_and_bad_endpoints_are_clear_errors() {
     .expect("client");
     let message = prepare_error(executor.prepare(job("build")).await);
     assert!(message.contains("connecting to the docker engine at unix://"), "{message}");
+}
+
+#[tokio::test]
+async fn default_image_is_used_when_the_job_has_no_container() {
+    let executor = DockerExecutor::new(DockerOptions {
+        endpoint: Some(test_support::docker_host()),
+        run_id: run_id("default"),
+        default_image: Some(test_support::busybox_image()),
+    })
+    .expect("executor");
+    let host = executor.prepare(JobSpec { container: None, ..job("build") }).await.expect("prepare");
+    assert_eq!(host.describe(), format!("docker:{}", test_support::busybox_image()));
+    host.cleanup().await;
+    assert_clean(&executor).await;
+}
+
+#[tokio::test]
+async fn standalone_containers_for_the_host_executor_see_mounts_and_are_removed() {
+    let executor = executor("standalone");
+    let dir = test_support::tempdir();
+    let root = dir.path().canonicalize().expect("temp dir path");
+    std::fs::write(root.join("input.txt"), "shared\n").expect("input");
+    let spec = JobSpec { mounts: vec![root.clone()], container: None, ..job("host-job") };
+    let process = executor
+        .run_standalone(
+            &spec,
+            ContainerSpec {
+                entrypoint: Some(vec!["sh".into(), "-c".into()]),
+                args: vec![
+                    "cat \"$1\"/input.txt; echo done > \"$1\"/output.txt; exit 2".into(),
+                    "sh".into(),
+                    root.display().to_string(),
+                ],
+                ..busybox()
+            },
+        )
+        .await
+        .expect("run_standalone");
+    let out = finish(process).await;
+    assert_eq!((out.stdout.as_str(), out.status.code()), ("shared\n", Some(2)), "stderr: {}", out.stderr);
+    assert_eq!(std::fs::read_to_string(root.join("output.txt")).expect("written in the container"), "done\n");
+    assert_clean(&executor).await;
 }

@@ -18,11 +18,7 @@ pub fn pull_reference(image: &str) -> (String, Option<String>) {
         return (image.to_owned(), None);
     }
     let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') {
-        (image.to_owned(), None)
-    } else {
-        (image.to_owned(), Some("latest".to_owned()))
-    }
+    if last.contains(':') { (image.to_owned(), None) } else { (image.to_owned(), Some("latest".to_owned())) }
 }
 
 /// The registry a reference lives in, as the engine's auth config names it.

@@ -73,7 +73,11 @@ pub struct DockerOptions {
 impl DockerOptions {
     /// Options for the default endpoint and a fresh random run id.
     pub fn new() -> DockerOptions {
-        DockerOptions { endpoint: None, run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(), default_image: None }
+        DockerOptions {
+            endpoint: None,
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            default_image: None,
+        }
     }
 }
 
@@ -153,7 +157,10 @@ struct Inner {
 
 impl std::fmt::Debug for DockerExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DockerExecutor").field("endpoint", &self.inner.endpoint).field("run_id", &self.inner.options.run_id).finish()
+        f.debug_struct("DockerExecutor")
+            .field("endpoint", &self.inner.endpoint)
+            .field("run_id", &self.inner.options.run_id)
+            .finish()
     }
 }
 
@@ -180,10 +187,12 @@ impl DockerExecutor {
         inner
             .negotiated
             .get_or_try_init(|| async {
-                inner.client.clone().negotiate_version().await.map_err(|e| DockerError::Connect {
-                    endpoint: inner.endpoint.clone(),
-                    message: engine_message(&e),
-                })
+                inner
+                    .client
+                    .clone()
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| DockerError::Connect { endpoint: inner.endpoint.clone(), message: engine_message(&e) })
             })
             .await
             .cloned()
@@ -246,16 +255,18 @@ struct Scope {
     job_id: String,
     /// `slipway-<run>-<job>`: the network's name and every container name's prefix.
     base: String,
+    /// Containers use the engine host's network (host executor steps) instead of the job's.
+    host_network: bool,
 }
 
 impl Scope {
     fn new(docker: Docker, run_id: &str, job_id: &str) -> Scope {
         let base = format!("slipway-{}-{}", sanitize(run_id), sanitize(job_id));
-        Scope { docker, run_id: run_id.to_owned(), job_id: job_id.to_owned(), base }
+        Scope { docker, run_id: run_id.to_owned(), job_id: job_id.to_owned(), base, host_network: false }
     }
 
     fn network(&self) -> &str {
-        &self.base
+        if self.host_network { "host" } else { &self.base }
     }
 
     fn labels(&self, role: &str) -> HashMap<String, String> {
@@ -267,8 +278,11 @@ impl Scope {
     }
 
     async fn cleanup(&self) {
-        remove_labelled(&self.docker, vec![format!("{LABEL_RUN}={}", self.run_id), format!("{LABEL_JOB}={}", self.job_id)])
-            .await;
+        remove_labelled(
+            &self.docker,
+            vec![format!("{LABEL_RUN}={}", self.run_id), format!("{LABEL_JOB}={}", self.job_id)],
+        )
+        .await;
     }
 }
 
@@ -276,7 +290,14 @@ impl Scope {
 /// all of `labels`.
 async fn remove_labelled(docker: &Docker, labels: Vec<String>) {
     let filters = HashMap::from([("label".to_owned(), labels)]);
-    match docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() })).await {
+    match docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+    {
         Ok(containers) => {
             let removals = containers.into_iter().filter_map(|c| c.id).map(|id| async move {
                 let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
@@ -341,7 +362,11 @@ fn container_body(
         if !exposed.contains(&port.container) {
             exposed.push(port.container.clone());
         }
-        bindings.entry(port.container).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(port.binding);
+        bindings
+            .entry(port.container)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(port.binding);
     }
 
     let mut binds = Vec::new();
@@ -378,11 +403,10 @@ fn container_body(
     {
         aliases.insert(0, alias.clone());
     }
-    let mut endpoints = HashMap::new();
-    endpoints.insert(
-        scope.network().to_owned(),
-        EndpointSettings { aliases: (!aliases.is_empty()).then_some(aliases), ..Default::default() },
-    );
+    let networking = (!scope.host_network).then(|| {
+        let settings = EndpointSettings { aliases: (!aliases.is_empty()).then_some(aliases), ..Default::default() };
+        NetworkingConfig { endpoints_config: Some(HashMap::from([(scope.network().to_owned(), settings)])) }
+    });
 
     let mut labels = scope.labels(role.label());
     labels.extend(opts.labels.iter().cloned());
@@ -414,14 +438,16 @@ fn container_body(
         attach_stderr: Some(role == Role::Step),
         tty: Some(false),
         host_config: Some(host),
-        networking_config: Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
+        networking_config: networking,
         ..Default::default()
     })
 }
 
 fn parse_options(what: &str, spec: &ContainerSpec) -> Result<CreateOptions, DockerError> {
     match &spec.options {
-        Some(options) => CreateOptions::parse(options).map_err(|source| DockerError::Options { what: what.to_owned(), source }),
+        Some(options) => {
+            CreateOptions::parse(options).map_err(|source| DockerError::Options { what: what.to_owned(), source })
+        }
         None => Ok(CreateOptions::default()),
     }
 }
@@ -529,17 +555,65 @@ impl Executor for DockerExecutor {
     }
 }
 
+/// Creates, attaches to and starts a step container; it is removed once it has exited.
+async fn run_step_container(
+    scope: &Scope,
+    name: &str,
+    spec: ContainerSpec,
+    mounts: &[PathBuf],
+) -> Result<Box<dyn Process>, DockerError> {
+    let docker = &scope.docker;
+    let opts = parse_options(&format!("container {}'s options", spec.image), &spec)?;
+    image::ensure_image(docker, &spec.image, spec.credentials.as_ref()).await?;
+    let body = container_body(scope, &spec, &opts, Role::Step, mounts)?;
+    let id = create_container(scope, name, body).await?;
+    let remove = || async {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        if let Err(error) = docker.remove_container(&id, Some(options)).await {
+            debug!(container = %name, %error, "Removing a step container failed.");
+        }
+    };
+    let attach = AttachContainerOptions { stream: true, logs: true, stdout: true, stderr: true, ..Default::default() };
+    let attached = match docker.attach_container(&id, Some(attach)).await {
+        Ok(a) => a,
+        Err(e) => {
+            remove().await;
+            return Err(DockerError::api(format!("attaching to container {name}"), e));
+        }
+    };
+    if let Err(e) = docker.start_container(&id, None).await {
+        remove().await;
+        return Err(DockerError::api(format!("starting container {name} ({})", spec.image), e));
+    }
+    drop(attached.input);
+    Ok(Box::new(process::container_process(docker, &id, attached.output)))
+}
+
+impl DockerExecutor {
+    /// Runs a one-off container for a job of the *host* executor (a `docker://` step or a
+    /// docker action): the engine host's network, `job.mounts` at the same paths, labelled
+    /// with this run and `job.job_id`, removed once it has exited.
+    pub async fn run_standalone(&self, job: &JobSpec, spec: ContainerSpec) -> Result<Box<dyn Process>, ExecError> {
+        for mount in &job.mounts {
+            if !mount.is_absolute() {
+                return Err(DockerError::RelativeMount(mount.clone()).into());
+            }
+        }
+        let docker = self.client().await?;
+        let mut scope = Scope::new(docker, self.run_id(), &job.job_id);
+        scope.host_network = true;
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{}-step-{suffix}", scope.base);
+        Ok(run_step_container(&scope, &name, spec, &job.mounts).await?)
+    }
+}
+
 /// The last health-check output of a container, trimmed.
 fn last_health_log(state: &bollard::models::ContainerState) -> String {
-    let log = state
-        .health
-        .as_ref()
-        .and_then(|h| h.log.as_ref())
-        .and_then(|log| log.last())
-        .map(|entry| {
-            let output = entry.output.as_deref().unwrap_or("").trim();
-            format!("{output} (exit code {})", entry.exit_code.unwrap_or(-1))
-        });
+    let log = state.health.as_ref().and_then(|h| h.log.as_ref()).and_then(|log| log.last()).map(|entry| {
+        let output = entry.output.as_deref().unwrap_or("").trim();
+        format!("{output} (exit code {})", entry.exit_code.unwrap_or(-1))
+    });
     log.unwrap_or_else(|| "(no health check has run)".to_owned())
 }
 
@@ -561,10 +635,14 @@ async fn wait_healthy(docker: &Docker, key: &str, id: &str) -> Result<(), Docker
         docker.inspect_container(id, None).await.map_err(|e| DockerError::api(format!("inspecting service {key}"), e))
     };
     let info = inspect(docker.clone()).await?;
-    let deadline_after = info.config.as_ref().and_then(|c| c.healthcheck.as_ref()).map(health_deadline).unwrap_or(Duration::ZERO);
+    let deadline_after =
+        info.config.as_ref().and_then(|c| c.healthcheck.as_ref()).map(health_deadline).unwrap_or(Duration::ZERO);
     let deadline = tokio::time::Instant::now() + deadline_after;
     // Replay events since the container was created so none between inspects is missed.
-    let filters = HashMap::from([("container".to_owned(), vec![id.to_owned()]), ("type".to_owned(), vec!["container".to_owned()])]);
+    let filters = HashMap::from([
+        ("container".to_owned(), vec![id.to_owned()]),
+        ("type".to_owned(), vec!["container".to_owned()]),
+    ]);
     let since = info.created.as_deref().and_then(unix_seconds).unwrap_or(1).saturating_sub(1);
     let mut events =
         docker.events(Some(EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) }));
@@ -601,7 +679,11 @@ async fn wait_healthy(docker: &Docker, key: &str, id: &str) -> Result<(), Docker
             }
             Ok(Some(Ok(_event))) => {}
             Ok(Some(Err(e))) => return Err(DockerError::api(format!("watching service {key}'s events"), e)),
-            Ok(None) => return Err(DockerError::Other(format!("the engine closed the event stream while waiting for service {key}"))),
+            Ok(None) => {
+                return Err(DockerError::Other(format!(
+                    "the engine closed the event stream while waiting for service {key}"
+                )));
+            }
         }
         info = inspect(docker.clone()).await?;
     }
@@ -672,30 +754,9 @@ impl JobHost for DockerJob {
     }
 
     async fn run_container(&self, spec: ContainerSpec) -> Result<Box<dyn Process>, ExecError> {
-        let docker = &self.scope.docker;
-        let opts = parse_options(&format!("container {}", spec.image), &spec)?;
-        image::ensure_image(docker, &spec.image, spec.credentials.as_ref()).await?;
         let n = self.steps.fetch_add(1, Ordering::SeqCst);
         let name = format!("{}-step-{n}", self.scope.base);
-        let body = container_body(&self.scope, &spec, &opts, Role::Step, &self.mounts)?;
-        let id = create_container(&self.scope, &name, body).await?;
-        let remove = || async {
-            let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })).await;
-        };
-        let attach = AttachContainerOptions { stream: true, logs: true, stdout: true, stderr: true, ..Default::default() };
-        let attached = match docker.attach_container(&id, Some(attach)).await {
-            Ok(a) => a,
-            Err(e) => {
-                remove().await;
-                return Err(DockerError::api(format!("attaching to container {name}"), e).into());
-            }
-        };
-        if let Err(e) = docker.start_container(&id, None).await {
-            remove().await;
-            return Err(DockerError::api(format!("starting container {name} ({})", spec.image), e).into());
-        }
-        drop(attached.input);
-        Ok(Box::new(process::container_process(docker, &id, attached.output)))
+        Ok(run_step_container(&self.scope, &name, spec, &self.mounts).await?)
     }
 
     fn describe(&self) -> String {

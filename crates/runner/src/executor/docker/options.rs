@@ -245,10 +245,36 @@ fn flag_kind(flag: &str) -> Option<Kind> {
     Some(match flag {
         "--privileged" | "--init" | "--read-only" | "--no-healthcheck" | "--rm" | "-d" | "--detach" | "-t"
         | "--tty" | "-i" | "--interactive" => Kind::Bool,
-        "--health-cmd" | "--health-interval" | "--health-timeout" | "--health-start-period" | "--health-retries"
-        | "-e" | "--env" | "--cpus" | "-m" | "--memory" | "--shm-size" | "-u" | "--user" | "--entrypoint" | "-w"
-        | "--workdir" | "--cap-add" | "--cap-drop" | "--security-opt" | "--network-alias" | "-h" | "--hostname"
-        | "-l" | "--label" | "--add-host" | "--tmpfs" | "-v" | "--volume" | "-p" | "--publish" => Kind::Value,
+        "--health-cmd"
+        | "--health-interval"
+        | "--health-timeout"
+        | "--health-start-period"
+        | "--health-retries"
+        | "-e"
+        | "--env"
+        | "--cpus"
+        | "-m"
+        | "--memory"
+        | "--shm-size"
+        | "-u"
+        | "--user"
+        | "--entrypoint"
+        | "-w"
+        | "--workdir"
+        | "--cap-add"
+        | "--cap-drop"
+        | "--security-opt"
+        | "--network-alias"
+        | "-h"
+        | "--hostname"
+        | "-l"
+        | "--label"
+        | "--add-host"
+        | "--tmpfs"
+        | "-v"
+        | "--volume"
+        | "-p"
+        | "--publish" => Kind::Value,
         _ => return None,
     })
 }
@@ -456,10 +482,7 @@ pub fn parse_port(spec: &str) -> Result<PortSpec, OptionsError> {
     }
     Ok(PortSpec {
         container: format!("{container_port}/{proto}"),
-        binding: PortBinding {
-            host_ip: ip.filter(|s| !s.is_empty()),
-            host_port: Some(host_port.to_owned()),
-        },
+        binding: PortBinding { host_ip: ip.filter(|s| !s.is_empty()), host_port: Some(host_port.to_owned()) },
     })
 }
 
@@ -526,14 +549,17 @@ mod tests {
                 ..Default::default()
             },
         );
-        check("--health-cmd='redis-cli ping'", CreateOptions {
-            health: HealthOptions { cmd: Some("redis-cli ping".into()), ..Default::default() },
-            ..Default::default()
-        });
-        check("--no-healthcheck", CreateOptions {
-            health: HealthOptions { disabled: true, ..Default::default() },
-            ..Default::default()
-        });
+        check(
+            "--health-cmd='redis-cli ping'",
+            CreateOptions {
+                health: HealthOptions { cmd: Some("redis-cli ping".into()), ..Default::default() },
+                ..Default::default()
+            },
+        );
+        check(
+            "--no-healthcheck",
+            CreateOptions { health: HealthOptions { disabled: true, ..Default::default() }, ..Default::default() },
+        );
     }
 
     #[test]
@@ -579,21 +605,27 @@ mod tests {
             "container option `--health-interval`: invalid value `10`: expected a duration such as 10s, 500ms or 1m30s",
         );
         check_err("-e NOVALUE", "container option `-e`: invalid value `NOVALUE`: expected NAME=VALUE");
-        check_err("--health-cmd 'unterminated", "container options: unterminated quote in `--health-cmd 'unterminated`");
+        check_err(
+            "--health-cmd 'unterminated",
+            "container options: unterminated quote in `--health-cmd 'unterminated`",
+        );
         check_err("postgres", "unsupported container option `postgres`");
-        check_err("--privileged=maybe", "container option `--privileged`: invalid value `maybe`: expected true or false");
-        check_err("--health-retries -1", "container option `--health-retries`: invalid value `-1`: must not be negative");
+        check_err(
+            "--privileged=maybe",
+            "container option `--privileged`: invalid value `maybe`: expected true or false",
+        );
+        check_err(
+            "--health-retries -1",
+            "container option `--health-retries`: invalid value `-1`: must not be negative",
+        );
     }
 
     #[test]
     fn words() {
-        assert_eq!(split_words(r#"a "b c" 'd e' f\ g "h\"i""#), Ok(vec![
-            "a".to_owned(),
-            "b c".into(),
-            "d e".into(),
-            "f g".into(),
-            "h\"i".into()
-        ]));
+        assert_eq!(
+            split_words(r#"a "b c" 'd e' f\ g "h\"i""#),
+            Ok(vec!["a".to_owned(), "b c".into(), "d e".into(), "f g".into(), "h\"i".into()])
+        );
         assert_eq!(split_words(r#"x="" y"#), Ok(vec!["x=".to_owned(), "y".into()]));
         assert_eq!(split_words("''"), Ok(vec![String::new()]));
     }

@@ -43,7 +43,8 @@ const PID_MARKER: &[u8] = b"::slipway-pid::";
 /// Runs `"$@"` after reporting `$$` (the exec's PID, a process-group leader) on stderr.
 pub const PID_WRAPPER: &str = "echo \"::slipway-pid::$$\" >&2; exec \"$@\"";
 /// Sends signal `$1` to process group `$2` (falls back to the process itself).
-const KILL_SCRIPT: &str = "kill -s \"$1\" -- \"-$2\" 2>/dev/null || kill -s \"$1\" \"-$2\" 2>/dev/null || kill -s \"$1\" \"$2\"";
+const KILL_SCRIPT: &str =
+    "kill -s \"$1\" -- \"-$2\" 2>/dev/null || kill -s \"$1\" \"-$2\" 2>/dev/null || kill -s \"$1\" \"$2\"";
 
 type OutputStream = std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
 
@@ -180,20 +181,26 @@ pub async fn spawn_exec(
         argv
     };
     let exec = docker
-        .create_exec(container, CreateExecOptions {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            attach_stdin: Some(false),
-            tty: Some(false),
-            env: Some(env),
-            cmd: Some(cmd),
-            working_dir: cwd,
-            ..Default::default()
-        })
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                attach_stdin: Some(false),
+                tty: Some(false),
+                env: Some(env),
+                cmd: Some(cmd),
+                working_dir: cwd,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(|e| DockerError::api(format!("creating an exec in {container}"), e))?;
     let started = docker
-        .start_exec(&exec.id, Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(PIPE_CAPACITY) }))
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(PIPE_CAPACITY) }),
+        )
         .await
         .map_err(|e| DockerError::api(format!("starting an exec in {container}"), e))?;
     let StartExecResults::Attached { output, input } = started else {
@@ -299,7 +306,9 @@ impl PidLine {
             self.pending = None;
             return rest;
         }
-        if pending.len() > PID_MARKER.len() + 12 || !PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())]) {
+        if pending.len() > PID_MARKER.len() + 12
+            || !PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())])
+        {
             // Not our line (e.g. the engine's own error text): pass it through.
             return self.pending.take().unwrap_or_default();
         }
@@ -378,7 +387,8 @@ async fn pump(
 async fn exec_exit_code(docker: &Docker, id: &str) -> Result<i64, String> {
     let mut delay = Duration::from_millis(5);
     loop {
-        let info = docker.inspect_exec(id).await.map_err(|e| format!("inspecting exec {id}: {}", engine_message(&e)))?;
+        let info =
+            docker.inspect_exec(id).await.map_err(|e| format!("inspecting exec {id}: {}", engine_message(&e)))?;
         if info.running != Some(true) {
             return info.exit_code.ok_or_else(|| format!("exec {id} ended without an exit code"));
         }
@@ -399,9 +409,7 @@ async fn container_exit_code(docker: &Docker, name: &str) -> Result<i64, String>
                 .inspect_container(name, None)
                 .await
                 .map_err(|e| format!("inspecting container {name}: {}", engine_message(&e)))?;
-            info.state
-                .and_then(|s| s.exit_code)
-                .ok_or_else(|| format!("container {name} ended without an exit code"))
+            info.state.and_then(|s| s.exit_code).ok_or_else(|| format!("container {name} ended without an exit code"))
         }
     }
 }
@@ -442,9 +450,8 @@ async fn signaller(docker: Docker, target: Target, mut signals: mpsc::UnboundedR
 }
 
 async fn run_detached(docker: &Docker, container: &str, argv: Vec<String>) -> Result<(), BollardError> {
-    let exec = docker
-        .create_exec(container, CreateExecOptions::<String> { cmd: Some(argv), ..Default::default() })
-        .await?;
+    let exec =
+        docker.create_exec(container, CreateExecOptions::<String> { cmd: Some(argv), ..Default::default() }).await?;
     docker.start_exec(&exec.id, Some(StartExecOptions { detach: true, ..Default::default() })).await?;
     Ok(())
 }
@@ -479,7 +486,10 @@ mod tests {
     fn pid_line() {
         assert_eq!(feed_all(&["::slipway-pid::42\nerr\n"]), ("err\n".into(), PidState::Running(42)));
         assert_eq!(feed_all(&["::slip", "way-pid::7", "\n", "x"]), ("x".into(), PidState::Running(7)));
-        assert_eq!(feed_all(&["sh: exec: nope: not found\n"]), ("sh: exec: nope: not found\n".into(), PidState::Unknown));
+        assert_eq!(
+            feed_all(&["sh: exec: nope: not found\n"]),
+            ("sh: exec: nope: not found\n".into(), PidState::Unknown)
+        );
         assert_eq!(feed_all(&["::slipway-pid::x\n"]), ("::slipway-pid::x\n".into(), PidState::Unknown));
         assert_eq!(feed_all(&["::slip"]), ("::slip".into(), PidState::Unknown));
     }
