@@ -185,6 +185,73 @@ fn act_expression_corpus() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Every `${{ }}` and every `if:` in act's workflow corpus (`shared/compat/act/cases`)
+/// parses: the parser rejects nothing that act and GitHub accept.
+#[test]
+fn every_expression_in_acts_workflows_parses() {
+    fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let root = test_support::shared_dir().join("compat/act/cases");
+    let mut files = Vec::new();
+    yaml_files(&root, &mut files);
+    files.sort();
+    let (mut templates, mut conditions) = (0, 0);
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("readable");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let at = format!("{}:{}", file.strip_prefix(&root).unwrap_or(file).display(), i + 1);
+            // act's `${{ insert }}` mapping-key directive is not an expression.
+            if line.contains("${{") && !line.replace(' ', "").contains("${{insert}}") {
+                templates += 1;
+                // An expression may continue on the next lines (a multi-line flow scalar).
+                let mut chunk = (*line).to_owned();
+                let mut next = i + 1;
+                let mut result = Template::parse(&chunk);
+                while matches!(&result, Err(e) if e.message.starts_with("unclosed")) && next < lines.len() {
+                    chunk.push('\n');
+                    chunk.push_str(lines[next]);
+                    next += 1;
+                    result = Template::parse(&chunk);
+                }
+                if let Err(e) = result {
+                    failures.push(format!("{at}: {chunk:?}: {e}"));
+                }
+            }
+            let trimmed = line.trim_start().trim_start_matches("- ");
+            let Some(value) = trimmed.strip_prefix("if:") else { continue };
+            let value = value.split(" #").next().unwrap_or_default().trim();
+            let condition = if value == "|" || value == ">" {
+                let indent = line.len() - line.trim_start().len();
+                lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                    .map(|l| l.trim())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                value.trim_matches('"').to_owned()
+            };
+            conditions += 1;
+            if let Err(e) = Condition::parse(&condition) {
+                failures.push(format!("{at}: if: {condition:?}: {e}"));
+            }
+        }
+    }
+    assert!(templates >= 60 && conditions >= 15, "found {templates} templates and {conditions} conditions");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 // ---- behaviour act's corpus misses -------------------------------------------------------
 
 fn ctx(contexts: Value) -> MapContext {
