@@ -458,10 +458,10 @@ impl<'a> Parser<'a> {
             Some(Scalar::Float(f)) if f.is_finite() => Some(NumberOrExpr::Number(f)),
             Some(Scalar::Str) => {
                 let text = n.text().unwrap_or_default();
-                if let Ok(f) = text.trim().parse::<f64>() {
-                    if f.is_finite() {
-                        return Some(NumberOrExpr::Number(f));
-                    }
+                if let Ok(f) = text.trim().parse::<f64>()
+                    && f.is_finite()
+                {
+                    return Some(NumberOrExpr::Number(f));
                 }
                 if text.contains("${{") {
                     return self.template_text(n, text, what).map(NumberOrExpr::Expr);
@@ -672,10 +672,10 @@ impl<'a> Parser<'a> {
             self.err(n.start, "an event name is empty");
             return None;
         }
-        if !KNOWN_EVENTS.contains(&name.as_str()) {
-            if let Some(s) = did_you_mean(&name, KNOWN_EVENTS) {
-                self.warn(n.start, format!("unknown event '{name}' (did you mean '{s}'?)"));
-            }
+        if !KNOWN_EVENTS.contains(&name.as_str())
+            && let Some(s) = did_you_mean(&name, KNOWN_EVENTS)
+        {
+            self.warn(n.start, format!("unknown event '{name}' (did you mean '{s}'?)"));
         }
         Some(name)
     }
@@ -1155,10 +1155,11 @@ impl<'a> Parser<'a> {
             Kind::Seq(items) => items.iter().for_each(|i| self.check_matrix_value(i)),
             Kind::Map(entries) => {
                 for (k, v) in entries {
-                    if let Some(key) = self.key(k) {
-                        if key.contains("${{") && !is_insert_key(key) {
-                            self.err(k.start, "expressions are not allowed in matrix keys (except '${{ insert }}')");
-                        }
+                    if let Some(key) = self.key(k)
+                        && key.contains("${{")
+                        && !is_insert_key(key)
+                    {
+                        self.err(k.start, "expressions are not allowed in matrix keys (except '${{ insert }}')");
                     }
                     self.check_matrix_value(v);
                 }

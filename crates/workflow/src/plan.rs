@@ -159,6 +159,7 @@ pub struct Job {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[allow(clippy::large_enum_variant)] // a job is either; boxing would only add indirection
 pub enum JobKind {
     Steps(Vec<Step>),
     /// `uses: ./.github/workflows/x.yml` (or `owner/repo/.github/workflows/x.yml@ref`).

@@ -150,20 +150,11 @@ fn resolve_plain(text: &str) -> Scalar {
     }
     let bytes = text.as_bytes();
     let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
-    if let Some(hex) = text.strip_prefix("0x") {
-        if digits(hex, 16) {
-            if let Ok(i) = i64::from_str_radix(hex, 16) {
-                return Scalar::Int(i);
-            }
-            return Scalar::Str;
-        }
-    }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if digits(oct, 8) {
-            if let Ok(i) = i64::from_str_radix(oct, 8) {
-                return Scalar::Int(i);
-            }
-            return Scalar::Str;
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(rest) = text.strip_prefix(prefix)
+            && digits(rest, radix)
+        {
+            return i64::from_str_radix(rest, radix).map(Scalar::Int).unwrap_or(Scalar::Str);
         }
     }
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
@@ -175,11 +166,11 @@ fn resolve_plain(text: &str) -> Scalar {
     }
     // Core-schema float: [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
     let first = bytes.first().copied().unwrap_or(b' ');
-    if (first.is_ascii_digit() || first == b'.' || first == b'-' || first == b'+') && is_float(text)
+    if (first.is_ascii_digit() || first == b'.' || first == b'-' || first == b'+')
+        && is_float(text)
+        && let Ok(f) = text.parse::<f64>()
     {
-        if let Ok(f) = text.parse::<f64>() {
-            return Scalar::Float(f);
-        }
+        return Scalar::Float(f);
     }
     Scalar::Str
 }
@@ -221,6 +212,9 @@ pub(crate) struct Loaded {
     pub root: Option<Node>,
     pub problems: Vec<YamlError>,
 }
+
+/// How deep sequences and mappings may nest (the tree is walked recursively).
+const MAX_DEPTH: usize = 200;
 
 /// Nodes that alias expansion may copy in total (guards against "billion laughs").
 const ALIAS_BUDGET: usize = 100_000;
@@ -301,6 +295,12 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
                     return Err(YamlError { pos: start, message: "unknown alias".to_owned() });
                 }
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(YamlError {
+                    pos: start,
+                    message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                });
+            }
             Event::SequenceStart(anchor, _) => {
                 stack.push(Frame::Seq { items: Vec::new(), start, anchor });
                 None
@@ -340,13 +340,10 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => *key = Some(node),
                 Some(k) => {
-                    if let Some(text) = k.text() {
-                        if entries.iter().any(|(prev, _)| prev.text() == Some(text)) {
-                            problems.push(YamlError {
-                                pos: k.start,
-                                message: format!("duplicate key '{text}'"),
-                            });
-                        }
+                    if let Some(text) = k.text()
+                        && entries.iter().any(|(prev, _)| prev.text() == Some(text))
+                    {
+                        problems.push(YamlError { pos: k.start, message: format!("duplicate key '{text}'") });
                     }
                     entries.push((k, node));
                 }
@@ -354,4 +351,69 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
         }
     }
     Ok(Loaded { root, problems })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scalars_resolve_with_the_core_schema() {
+        let cases = [
+            ("", Scalar::Null),
+            ("~", Scalar::Null),
+            ("null", Scalar::Null),
+            ("true", Scalar::Bool(true)),
+            ("False", Scalar::Bool(false)),
+            ("on", Scalar::Str),
+            ("yes", Scalar::Str),
+            ("42", Scalar::Int(42)),
+            ("-7", Scalar::Int(-7)),
+            ("0x1f", Scalar::Int(31)),
+            ("0o17", Scalar::Int(15)),
+            ("1.5", Scalar::Float(1.5)),
+            ("1e3", Scalar::Float(1000.0)),
+            (".5", Scalar::Float(0.5)),
+            ("8.x", Scalar::Str),
+            ("1.2.3", Scalar::Str),
+            ("-", Scalar::Str),
+            (".", Scalar::Str),
+            ("ubuntu-18.04", Scalar::Str),
+            ("99999999999999999999", Scalar::Float(1e20)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(resolve_plain(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Flow style: the parser's own limit.
+        let src = "[".repeat(100_000);
+        assert!(load(&src).is_err());
+        // Block style: ours.
+        let src: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let err = load(&src).err().map(|e| e.message);
+        assert_eq!(err.as_deref(), Some("nesting deeper than 200 levels"));
+        let src = "- ".repeat(300);
+        assert!(load(&src).is_err());
+    }
+
+    #[test]
+    fn alias_bombs_are_stopped() {
+        let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 { "a".to_owned() } else { format!("l{}", i - 1) };
+            src.push_str(&format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let err = load(&src).err().map(|e| e.message);
+        assert_eq!(err.as_deref(), Some("too many alias expansions"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_the_second_key() {
+        let loaded = load("a: 1\nb: 2\na: 3\n").expect("valid YAML");
+        let p = &loaded.problems[0];
+        assert_eq!((p.pos.line, p.pos.col, p.message.as_str()), (3, 1, "duplicate key 'a'"));
+    }
 }

@@ -2,6 +2,8 @@
 //! valid parses and compiles; the invalid ones produce the right diagnostic; random
 //! truncations and mutations of all of them never panic.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `matrix::expand` and `matrix::filter`: each test is one matrix (YAML, as written under
 //! `strategy.matrix`) and its legs, one JSON object per line (or the error).
 
+#![allow(clippy::unwrap_used)]
+
 use indexmap::IndexMap;
 use serde_json::json;
 use workflow::expr::MapContext;

@@ -1,6 +1,8 @@
 //! Snapshot tests for `parse` + `compile`: each test is one workflow and the rendered
 //! result (diagnostics, or a compact plan summary). Review with `cargo insta review`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{check, check_files};

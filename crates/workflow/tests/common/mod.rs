@@ -1,6 +1,6 @@
 //! Shared test helpers: render a parse/compile result as compact text for snapshots.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fmt::Write;
 
