@@ -951,12 +951,14 @@ impl JobRun {
         let mut killed = false;
         let mut status: Option<ExitStatus> = None;
         let cancel = self.cancel.clone();
+        // A step started after cancellation (`always()`, `cancelled()`) runs to its end.
+        let watch_cancel = !cancel.is_cancelled();
         loop {
             if status.is_some() && out.is_none() && err.is_none() {
                 break;
             }
             tokio::select! {
-                _ = cancel.cancelled(), if reason.is_none() => {
+                _ = cancel.cancelled(), if reason.is_none() && watch_cancel => {
                     proc.terminate();
                     reason = Some(ProcEnd::Cancelled);
                     kill_at = tokio::time::Instant::now() + self.shared.tuning.kill_grace;
