@@ -470,10 +470,28 @@ fn functions() {
         ],
         &c,
     );
-    for src in ["fromJSON('{')", "fromJSON('')", "hashFiles('x')"] {
+    for src in ["fromJSON('{')", "fromJSON('')", "hashFiles('x')", "contains('a', fromJSON('{'))"] {
         let e = Expr::parse(src).expect("parses").eval(&c);
         assert!(e.is_err(), "{src} should fail, got {e:?}");
     }
+    // Arguments GitHub's runner never evaluates cannot fail.
+    check(
+        &[
+            ("format('{0}', 'a', fromJSON('{'))", json!("a")),
+            ("join(fromJSON('[1]'), fromJSON('{'))", json!("1")),
+            ("startsWith(github, fromJSON('{'))", json!(false)),
+            ("contains(github, fromJSON('{'))", json!(false)),
+            ("contains(fromJSON('[]'), fromJSON('{'))", json!(false)),
+            ("false && fromJSON('{')", json!(false)),
+            ("true || fromJSON('{')", json!(true)),
+            // A non-primitive needle is never a substring.
+            ("contains('Array', fromJSON('[]'))", json!(false)),
+        ],
+        &c,
+    );
+    // The format string is checked before its arguments are evaluated.
+    let e = Expr::parse("format('{0} {', fromJSON('{'))").expect("parses").eval(&c).expect_err("bad format");
+    assert!(e.message.starts_with("Unclosed brackets."), "{e}");
 }
 
 /// The corpus leaves out act's rows whose result is not plain JSON (NaN, Infinity, objects).

@@ -133,14 +133,19 @@ fn call<'a>(func: Func, args: &[Node], ctx: &'a dyn Context) -> Result<Val<'a>, 
         }
     };
     Ok(match func {
+        // Arguments are evaluated only as far as GitHub's runner evaluates them, so that an
+        // argument's error surfaces in the same cases.
         Func::Contains => {
             let hay = arg(0)?;
-            let needle = arg(1)?;
             if hay.is_primitive() {
-                let hay = upper(&hay.to_string_value());
-                let needle = upper(&needle.to_string_value());
-                Val::Bool(hay.contains(&needle))
-            } else if let Some(items) = hay.array_items() {
+                let needle = arg(1)?;
+                // A non-primitive needle is never a substring.
+                Val::Bool(
+                    needle.is_primitive()
+                        && upper(&hay.to_string_value()).contains(&upper(&needle.to_string_value())),
+                )
+            } else if let Some(items) = hay.array_items().filter(|items| !items.is_empty()) {
+                let needle = arg(1)?;
                 Val::Bool(items.iter().any(|item| loose_eq(item, &needle)))
             } else {
                 Val::Bool(false)
@@ -148,8 +153,11 @@ fn call<'a>(func: Func, args: &[Node], ctx: &'a dyn Context) -> Result<Val<'a>, 
         }
         Func::StartsWith | Func::EndsWith => {
             let s = arg(0)?;
+            if !s.is_primitive() {
+                return Ok(Val::Bool(false));
+            }
             let affix = arg(1)?;
-            if !(s.is_primitive() && affix.is_primitive()) {
+            if !affix.is_primitive() {
                 return Ok(Val::Bool(false));
             }
             let s = upper(&s.to_string_value());
@@ -157,24 +165,34 @@ fn call<'a>(func: Func, args: &[Node], ctx: &'a dyn Context) -> Result<Val<'a>, 
             Val::Bool(if func == Func::StartsWith { s.starts_with(&affix) } else { s.ends_with(&affix) })
         }
         Func::Format => {
+            // The whole format string is checked before any argument is evaluated.
             let format = arg(0)?.to_string_value();
-            let mut cache: Vec<Option<String>> = vec![None; args.len().saturating_sub(1)];
-            let mut get = |i: usize| -> Result<String, EvalError> {
-                if let Some(Some(s)) = cache.get(i) {
-                    return Ok(s.clone());
+            let pieces = parse_format(&format, args.len() - 1)?;
+            let mut cache: Vec<Option<String>> = vec![None; args.len() - 1];
+            let mut out = String::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Arg(i) => {
+                        if let Some(Some(s)) = cache.get(i) {
+                            out.push_str(s);
+                            continue;
+                        }
+                        let s = arg(i + 1)?.to_string_value();
+                        out.push_str(&s);
+                        if let Some(slot) = cache.get_mut(i) {
+                            *slot = Some(s);
+                        }
+                    }
                 }
-                let s = arg(i + 1)?.to_string_value();
-                if let Some(slot) = cache.get_mut(i) {
-                    *slot = Some(s.clone());
-                }
-                Ok(s)
-            };
-            Val::Str(format_string(&format, args.len() - 1, &mut get)?)
+            }
+            Val::Str(out)
         }
         Func::Join => {
             let items = arg(0)?;
             if let Some(items) = items.array_items() {
-                let sep = if args.len() > 1 {
+                // The separator is evaluated only when there is something to separate.
+                let sep = if items.len() > 1 && args.len() > 1 {
                     let sep = arg(1)?;
                     if sep.is_primitive() { sep.to_string_value() } else { ",".to_owned() }
                 } else {
@@ -222,15 +240,18 @@ fn call<'a>(func: Func, args: &[Node], ctx: &'a dyn Context) -> Result<Val<'a>, 
     })
 }
 
-/// `format()`: `{N}` placeholders (N < 256), `{{` and `}}` escapes. Messages match act's.
-fn format_string(
-    format: &str,
-    arg_count: usize,
-    arg: &mut dyn FnMut(usize) -> Result<String, EvalError>,
-) -> Result<String, EvalError> {
+/// A piece of a `format()` string.
+enum Piece<'f> {
+    Text(&'f str),
+    Arg(usize),
+}
+
+/// Split a `format()` string into text and `{N}` placeholders (N < 256, below `arg_count`),
+/// with `{{` and `}}` escapes. Messages match act's.
+fn parse_format(format: &str, arg_count: usize) -> Result<Vec<Piece<'_>>, EvalError> {
     let invalid = || format!("The following format string is invalid: '{format}'");
     let b = format.as_bytes();
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut index = 0;
     while index < b.len() {
         let lbrace = format[index..].find('{').map(|i| i + index);
@@ -238,7 +259,7 @@ fn format_string(
         match (lbrace, rbrace) {
             (Some(l), r) if r.is_none_or(|r| r > l) => {
                 if b.get(l + 1) == Some(&b'{') {
-                    out.push_str(&format[index..=l]);
+                    out.push(Piece::Text(&format[index..=l]));
                     index = l + 2;
                     continue;
                 }
@@ -258,20 +279,20 @@ fn format_string(
                         "The following format string references more arguments than were supplied: '{format}'"
                     ));
                 }
-                out.push_str(&format[index..l]);
-                out.push_str(&arg(n)?);
+                out.push(Piece::Text(&format[index..l]));
+                out.push(Piece::Arg(n));
                 index = r + 1;
             }
             (_, Some(r)) => {
                 if b.get(r + 1) == Some(&b'}') {
-                    out.push_str(&format[index..=r]);
+                    out.push(Piece::Text(&format[index..=r]));
                     index = r + 2;
                 } else {
                     return err(format!("Closing bracket without opening one. {}", invalid()));
                 }
             }
             (_, None) => {
-                out.push_str(&format[index..]);
+                out.push(Piece::Text(&format[index..]));
                 break;
             }
         }
