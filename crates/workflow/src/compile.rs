@@ -38,7 +38,8 @@ pub fn listens_to(workflow: &Workflow, event: &str) -> bool {
 /// Does not check that the workflow listens to `event` (see [`listens_to`]); the plan's
 /// `trigger` is that event's entry in `on:` when there is one.
 pub fn compile(workflow: &Workflow, opts: &CompileOptions<'_>) -> Result<Plan, Diagnostics> {
-    let mut c = Compiler { loader: opts.loader, diags: Vec::new(), stack: vec![workflow.file.clone()] };
+    let top = workflow.file.trim_start_matches("./").to_owned();
+    let mut c = Compiler { loader: opts.loader, diags: Vec::new(), stack: vec![top] };
     let plan = c.plan(workflow, opts.event);
     if c.diags.iter().any(|d| d.severity == Severity::Error) {
         c.diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
@@ -110,7 +111,8 @@ impl Compiler<'_> {
             return;
         };
         let path = path.to_owned();
-        if let Some(start) = self.stack.iter().position(|f| *f == path) {
+        let same = |f: &String| *f == path || f.ends_with(&format!("/{path}"));
+        if let Some(start) = self.stack.iter().position(same) {
             let mut cycle: Vec<&str> = self.stack[start..].iter().map(String::as_str).collect();
             cycle.push(&path);
             let msg = format!("reusable workflow call cycle: {}", cycle.join(" -> "));

@@ -86,8 +86,8 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// All the problems found in one go (never empty when returned as an error; errors first in
-/// source order within a file is not guaranteed, warnings may be mixed in).
+/// All the problems found in one go (never empty when returned as an error), in source
+/// order per file; warnings found alongside the errors are included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
