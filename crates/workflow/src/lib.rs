@@ -1,7 +1,7 @@
 //! Gitea/GitHub Actions workflows: YAML -> [`Workflow`] -> [`Plan`].
 //!
 //! Main entry points: [`parse`] (syntax and structure, with file:line:col diagnostics),
-//! [`compile`] (one event, reusable workflows resolved through a [`Loader`], needs-DAG
+//! [`compile()`] (one event, reusable workflows resolved through a [`Loader`], needs-DAG
 //! checked and ordered), [`expr`] (the `${{ }}` language) and [`matrix::expand`].
 //!
 //! This crate does no I/O, reads no clock and no environment: file contents, the event and

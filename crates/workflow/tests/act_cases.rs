@@ -128,6 +128,8 @@ fn uses_workflow_case_resolves_its_local_reusable_workflows() {
     let file = "uses-workflow/local-workflow.yml";
     let source = load_case_file(file).expect("readable");
     let plan = compile_for(&source, file, "pull_request").expect("compiles");
+    let json = serde_json::to_value(&plan).expect("a plan serializes");
+    assert_eq!(json["jobs"][0]["kind"]["Call"]["plan"]["jobs"][0]["id"], "reusable_workflow_job");
     let mut out = String::new();
     common::render_plan(&mut out, &plan, "");
     insta::assert_snapshot!(out);
