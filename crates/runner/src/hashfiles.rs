@@ -6,8 +6,12 @@
 //! matched like any other; `{a,b}` is literal (no brace expansion); `\` escapes. A pattern
 //! that matches a directory matches every file below it. `!pattern` excludes what it matches;
 //! patterns apply in order, so a later include can re-add what an earlier negation removed.
-//! Blank patterns and `#` comments are ignored. Only regular files (symlinks followed) under
-//! the root are returned, sorted by their path relative to the root.
+//! Blank patterns and `#` comments are ignored. Only files under the root are returned,
+//! sorted by their path relative to the root.
+//!
+//! Symbolic links, as on GitHub: a link to a file counts as that file; links to directories
+//! are not entered unless the first argument is `--follow-symbolic-links` (then they are,
+//! and cycles are skipped). Any other first argument starting with `--` is an error.
 //!
 //! The digest is GitHub's: sha256 over the concatenated sha256 digests of the matched files,
 //! hex-encoded; the empty string when nothing matches. (nektos/act hashes the concatenated
@@ -26,6 +30,8 @@ use sha2::{Digest, Sha256};
 /// Why `hashFiles` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HashFilesError {
+    #[error("invalid glob option {option}, valid options are '--follow-symbolic-links'")]
+    Option { option: String },
     #[error("invalid hashFiles pattern '{pattern}'")]
     Pattern {
         pattern: String,
@@ -158,22 +164,38 @@ fn pattern_matches(p: &Pattern, rel: &[&str]) -> bool {
 /// The files under `root` that the patterns select, sorted by path relative to `root`.
 /// The returned paths are `root` joined with that relative path.
 pub fn matched_files(root: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, HashFilesError> {
+    let (follow_links, patterns) = match patterns.split_first() {
+        Some((first, rest)) if first.starts_with("--") => {
+            if !first.eq_ignore_ascii_case("--follow-symbolic-links") {
+                return Err(HashFilesError::Option { option: first.clone() });
+            }
+            (true, rest)
+        }
+        _ => (false, patterns),
+    };
     let patterns = parse_patterns(root, patterns)?;
     if !patterns.iter().any(|p| !p.negate && p.matcher.is_some()) {
         return Ok(Vec::new());
     }
     let mut found: Vec<(String, PathBuf)> = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(true).min_depth(1) {
+    for entry in walkdir::WalkDir::new(root).follow_links(follow_links).min_depth(1) {
         let entry = match entry {
             Ok(e) => e,
-            // A symlink cycle: the glob library skips it too.
+            // A symlink cycle or a broken link: the glob library skips them too.
             Err(e) if e.loop_ancestor().is_some() => continue,
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => continue,
             Err(source) => {
                 let path = source.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf);
                 return Err(HashFilesError::Walk { path, source });
             }
         };
-        if !entry.file_type().is_file() {
+        let is_file = if entry.path_is_symlink() && !follow_links {
+            // Not entered, but a link to a file is hashed as that file (dangling: skipped).
+            std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+        } else {
+            entry.file_type().is_file()
+        };
+        if !is_file {
             continue;
         }
         let Ok(rel) = entry.path().strip_prefix(root) else { continue };

@@ -201,15 +201,28 @@ fn digest_is_githubs_and_empty_when_nothing_matches() {
 
 #[cfg(unix)]
 #[test]
-fn symlinks_are_followed_and_cycles_skipped() {
+fn symlinks() {
     let dir = tree();
     let root = dir.path();
     std::os::unix::fs::symlink(root.join("src"), root.join("src-link")).expect("symlink");
+    std::os::unix::fs::symlink(root.join("a.txt"), root.join("a-link.txt")).expect("symlink");
+    std::os::unix::fs::symlink(root.join("gone"), root.join("dangling.txt")).expect("symlink");
     std::os::unix::fs::symlink(root, root.join("src/deep/loop")).expect("symlink");
-    let got = rels(root, &["src-link/*.rs"]);
-    assert_eq!(got, ["src-link/lib.rs", "src-link/main.rs"]);
-    let got = rels(root, &["**/mod.rs"]);
-    assert_eq!(got, ["src-link/deep/mod.rs", "src/deep/mod.rs"]);
+    // By default directory links are not entered; a link to a file is that file.
+    assert_eq!(rels(root, &["src-link/*.rs"]), Vec::<String>::new());
+    assert_eq!(rels(root, &["*.txt"]), ["a-link.txt", "a.txt", "{a,b}.txt"]);
+    assert_eq!(rels(root, &["**/mod.rs"]), ["src/deep/mod.rs"]);
+    assert_eq!(
+        hash_files(root, &["a-link.txt".to_owned()]).expect("hashes"),
+        hash_files(root, &["a.txt".to_owned()]).expect("hashes"),
+    );
+    // `--follow-symbolic-links` enters them; cycles are skipped.
+    assert_eq!(rels(root, &["--follow-symbolic-links", "src-link/*.rs"]), ["src-link/lib.rs", "src-link/main.rs"]);
+    assert_eq!(rels(root, &["--FOLLOW-SYMBOLIC-LINKS", "**/mod.rs"]), ["src-link/deep/mod.rs", "src/deep/mod.rs"]);
+    let err = matched_files(root, &["--follow".to_owned(), "*".to_owned()]).expect_err("unknown option");
+    assert_eq!(err.to_string(), "invalid glob option --follow, valid options are '--follow-symbolic-links'");
+    // Only the first argument is an option.
+    assert_eq!(rels(root, &["a.txt", "--follow-symbolic-links"]), ["a.txt"]);
 }
 
 #[test]
