@@ -12,3 +12,4 @@
 //! What it does not do (yet): the SQL state of the CI server, which will live in `store::sql`.
 
 pub mod blob;
+pub mod sql;

@@ -1,0 +1,1021 @@
+//! The SQL state of the CI server: repositories, runs, jobs, steps, log chunks, webhook
+//! deliveries and agents, in one schema that runs on SQLite (the default, a file in WAL
+//! mode) and PostgreSQL (`postgres://...`).
+//!
+//! [`Db`] is the only type that speaks SQL. It is a thin, typed layer: every method is one
+//! statement or one short transaction; decisions (what becomes runnable, what a result
+//! means) are the caller's. Values that other crates give structure to (a job's `needs`
+//! and labels, a run's spec) are opaque text here.
+//!
+//! Leasing a job is the one contended write: on PostgreSQL it locks candidate rows with
+//! `FOR UPDATE SKIP LOCKED`, so many server replicas can share a database; on SQLite it runs
+//! in a `BEGIN IMMEDIATE` transaction (SQLite has one writer at a time).
+//!
+//! The store reads no clock: every timestamp (milliseconds since the Unix epoch) comes in as
+//! an argument.
+
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// An error of the SQL store, naming what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("unsupported database url `{0}`: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("connecting to the database `{url}`")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the database to schema version {version}")]
+    Migrate {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{what}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> SqlError {
+    move |source| SqlError::Query { what, source }
+}
+
+macro_rules! newtype_id {
+    ($($(#[$m:meta])* $name:ident),*) => {$(
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub i64);
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+newtype_id!(
+    /// A repository's row id.
+    RepoId,
+    /// A run's row id (shown to users as the run number).
+    RunId,
+    /// A job's row id.
+    JobId,
+    /// A registered agent.
+    AgentId
+);
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+}
+
+/// Where a job is: `Pending` waits for its needs, `Queued` waits for an agent, `Running` is
+/// leased, `Done` has a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Queued,
+    Running,
+    Done,
+}
+
+/// How a job or run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident = $s:literal),* }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+        }
+        impl FromStr for $t {
+            type Err = SqlError;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($s => Ok(Self::$v),)*
+                    other => Err(SqlError::Corrupt(format!("`{other}` is not a {}", stringify!($t)))),
+                }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+text_enum!(RunStatus { Queued = "queued", Running = "running", Done = "done" });
+text_enum!(JobStatus { Pending = "pending", Queued = "queued", Running = "running", Done = "done" });
+text_enum!(Conclusion { Success = "success", Failure = "failure", Cancelled = "cancelled", Skipped = "skipped" });
+
+/// A repository the server builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub id: RepoId,
+    pub name: String,
+    pub clone_url: String,
+    pub forge: String,
+}
+
+/// What [`Db::create_run`] needs for a run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub repository: RepoId,
+    pub workflow_file: String,
+    pub workflow_name: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub actor: String,
+    /// Opaque to the store: what an agent needs to run the jobs (the server's JSON).
+    pub spec: String,
+}
+
+/// What [`Db::create_run`] needs for each job.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub key: String,
+    pub name: String,
+    /// Opaque (the server stores a JSON array of job keys).
+    pub needs: String,
+    /// Opaque (the server stores a JSON array of `runs-on` labels).
+    pub labels: String,
+    /// The job's `if:` source, if any.
+    pub condition: Option<String>,
+    pub status: JobStatus,
+    /// For jobs created already finished (a workflow that failed to compile).
+    pub result: Option<(Conclusion, String)>,
+    /// A log to store with the job right away (attempt 0, seq 0).
+    pub log: Option<Vec<u8>>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: RunId,
+    pub repository: RepoId,
+    pub repository_name: String,
+    pub workflow_file: String,
+    pub workflow_name: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub actor: String,
+    pub status: RunStatus,
+    pub conclusion: Option<Conclusion>,
+    pub reason: Option<String>,
+    pub spec: String,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub run: RunId,
+    pub key: String,
+    pub name: String,
+    pub needs: String,
+    pub labels: String,
+    pub condition: Option<String>,
+    pub status: JobStatus,
+    pub result: Option<Conclusion>,
+    pub reason: Option<String>,
+    pub agent: Option<AgentId>,
+    pub lease_expires_at: Option<i64>,
+    pub attempt: i64,
+    pub outputs: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One stored piece of a job's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub job: JobId,
+    pub attempt: i64,
+    pub seq: i64,
+    pub data: Vec<u8>,
+}
+
+/// One step of one attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub job: JobId,
+    pub attempt: i64,
+    pub number: i64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: AgentId,
+    pub name: String,
+    pub labels: String,
+    pub last_seen_at: i64,
+}
+
+/// What happened to a lease that expired (see [`Db::expire_leases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Queued again for another attempt.
+    Requeued(JobId),
+    /// Out of attempts: done with result failure, reason "agent lost".
+    Failed(JobId),
+}
+
+/// The reason recorded on a job whose lease expired for the last time.
+pub const AGENT_LOST: &str = "agent lost";
+
+/// How many times a job is leased at most (the first attempt and one retry).
+pub const MAX_ATTEMPTS: i64 = 2;
+
+/// The SQL store (a connection pool; cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const RUN_COLUMNS: &str = "r.id, r.repository_id, p.name AS repository_name, r.workflow_file, r.workflow_name, \
+    r.event, r.git_ref, r.sha, r.actor, r.status, r.conclusion, r.reason, r.spec, r.cancel_requested, \
+    r.created_at, r.started_at, r.finished_at";
+
+const JOB_COLUMNS: &str = "id, run_id, job_key, name, needs, labels, condition, status, result, reason, agent_id, \
+    lease_expires_at, attempt, outputs, created_at, started_at, finished_at";
+
+impl Db {
+    /// Connects to `url` (`sqlite://PATH` — the file is created — or `postgres://...`) and
+    /// brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(SqlError::UnsupportedUrl(redact(url)));
+        };
+        let connect_url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&connect_url)
+            .map_err(|source| SqlError::Connect { url: redact(url), source })?;
+        let pool_options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(10),
+        };
+        let pool = pool_options
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|source| SqlError::Connect { url: redact(url), source })?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for connections in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Applies the migrations not applied yet, each in its own transaction. On PostgreSQL
+    /// an advisory lock keeps two replicas from migrating at once.
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS slipway_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|source| SqlError::Migrate { version: 0, source })?;
+        for (version, statements) in schema::MIGRATIONS {
+            let version = *version;
+            let err = |source| SqlError::Migrate { version, source };
+            let mut tx = self.begin_write().await.map_err(err)?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(7470221)").execute(&mut *tx).await.map_err(err)?;
+            }
+            let applied = sqlx::query("SELECT version FROM slipway_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            if applied.is_some() {
+                continue;
+            }
+            for statement in *statements {
+                let sql = schema::render(statement, self.backend);
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(err)?;
+            }
+            sqlx::query("INSERT INTO slipway_migrations (version, applied_at) VALUES ($1, 0)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` on SQLite (take the write lock up front, so
+    /// a read-then-write never fails to upgrade), a plain `BEGIN` on PostgreSQL.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    // --- repositories -------------------------------------------------------------------
+
+    /// Creates the repository `name` or updates its clone URL and forge.
+    pub async fn upsert_repository(&self, name: &str, clone_url: &str, forge: &str, now: i64) -> Result<RepoId> {
+        let row = sqlx::query(
+            "INSERT INTO repositories (name, clone_url, forge, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET clone_url = excluded.clone_url, forge = excluded.forge
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(clone_url)
+        .bind(forge)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("saving a repository"))?;
+        Ok(RepoId(get(&row, "id")?))
+    }
+
+    pub async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>> {
+        let row = sqlx::query("SELECT id, name, clone_url, forge FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("reading a repository"))?;
+        row.map(|row| {
+            Ok(Repository {
+                id: RepoId(get(&row, "id")?),
+                name: get(&row, "name")?,
+                clone_url: get(&row, "clone_url")?,
+                forge: get(&row, "forge")?,
+            })
+        })
+        .transpose()
+    }
+
+    // --- webhook deliveries ---------------------------------------------------------------
+
+    /// Records a webhook delivery id. `false`: it was seen before (a replay).
+    pub async fn record_delivery(&self, source: &str, delivery_id: &str, now: i64) -> Result<bool> {
+        let key = format!("{source}:{delivery_id}");
+        let done = sqlx::query(
+            "INSERT INTO deliveries (delivery_id, source, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(source)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording a webhook delivery"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // --- runs -----------------------------------------------------------------------------
+
+    /// Creates a run and its jobs in one transaction. The run is `Done` right away when
+    /// every job is (a workflow that failed to compile), with `conclusion`.
+    pub async fn create_run(&self, run: &NewRun, jobs: &[NewJob], now: i64) -> Result<(RunId, Vec<JobId>)> {
+        let mut tx = self.begin_write().await.map_err(q("starting a transaction to create a run"))?;
+        let all_done = !jobs.is_empty() && jobs.iter().all(|j| j.status == JobStatus::Done);
+        let (status, conclusion, finished) = if all_done {
+            let failed = jobs.iter().any(|j| matches!(j.result, Some((Conclusion::Failure, _))));
+            let c = if failed { Conclusion::Failure } else { Conclusion::Success };
+            (RunStatus::Done, Some(c.as_str()), Some(now))
+        } else {
+            (RunStatus::Queued, None, None)
+        };
+        let reason = jobs.iter().find_map(|j| j.result.as_ref().map(|(_, r)| r.clone())).filter(|_| all_done);
+        let row = sqlx::query(
+            "INSERT INTO runs (repository_id, workflow_file, workflow_name, event, git_ref, sha, actor, status,
+                conclusion, reason, spec, created_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(run.repository.0)
+        .bind(&run.workflow_file)
+        .bind(&run.workflow_name)
+        .bind(&run.event)
+        .bind(&run.git_ref)
+        .bind(&run.sha)
+        .bind(&run.actor)
+        .bind(status.as_str())
+        .bind(conclusion)
+        .bind(reason)
+        .bind(&run.spec)
+        .bind(now)
+        .bind(finished)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(q("creating a run"))?;
+        let run_id: i64 = get(&row, "id")?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (result, reason) = match &job.result {
+                Some((c, r)) => (Some(c.as_str()), Some(r.as_str())),
+                None => (None, None),
+            };
+            let finished = (job.status == JobStatus::Done).then_some(now);
+            let row = sqlx::query(
+                "INSERT INTO jobs (run_id, job_key, name, needs, labels, condition, status, result, reason,
+                    created_at, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .bind(run_id)
+            .bind(&job.key)
+            .bind(&job.name)
+            .bind(&job.needs)
+            .bind(&job.labels)
+            .bind(job.condition.as_deref())
+            .bind(job.status.as_str())
+            .bind(result)
+            .bind(reason)
+            .bind(now)
+            .bind(finished)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("creating a job"))?;
+            let job_id: i64 = get(&row, "id")?;
+            if let Some(log) = &job.log {
+                sqlx::query("INSERT INTO log_chunks (job_id, attempt, seq, data, created_at) VALUES ($1, 0, 0, $2, $3)")
+                    .bind(job_id)
+                    .bind(log.clone())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("storing a job log"))?;
+            }
+            ids.push(JobId(job_id));
+        }
+        tx.commit().await.map_err(q("committing a new run"))?;
+        Ok((RunId(run_id), ids))
+    }
+
+    pub async fn run(&self, id: RunId) -> Result<Option<Run>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs r JOIN repositories p ON p.id = r.repository_id WHERE r.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("reading a run"))?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// The newest runs first, at most `limit`, optionally of one repository.
+    pub async fn runs(&self, repository: Option<&str>, limit: i64) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs r JOIN repositories p ON p.id = r.repository_id
+             WHERE ($1 IS NULL OR p.name = $1) ORDER BY r.id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(repository)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("listing runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Marks a run running (first job leased), if it is still queued.
+    pub async fn start_run(&self, id: RunId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
+            .bind(id.0)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(q("starting a run"))?;
+        Ok(())
+    }
+
+    /// Finishes a run. `false`: it was already finished (someone else did it).
+    pub async fn finish_run(&self, id: RunId, conclusion: Conclusion, reason: Option<&str>, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'done', conclusion = $2, reason = $3, finished_at = $4
+             WHERE id = $1 AND status <> 'done'",
+        )
+        .bind(id.0)
+        .bind(conclusion.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("finishing a run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Requests cancellation of a run: jobs not started yet are finished as cancelled right
+    /// away; running jobs learn it from their next heartbeat. `false`: the run is unknown
+    /// or already finished.
+    pub async fn cancel_run(&self, id: RunId, now: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await.map_err(q("starting a transaction to cancel a run"))?;
+        let done = sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status <> 'done'")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("cancelling a run"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', result = 'cancelled', reason = 'cancelled', finished_at = $2
+             WHERE run_id = $1 AND status IN ('pending', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("cancelling the jobs of a run"))?;
+        tx.commit().await.map_err(q("committing a cancellation"))?;
+        Ok(true)
+    }
+
+    // --- jobs -----------------------------------------------------------------------------
+
+    pub async fn jobs(&self, run: RunId) -> Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("listing the jobs of a run"))?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("reading a job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Moves a pending job to queued. `false`: it was not pending any more.
+    pub async fn queue_job(&self, id: JobId) -> Result<bool> {
+        let done = sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = $1 AND status = 'pending'")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("queueing a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Finishes a job that never ran (skipped, or cancelled while pending/queued). `false`:
+    /// it had started or finished meanwhile.
+    pub async fn settle_job(&self, id: JobId, result: Conclusion, reason: Option<&str>, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', result = $2, reason = $3, finished_at = $4
+             WHERE id = $1 AND status IN ('pending', 'queued')",
+        )
+        .bind(id.0)
+        .bind(result.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("settling a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Leases the oldest queued job for which `matches(labels)` holds to `agent` until
+    /// `now + ttl_ms`, counting an attempt. `None`: nothing suitable is queued.
+    ///
+    /// PostgreSQL: the candidates are locked `FOR UPDATE SKIP LOCKED`, so concurrent leases
+    /// (from any number of server replicas) never hand out one job twice and never wait on
+    /// each other. SQLite: one `BEGIN IMMEDIATE` transaction.
+    pub async fn lease(
+        &self,
+        agent: AgentId,
+        matches: &(dyn Fn(&str) -> bool + Sync),
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.begin_write().await.map_err(q("starting a lease transaction"))?;
+        let select = match self.backend {
+            Backend::Postgres => {
+                "SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED"
+            }
+            Backend::Sqlite => "SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 200",
+        };
+        let rows = sqlx::query(select).fetch_all(&mut *tx).await.map_err(q("finding a queued job"))?;
+        let mut chosen = None;
+        for row in &rows {
+            let labels: String = get(row, "labels")?;
+            if matches(&labels) {
+                chosen = Some(get::<i64>(row, "id")?);
+                break;
+            }
+        }
+        let Some(id) = chosen else {
+            tx.rollback().await.map_err(q("ending a lease transaction"))?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = 'running', agent_id = $2, lease_expires_at = $3, attempt = attempt + 1,
+                started_at = $4
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(agent.0)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("leasing a job"))?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("reading a leased job"))?;
+        let job = job_from_row(&row)?;
+        tx.commit().await.map_err(q("committing a lease"))?;
+        Ok(Some(job))
+    }
+
+    /// Extends the lease of `agent` on attempt `attempt` of job `id`. `None`: the agent no
+    /// longer holds it (expired and handed on, or finished). `Some(cancel)`: whether the
+    /// job's run was cancelled.
+    pub async fn heartbeat(&self, id: JobId, attempt: i64, agent: AgentId, now: i64, ttl_ms: i64) -> Result<Option<bool>> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $4
+             WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(agent.0)
+        .bind(now + ttl_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(q("extending a lease"))?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT r.cancel_requested FROM runs r JOIN jobs j ON j.run_id = r.id WHERE j.id = $1")
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("reading whether a run is cancelled"))?;
+        Ok(Some(get::<i64>(&row, "cancel_requested")? != 0))
+    }
+
+    /// Finishes the attempt `attempt` of a running job held by `agent`. `false`: the agent
+    /// does not hold it any more (its lease expired), and nothing was changed.
+    pub async fn finish_job(
+        &self,
+        id: JobId,
+        attempt: i64,
+        agent: AgentId,
+        result: Conclusion,
+        outputs: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', result = $4, outputs = $5, finished_at = $6, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(agent.0)
+        .bind(result.as_str())
+        .bind(outputs)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("finishing a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Handles every running job whose lease ended before `now`: queued again when it has
+    /// attempts left, else finished as failed with the reason [`AGENT_LOST`].
+    pub async fn expire_leases(&self, now: i64) -> Result<Vec<Expired>> {
+        let mut tx = self.begin_write().await.map_err(q("starting a lease expiry transaction"))?;
+        let rows = sqlx::query(
+            "SELECT id, attempt FROM jobs WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("finding expired leases"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            let attempt: i64 = get(row, "attempt")?;
+            if attempt < MAX_ATTEMPTS {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'queued', agent_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("requeueing a job"))?;
+                out.push(Expired::Requeued(JobId(id)));
+            } else {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'done', result = 'failure', reason = $2, finished_at = $3,
+                        lease_expires_at = NULL
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(AGENT_LOST)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("failing a lost job"))?;
+                out.push(Expired::Failed(JobId(id)));
+            }
+        }
+        tx.commit().await.map_err(q("committing lease expiry"))?;
+        Ok(out)
+    }
+
+    /// The earliest lease end among running jobs.
+    pub async fn next_lease_expiry(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("reading the next lease expiry"))?;
+        row.try_get::<Option<i64>, _>("t").map_err(q("reading the next lease expiry"))
+    }
+
+    /// How many jobs wait for an agent.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("counting queued jobs"))?;
+        get(&row, "n")
+    }
+
+    // --- steps and logs ---------------------------------------------------------------------
+
+    /// Creates or updates a step of one attempt.
+    pub async fn record_step(&self, step: &StepRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (job_id, attempt, number) DO UPDATE SET name = excluded.name, status = excluded.status,
+                conclusion = excluded.conclusion, started_at = COALESCE(steps.started_at, excluded.started_at),
+                finished_at = excluded.finished_at",
+        )
+        .bind(step.job.0)
+        .bind(step.attempt)
+        .bind(step.number)
+        .bind(&step.name)
+        .bind(&step.status)
+        .bind(step.conclusion.as_deref())
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording a step"))?;
+        Ok(())
+    }
+
+    pub async fn steps(&self, job: JobId) -> Result<Vec<StepRecord>> {
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at FROM steps
+             WHERE job_id = $1 ORDER BY attempt, number",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing steps"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(StepRecord {
+                    job: JobId(get(row, "job_id")?),
+                    attempt: get(row, "attempt")?,
+                    number: get(row, "number")?,
+                    name: get(row, "name")?,
+                    status: get(row, "status")?,
+                    conclusion: get(row, "conclusion")?,
+                    started_at: get(row, "started_at")?,
+                    finished_at: get(row, "finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a log chunk. Idempotent: a chunk sent twice (same job, attempt, seq) is kept
+    /// once. `false`: it was a duplicate.
+    pub async fn append_log(&self, job: JobId, attempt: i64, seq: i64, data: &[u8], now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO log_chunks (job_id, attempt, seq, data, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(job.0)
+        .bind(attempt)
+        .bind(seq)
+        .bind(data.to_vec())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("storing a log chunk"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A job's log chunks in order (attempt, then seq), starting after `after` (exclusive)
+    /// when given.
+    pub async fn logs(&self, job: JobId, after: Option<(i64, i64)>) -> Result<Vec<LogChunk>> {
+        let (a, s) = after.unwrap_or((-1, -1));
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, seq, data FROM log_chunks
+             WHERE job_id = $1 AND (attempt > $2 OR (attempt = $2 AND seq > $3))
+             ORDER BY attempt, seq",
+        )
+        .bind(job.0)
+        .bind(a)
+        .bind(s)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("reading log chunks"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogChunk {
+                    job: JobId(get(row, "job_id")?),
+                    attempt: get(row, "attempt")?,
+                    seq: get(row, "seq")?,
+                    data: get(row, "data")?,
+                })
+            })
+            .collect()
+    }
+
+    // --- agents -----------------------------------------------------------------------------
+
+    pub async fn create_agent(&self, name: &str, labels: &str, token_hash: &str, now: i64) -> Result<AgentId> {
+        let row = sqlx::query(
+            "INSERT INTO agents (name, labels, token_hash, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(labels)
+        .bind(token_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("registering an agent"))?;
+        Ok(AgentId(get(&row, "id")?))
+    }
+
+    /// The agent whose token hashes to `token_hash`, marking it seen at `now`.
+    pub async fn agent_by_token(&self, token_hash: &str, now: i64) -> Result<Option<Agent>> {
+        let row = sqlx::query(
+            "UPDATE agents SET last_seen_at = $2 WHERE token_hash = $1 RETURNING id, name, labels, last_seen_at",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("authenticating an agent"))?;
+        row.map(|row| {
+            Ok(Agent {
+                id: AgentId(get(&row, "id")?),
+                name: get(&row, "name")?,
+                labels: get(&row, "labels")?,
+                last_seen_at: get(&row, "last_seen_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Agents seen at or after `since`.
+    pub async fn count_agents(&self, since: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM agents WHERE last_seen_at >= $1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("counting agents"))?;
+        get(&row, "n")
+    }
+}
+
+fn get<T>(row: &AnyRow, column: &'static str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(|source| SqlError::Query { what: "decoding a row", source })
+}
+
+fn run_from_row(row: &AnyRow) -> Result<Run> {
+    Ok(Run {
+        id: RunId(get(row, "id")?),
+        repository: RepoId(get(row, "repository_id")?),
+        repository_name: get(row, "repository_name")?,
+        workflow_file: get(row, "workflow_file")?,
+        workflow_name: get(row, "workflow_name")?,
+        event: get(row, "event")?,
+        git_ref: get(row, "git_ref")?,
+        sha: get(row, "sha")?,
+        actor: get(row, "actor")?,
+        status: get::<String>(row, "status")?.parse()?,
+        conclusion: get::<Option<String>>(row, "conclusion")?.map(|c| c.parse()).transpose()?,
+        reason: get(row, "reason")?,
+        spec: get(row, "spec")?,
+        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job> {
+    Ok(Job {
+        id: JobId(get(row, "id")?),
+        run: RunId(get(row, "run_id")?),
+        key: get(row, "job_key")?,
+        name: get(row, "name")?,
+        needs: get(row, "needs")?,
+        labels: get(row, "labels")?,
+        condition: get(row, "condition")?,
+        status: get::<String>(row, "status")?.parse()?,
+        result: get::<Option<String>>(row, "result")?.map(|c| c.parse()).transpose()?,
+        reason: get(row, "reason")?,
+        agent: get::<Option<i64>>(row, "agent_id")?.map(AgentId),
+        lease_expires_at: get(row, "lease_expires_at")?,
+        attempt: get(row, "attempt")?,
+        outputs: get(row, "outputs")?,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+/// The URL without a password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
