@@ -773,8 +773,13 @@ impl Builder<'_> {
                 }
                 Some(_) => return Err(self.derr(line, format!("COPY --from={f}: that stage comes later or is the current one"))),
                 None => {
-                    if f.contains(char::is_whitespace) || f.is_empty() {
-                        return Err(self.derr(line, format!("COPY --from={f:?}: no such stage")));
+                    let bare = !f.contains(['/', ':', '@', '.']);
+                    if f.contains(char::is_whitespace) || f.is_empty() || bare {
+                        let stages: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+                        let known = if stages.is_empty() { "this Dockerfile names no stages".to_string() } else { format!("stages: {}", stages.join(", ")) };
+                        return Err(self.derr(line, format!(
+                            "COPY --from={f}: no stage named {f:?} ({known}); to copy from an image, give a full reference such as docker.io/library/{f}:latest"
+                        )));
                     }
                     let s = self.image_stage(f, line).await?;
                     from_chain = Some(s.chain.clone());
