@@ -342,6 +342,10 @@ fn case_insensitivity() {
             ("'abc' < 'ABD'", json!(true)),
             ("'Z' > 'a'", json!(true)),
             ("FromJson('{\"A\":1}').a", json!(1)),
+            // Gitea/Forgejo spell the github context `gitea`/`forge`/`forgejo`.
+            ("gitea.event_name", json!("push")),
+            ("Forgejo.event_name", json!("push")),
+            ("forge.ref", json!("refs/heads/main")),
         ],
         &c,
     );
