@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexMap;
 
 use crate::diag::{Diagnostic, Diagnostics, Severity};
-use crate::expr::{Condition, ExprError, Template};
+use crate::expr::{Condition, Expr, ExprError, Template};
 use crate::plan::{
     ActionRef, BoolOrExpr, CallSecrets, Concurrency, Container, Defaults, Env, EnvironmentRef,
     EventTrigger, InputSpec, Job, JobKind, NumberOrExpr, Permissions, Span, Step, StepKind,
@@ -123,6 +123,50 @@ const PERMISSION_SCOPES: &[&str] = &[
     "statuses",
 ];
 
+/// Which contexts an expression may read where (GitHub's "context availability" table).
+/// Reading another one is a warning: GitHub rejects the workflow, the runner would see null.
+mod scope {
+    pub type Scope = &'static [&'static str];
+    pub const RUN_NAME: Scope = &["github", "inputs", "vars"];
+    pub const WORKFLOW_ENV: Scope = &["github", "secrets", "inputs", "vars"];
+    pub const INPUT_DEFAULT: Scope = &["github", "inputs", "vars"];
+    pub const WORKFLOW_OUTPUT: Scope = &["github", "jobs", "vars", "inputs"];
+    pub const JOB_IF: Scope = &["github", "needs", "vars", "inputs"];
+    pub const JOB_STRATEGY: Scope = &["github", "needs", "vars", "inputs"];
+    pub const JOB: Scope = &["github", "needs", "strategy", "matrix", "vars", "inputs"];
+    pub const JOB_ENV: Scope = &["github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"];
+    pub const JOB_DEFAULTS: Scope = &["github", "needs", "strategy", "matrix", "env", "vars", "inputs"];
+    pub const CALL_SECRETS: Scope = &["github", "needs", "strategy", "matrix", "secrets", "inputs", "vars"];
+    pub const CREDENTIALS: Scope = &["github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs"];
+    pub const CONTAINER_ENV: Scope =
+        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "inputs"];
+    pub const STEP_IF: Scope =
+        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "steps", "inputs"];
+    pub const ENVIRONMENT_URL: Scope = STEP_IF;
+    pub const STEP: Scope =
+        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs"];
+    pub const JOB_OUTPUTS: Scope = STEP;
+}
+use scope::Scope;
+
+/// Byte offset of the first use of context `name` in `text` (a word, followed by `.`, `[`,
+/// a space or the end), for pointing at it.
+fn find_context(text: &str, name: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(name).map(|i| i + from) {
+        let before_ok = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b'-' | b'.'));
+        let after = bytes.get(i + name.len()).copied();
+        let after_ok = matches!(after, None | Some(b'.' | b'[' | b' ' | b'}' | b')' | b',' | b'\n'));
+        if before_ok && after_ok {
+            return Some(i);
+        }
+        from = i + name.len();
+    }
+    None
+}
+
 /// The closest of `candidates` to `word`, if close enough to be a plausible typo.
 pub(crate) fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     let lower = word.to_lowercase();
@@ -228,11 +272,13 @@ pub(crate) struct Parser<'a> {
     diags: Vec<Diagnostic>,
     /// `needs:` entries per job, with their positions, for the graph checks.
     needs: Vec<(String, Vec<(String, Pos)>)>,
+    /// The contexts expressions may read where the parser is (None: not checked).
+    scope: Option<Scope>,
 }
 
 impl<'a> Parser<'a> {
     fn new(source: &'a str, file: &'a str) -> Self {
-        Parser { file, source, diags: Vec::new(), needs: Vec::new() }
+        Parser { file, source, diags: Vec::new(), needs: Vec::new(), scope: None }
     }
 
     fn finish(mut self, mut wf: Workflow) -> Result<Workflow, Diagnostics> {
@@ -386,9 +432,41 @@ impl<'a> Parser<'a> {
         self.err(pos, format!("invalid expression in {what}: {}", e.message));
     }
 
+    /// Runs `f` with expressions checked against `scope`.
+    fn scoped<T>(&mut self, scope: Option<Scope>, f: impl FnOnce(&mut Self) -> T) -> T {
+        let prev = std::mem::replace(&mut self.scope, scope);
+        let out = f(self);
+        self.scope = prev;
+        out
+    }
+
+    fn check_contexts(&mut self, n: &Node, text: &str, exprs: Vec<&Expr>, what: &str) {
+        let Some(allowed) = self.scope else { return };
+        let mut reported: Vec<String> = Vec::new();
+        for e in exprs {
+            for name in e.contexts_used() {
+                if allowed.contains(&name.as_str()) || reported.contains(&name) {
+                    continue;
+                }
+                let pos = match find_context(text, &name) {
+                    Some(offset) => self.offset_pos(n, text, offset),
+                    None => n.start,
+                };
+                self.warn(
+                    pos,
+                    format!("context '{name}' is not available in {what} (available: {})", allowed.join(", ")),
+                );
+                reported.push(name);
+            }
+        }
+    }
+
     fn template_text(&mut self, n: &Node, text: &str, what: &str) -> Option<Template> {
         match Template::parse(text) {
-            Ok(t) => Some(t),
+            Ok(t) => {
+                self.check_contexts(n, text, t.exprs(), what);
+                Some(t)
+            }
             Err(e) => {
                 self.expr_error(n, text, &e, what);
                 None
@@ -407,7 +485,10 @@ impl<'a> Parser<'a> {
         }
         let text = self.string(n, what)?;
         match Condition::parse(&text) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                self.check_contexts(n, &text, c.exprs(), what);
+                Some(c)
+            }
             Err(e) => {
                 self.expr_error(n, &text, &e, what);
                 None
@@ -557,6 +638,12 @@ impl<'a> Parser<'a> {
         let (mut has_on, mut has_jobs) = (false, false);
         for (k, v) in entries {
             let Some(key) = self.key(k) else { continue };
+            self.scope = match key {
+                "run-name" | "concurrency" => Some(scope::RUN_NAME),
+                "env" => Some(scope::WORKFLOW_ENV),
+                "on" => Some(scope::INPUT_DEFAULT),
+                _ => None,
+            };
             match key {
                 "name" => wf.name = self.string(v, "'name'"),
                 "run-name" => wf.run_name = self.template(v, "'run-name'"),
@@ -575,6 +662,7 @@ impl<'a> Parser<'a> {
                 _ => self.unknown(k, key, WORKFLOW_KEYS, "the workflow"),
             }
         }
+        self.scope = None;
         if !has_on {
             self.err(root.start, "the workflow has no 'on' (the events that trigger it)");
         }
@@ -830,7 +918,7 @@ impl<'a> Parser<'a> {
                 let Some(key) = self.key(k) else { continue };
                 match key {
                     "description" => description = self.string(v, "'description'"),
-                    "value" => value = self.template(v, "'value'"),
+                    "value" => value = self.scoped(Some(scope::WORKFLOW_OUTPUT), |p| p.template(v, "'value'")),
                     _ => self.unknown(k, key, &["description", "value"], &what),
                 }
             }
@@ -939,6 +1027,15 @@ impl<'a> Parser<'a> {
             if STEPS_JOB_ONLY.contains(&key) {
                 steps_only.push((key, k.start));
             }
+            self.scope = Some(match key {
+                "if" => scope::JOB_IF,
+                "env" => scope::JOB_ENV,
+                "strategy" => scope::JOB_STRATEGY,
+                "outputs" => scope::JOB_OUTPUTS,
+                "defaults" => scope::JOB_DEFAULTS,
+                "steps" => scope::STEP,
+                _ => scope::JOB,
+            });
             match key {
                 "name" => job.name = self.template(v, "'name'"),
                 "needs" => {
@@ -985,6 +1082,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        self.scope = None;
         if let Some((uses, uses_pos)) = uses {
             for (key, pos) in steps_only {
                 self.err(pos, format!("'{key}' cannot be used in a job that calls a reusable workflow ('uses')"));
@@ -993,7 +1091,7 @@ impl<'a> Parser<'a> {
                 self.err(uses_pos, msg);
             }
             let (with, with_spans) = match with {
-                Some((v, _)) => self.template_map_pos(v, "'with'"),
+                Some((v, _)) => self.scoped(Some(scope::JOB), |p| p.template_map_pos(v, "'with'")),
                 None => Default::default(),
             };
             let secrets = match secrets {
@@ -1005,7 +1103,7 @@ impl<'a> Parser<'a> {
                         self.err(v.start, "expected 'inherit' or a mapping for 'secrets'");
                         CallSecrets::None
                     } else {
-                        CallSecrets::Map(self.template_map(v, "'secrets'"))
+                        CallSecrets::Map(self.scoped(Some(scope::CALL_SECRETS), |p| p.template_map(v, "'secrets'")))
                     }
                 }
             };
@@ -1066,7 +1164,7 @@ impl<'a> Parser<'a> {
                 let Some(key) = self.key(k) else { continue };
                 match key {
                     "name" => name = self.template(v, "'environment.name'"),
-                    "url" => url = self.template(v, "'environment.url'"),
+                    "url" => url = self.scoped(Some(scope::ENVIRONMENT_URL), |p| p.template(v, "'environment.url'")),
                     _ => self.unknown(k, key, &["name", "url"], "'environment'"),
                 }
             }
@@ -1103,6 +1201,7 @@ impl<'a> Parser<'a> {
                 }
                 "credentials" => {
                     let (mut user, mut pass) = (None, None);
+                    let prev = std::mem::replace(&mut self.scope, Some(scope::CREDENTIALS));
                     for (k, v) in self.entries(v, "'credentials'") {
                         let Some(key) = self.key(k) else { continue };
                         match key {
@@ -1111,12 +1210,13 @@ impl<'a> Parser<'a> {
                             _ => self.unknown(k, key, &["username", "password"], "'credentials'"),
                         }
                     }
+                    self.scope = prev;
                     match (user, pass) {
                         (Some(u), Some(p)) => c.credentials = Some((u, p)),
                         _ => self.err(k.start, "'credentials' needs a 'username' and a 'password'"),
                     }
                 }
-                "env" => c.env = self.env(v, "'env'"),
+                "env" => c.env = self.scoped(Some(scope::CONTAINER_ENV), |p| p.env(v, "'env'")),
                 "ports" => c.ports = self.templates(v, "'ports'"),
                 "volumes" => c.volumes = self.templates(v, "'volumes'"),
                 "options" => c.options = self.template(v, "'options'"),
@@ -1262,8 +1362,10 @@ impl<'a> Parser<'a> {
         let mut shell: Option<(String, Pos)> = None;
         let mut workdir_pos = None;
         let mut with: Option<(IndexMap<String, Template>, Pos)> = None;
+        let outer = self.scope;
         for (k, v) in entries {
             let Some(key) = self.key(k) else { continue };
+            self.scope = Some(if key == "if" { scope::STEP_IF } else { scope::STEP });
             match key {
                 "id" => {
                     if let Some(id) = self.plain_string(v, "'id'") {
@@ -1310,6 +1412,7 @@ impl<'a> Parser<'a> {
                 _ => self.unknown(k, key, STEP_KEYS, &what),
             }
         }
+        self.scope = outer;
         match (has_run, has_uses) {
             (true, true) => {
                 self.err(n.start, format!("{what} has both 'run' and 'uses': a step runs a script or uses an action, not both"));

@@ -90,6 +90,9 @@ fn valid_act_workflows_parse_and_compile() {
             }
         };
         checked += 1;
+        for w in &wf.warnings {
+            failures.push(format!("unexpected warning: {w}"));
+        }
         // Compile for the case's event (and for workflow_call when it is a callee).
         let mut compile_events: Vec<&str> =
             events.iter().filter(|(c, _)| *c == case).map(|(_, e)| e.as_str()).collect();

@@ -270,6 +270,57 @@ jobs:
     ));
 }
 
+#[test]
+fn contexts_used_where_github_does_not_provide_them_are_warnings() {
+    assert_snapshot!(check(
+        r#"on:
+  workflow_call:
+    inputs:
+      x:
+        type: string
+        default: ${{ env.X }}
+    outputs:
+      o:
+        value: ${{ jobs.a.outputs.r }}
+run-name: ${{ secrets.TOKEN }}
+env:
+  TOKEN: ${{ secrets.TOKEN }}
+  BAD: ${{ steps.x.outputs.y }}
+jobs:
+  a:
+    if: env.DEPLOY == 'true' && needs.setup.result == 'success'
+    runs-on: ${{ matrix.os }}-${{ env.SUFFIX }}
+    env:
+      S: ${{ secrets.S }}
+    outputs:
+      r: ${{ steps.s.outputs.r }}
+    strategy:
+      matrix:
+        os: ${{ fromJSON(vars.OSES) }}
+        v: ['${{ matrix.os }}']
+    container:
+      image: ${{ secrets.IMAGE }}
+      credentials:
+        username: ${{ secrets.USER }}
+        password: ${{ env.PASSWORD }}
+      env:
+        E: ${{ runner.os }}
+    steps:
+      - id: s
+        if: secrets.TOKEN != ''
+        run: echo ${{ secrets.TOKEN }} ${{ steps.s.outputs.r }} ${{ jobs.x }}
+        env:
+          T: ${{ secrets.TOKEN }}
+  call:
+    uses: ./.github/workflows/x.yml
+    with:
+      a: ${{ secrets.NOPE }}
+    secrets:
+      t: ${{ secrets.T }}
+"#
+    ));
+}
+
 // ----- errors -----------------------------------------------------------------------------
 
 #[test]
