@@ -1201,7 +1201,7 @@ impl<'a> Parser<'a> {
                 }
                 "credentials" => {
                     let (mut user, mut pass) = (None, None);
-                    let prev = std::mem::replace(&mut self.scope, Some(scope::CREDENTIALS));
+                    let prev = self.scope.replace(scope::CREDENTIALS);
                     for (k, v) in self.entries(v, "'credentials'") {
                         let Some(key) = self.key(k) else { continue };
                         match key {
