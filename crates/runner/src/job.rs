@@ -20,7 +20,7 @@ use crate::commands;
 use crate::context::Ctx;
 use crate::executor::{Command, ContainerSpec, ExecError, Executor as _, JobHost, JobSpec, Process};
 use crate::mask::{LineReader, Masker};
-use crate::schedule::{PlanScope, Shared, eval_number, uses_status_fn};
+use crate::schedule::{PlanScope, Shared, eval_number};
 use crate::{Event, JobResult, LogStream, Platform, StepOutcome};
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -111,6 +111,7 @@ struct CmdState {
 
 pub(crate) struct JobRun {
     pub shared: Arc<Shared>,
+    #[allow(dead_code)]
     pub scope: Arc<PlanScope>,
     pub host: Box<dyn JobHost>,
     pub id: String,
@@ -1318,11 +1319,4 @@ pub(crate) fn input_env_name(name: &str) -> String {
     format!("INPUT_{}", name.replace(' ', "_").to_uppercase())
 }
 
-pub(crate) fn is_failure_status(s: Status) -> bool {
-    s != Status::Success
-}
 
-#[allow(dead_code)]
-fn status_fn_used(c: &Condition) -> bool {
-    uses_status_fn(c.source())
-}

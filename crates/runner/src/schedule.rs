@@ -267,6 +267,15 @@ pub(crate) fn job_ctx(shared: &Shared, scope: &PlanScope, needs: &IndexMap<Strin
     github.entry("event").or_insert_with(|| shared.options.event.clone());
     github.entry("event_name").or_insert_with(|| Value::String(shared.options.event_name.clone()));
     github.entry("workflow").or_insert_with(|| Value::String(scope.plan.name.clone()));
+    // Pull request refs come from the payload when the caller did not set them.
+    if let Some(pr) = shared.options.event.get("pull_request") {
+        for (key, side) in [("head_ref", "head"), ("base_ref", "base")] {
+            let unset = github.get(key).is_none_or(|v| v.as_str().is_some_and(str::is_empty));
+            if unset && let Some(r) = pr.get(side).and_then(|s| s.get("ref")).and_then(Value::as_str) {
+                github.insert(key.into(), Value::String(r.to_owned()));
+            }
+        }
+    }
     for (k, v) in [
         ("server_url", "https://github.com"),
         ("api_url", "https://api.github.com"),

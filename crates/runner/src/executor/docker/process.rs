@@ -120,6 +120,9 @@ impl Process for DockerProcess {
     }
 
     async fn wait(&mut self) -> Result<ExitStatus, ExecError> {
+        // Output nobody took is discarded, so a full pipe cannot stall the process.
+        self.stdout = None;
+        self.stderr = None;
         if self.status.is_none() {
             let Some(exit) = self.exit.as_mut() else {
                 return Err(ExecError::Docker("the process was already waited for".into()));
