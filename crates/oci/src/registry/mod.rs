@@ -353,6 +353,13 @@ impl Client {
 
     /// Pushes one blob from `path` (skip if present, mount if possible, else upload).
     pub async fn push_blob(&self, r: &Reference, desc: &Descriptor, path: &Path, mount_from: &[String]) -> Result<BlobPush, RegistryError> {
+        let local = tokio::fs::metadata(path).await.map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })?;
+        if local.len() != desc.size {
+            return Err(RegistryError::Protocol {
+                url: path.display().to_string(),
+                message: format!("the local blob {} is {} bytes, its descriptor says {}", desc.digest, local.len(), desc.size),
+            });
+        }
         if self.has_blob(r, &desc.digest).await? {
             return Ok(BlobPush::Exists);
         }
