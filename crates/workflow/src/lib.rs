@@ -30,6 +30,7 @@
 pub mod compile;
 pub mod diag;
 pub mod expr;
+pub mod filter;
 pub mod matrix;
 mod parse;
 pub mod plan;
