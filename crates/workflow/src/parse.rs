@@ -603,6 +603,25 @@ impl<'a> Parser<'a> {
         self.template_map_pos(n, what).0
     }
 
+    /// A `shell:` value: a built-in name or a command template with `{0}`.
+    fn shell(&mut self, n: &Node) -> Option<String> {
+        const BUILT_IN: &[&str] = &["bash", "sh", "pwsh", "powershell", "cmd", "python", "node"];
+        let shell = self.plain_string(n, "'shell'")?;
+        if shell.trim().is_empty() {
+            self.err(n.start, "'shell' is empty");
+        } else if !BUILT_IN.contains(&shell.as_str()) && !shell.contains("{0}") {
+            let hint = suggestion(&shell, BUILT_IN);
+            self.warn(
+                n.start,
+                format!(
+                    "shell '{shell}' is neither a built-in shell ({}) nor a command with '{{0}}' for the script file{hint}",
+                    BUILT_IN.join(", ")
+                ),
+            );
+        }
+        Some(shell)
+    }
+
     fn env(&mut self, n: &Node, what: &str) -> Env {
         if let Some(Scalar::Str) = n.scalar() {
             let text = n.text().unwrap_or_default();
@@ -684,7 +703,7 @@ impl<'a> Parser<'a> {
             for (k, v) in self.entries(v, "'defaults.run'") {
                 let Some(key) = self.key(k) else { continue };
                 match key {
-                    "shell" => out.shell = self.plain_string(v, "'shell'"),
+                    "shell" => out.shell = self.shell(v),
                     "working-directory" => out.working_directory = self.template(v, "'working-directory'"),
                     _ => self.unknown(k, key, &["shell", "working-directory"], "'defaults.run'"),
                 }
@@ -807,6 +826,9 @@ impl<'a> Parser<'a> {
                     let Some(key) = self.key(k) else { continue };
                     if key == "cron" {
                         if let Some(c) = self.plain_string(v, "'cron'") {
+                            if let Err(msg) = check_cron(&c) {
+                                self.err(v.start, format!("invalid cron expression '{c}': {msg}"));
+                            }
                             t.cron.push(c);
                         }
                     } else {
@@ -1302,6 +1324,12 @@ impl<'a> Parser<'a> {
                         ),
                     }
                 }
+                let defines_legs = entries.iter().any(|(k, v)| {
+                    k.text() != Some("exclude") && !(k.text() == Some("include") && v.is_null())
+                });
+                if !defines_legs {
+                    self.err(n.start, "the matrix defines no values: it needs at least one key with a list, or 'include'");
+                }
                 self.check_matrix_value(n);
                 Some(n.to_json())
             }
@@ -1389,7 +1417,7 @@ impl<'a> Parser<'a> {
                     has_run = true;
                     run = self.template(v, "'run'");
                 }
-                "shell" => shell = self.plain_string(v, "'shell'").map(|s| (s, k.start)),
+                "shell" => shell = self.shell(v).map(|s| (s, k.start)),
                 "working-directory" => {
                     workdir_pos = Some(k.start);
                     step.working_directory = self.template(v, "'working-directory'");
@@ -1467,6 +1495,66 @@ impl<'a> Parser<'a> {
             self.err(pos, format!("'needs' cycle: {path}"));
         }
     }
+}
+
+/// Checks a 5-field POSIX cron line (`minute hour day-of-month month day-of-week`), as
+/// GitHub's `schedule` accepts it: numbers, `*`, ranges, steps, lists, and month/day names.
+fn check_cron(line: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 5] =
+        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6)];
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    if parts.len() != 5 {
+        return Err(format!("expected 5 fields, found {}", parts.len()));
+    }
+    for (part, (name, min, max)) in parts.iter().zip(FIELDS) {
+        let value = |v: &str| -> Result<u32, String> {
+            let lower = v.to_ascii_lowercase();
+            let named = match name {
+                "month" => MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1),
+                "day of week" => DAYS.iter().position(|d| *d == lower).map(|i| i as u32),
+                _ => None,
+            };
+            let n = match named {
+                Some(n) => n,
+                None => v.parse::<u32>().map_err(|_| format!("'{v}' is not a valid {name}"))?,
+            };
+            // Day of week 7 is Sunday too.
+            let max = if name == "day of week" { 7 } else { max };
+            if n < min || n > max {
+                return Err(format!("{name} {n} is out of range {min}-{max}"));
+            }
+            Ok(n)
+        };
+        for item in part.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if let Some(step) = step {
+                match step.parse::<u32>() {
+                    Ok(s) if s > 0 => {}
+                    _ => return Err(format!("'{step}' is not a valid step in the {name} field")),
+                }
+            }
+            if range == "*" {
+                continue;
+            }
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (value(a)?, value(b)?);
+                    if a > b {
+                        return Err(format!("range {a}-{b} in the {name} field is backwards"));
+                    }
+                }
+                None => {
+                    value(range)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a job-level `uses:` (a reusable workflow): `./path` or `owner/repo/path@ref`.

@@ -639,6 +639,63 @@ fn errors_in_flow_style_and_tabs_keep_columns() {
     assert_snapshot!(check("on: push\njobs: {a: {runs-on: x, stepz: [], steps: [{run: echo, bogus: 1}]}}\n"));
 }
 
+#[test]
+fn schedule_cron_and_shell_checks() {
+    assert_snapshot!(check(
+        "on:
+  schedule:
+    - cron: '0 3 * * *'
+    - cron: '*/15 9-17 * JAN-dec mon-FRI'
+    - cron: '0 3 * *'
+    - cron: '61 * * * *'
+    - cron: '0 0 * * 8'
+    - cron: '0 0 5-1 * *'
+    - cron: '*/0 * * * *'
+jobs:
+  a:
+    runs-on: x
+    defaults:
+      run:
+        shell: bsh
+    steps:
+      - run: echo
+        shell: python
+      - run: echo
+        shell: perl {0}
+      - run: echo
+        shell: fish
+      - run: echo
+        shell: ''
+"
+    ));
+}
+
+#[test]
+fn matrix_with_no_values() {
+    assert_snapshot!(check(
+        "on: push
+jobs:
+  a:
+    runs-on: x
+    strategy:
+      matrix:
+        exclude: [{os: x}]
+    steps: [{run: echo}]
+  b:
+    runs-on: x
+    strategy:
+      matrix: {}
+    steps: [{run: echo}]
+  fine:
+    runs-on: x
+    strategy:
+      matrix:
+        include: ${{ fromJSON(needs.x.outputs.list) }}
+    steps: [{run: echo}]
+"
+    ));
+}
+
 // ----- reusable workflows -------------------------------------------------------------------
 
 const CALLEE: &str = "name: reusable
