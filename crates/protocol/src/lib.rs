@@ -1,1 +1,276 @@
-//! placeholder
+//! The types that cross a process boundary: the agent protocol (`/api/v1/agent/...`,
+//! server <-> agent) and the REST API's DTOs (`/api/v1/...`, server <-> CLI and scripts).
+//!
+//! Everything here is plain serde data, versioned by the URL prefix: add fields with
+//! `#[serde(default)]`, never rename. The server and the agent meet only through these
+//! types; neither shares a Rust type with the other otherwise.
+//!
+//! What it does not do: HTTP. Paths are listed in [`paths`] so both ends spell them alike.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// URL paths of the agent protocol and the API (relative to the server's base URL).
+pub mod paths {
+    pub const AGENT_REGISTER: &str = "/api/v1/agent/register";
+    pub const AGENT_LEASE: &str = "/api/v1/agent/lease";
+    /// `/api/v1/agent/jobs/{id}/heartbeat`
+    pub fn agent_heartbeat(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/heartbeat")
+    }
+    /// `/api/v1/agent/jobs/{id}/logs`
+    pub fn agent_logs(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/logs")
+    }
+    /// `/api/v1/agent/jobs/{id}/steps`
+    pub fn agent_steps(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/steps")
+    }
+    /// `/api/v1/agent/jobs/{id}/finish`
+    pub fn agent_finish(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/finish")
+    }
+    pub const RUNS: &str = "/api/v1/runs";
+    pub const DISPATCH: &str = "/api/v1/dispatch";
+}
+
+/// How a job, step or run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+}
+
+impl Conclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conclusion::Success => "success",
+            Conclusion::Failure => "failure",
+            Conclusion::Cancelled => "cancelled",
+            Conclusion::Skipped => "skipped",
+        }
+    }
+}
+
+// --- agent protocol ---------------------------------------------------------------------------
+
+/// `POST /api/v1/agent/register`, authenticated with the server's agent registration token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub name: String,
+    /// `runs-on` labels this agent serves. Empty: every label (the embedded agent, and
+    /// `slipway agent` without `--labels`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// The agent's own token for every later call (`Authorization: Bearer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub agent_id: i64,
+    pub token: String,
+}
+
+/// `POST /api/v1/agent/lease`: wait up to `wait_ms` for a job. `204 No Content`: none came.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub wait_ms: u64,
+}
+
+/// The result of a job another job needs (`needs.<id>.result/outputs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeedResult {
+    pub result: Conclusion,
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+}
+
+/// The workflow a job comes from, as read at the run's commit. The agent parses and compiles
+/// it again (compiling is deterministic and does no I/O) and runs the one job `job_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSource {
+    /// Path in the repository (`.gitea/workflows/ci.yml`).
+    pub file: String,
+    pub source: String,
+    /// Other files `compile` read (local reusable workflows), path -> contents.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A leased job: everything an agent needs to run it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    pub job_id: i64,
+    pub run_id: i64,
+    /// Counts leases of this job from 1; echo it in every report.
+    pub attempt: i64,
+    /// The key under `jobs:`.
+    pub job_key: String,
+    pub workflow: WorkflowSource,
+    pub event_name: String,
+    /// `github.event`.
+    pub event: Value,
+    /// Base `github` context (repository, sha, ref, actor, run_id, ...).
+    pub github: Map<String, Value>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Where to fetch the commit from.
+    pub clone_url: String,
+    pub sha: String,
+    #[serde(default)]
+    pub needs: BTreeMap<String, NeedResult>,
+    /// Send a heartbeat at least this often; the lease ends `lease_ttl_ms` after the last.
+    pub heartbeat_ms: u64,
+    pub lease_ttl_ms: u64,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub attempt: i64,
+}
+
+/// The reply to a heartbeat. `409 Conflict` instead means the lease is gone: stop the job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The run was cancelled: stop the job (cancel the steps, run `always()` steps).
+    pub cancel: bool,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/logs`: lines in order; `seq` counts chunks of one attempt
+/// from 0 (a resent chunk is stored once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub attempt: i64,
+    pub seq: i64,
+    pub lines: Vec<String>,
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Running,
+    Done,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub attempt: i64,
+    pub number: i64,
+    pub name: String,
+    pub state: StepState,
+    #[serde(default)]
+    pub conclusion: Option<Conclusion>,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFinished {
+    pub attempt: i64,
+    pub result: Conclusion,
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+}
+
+// --- REST API ---------------------------------------------------------------------------------
+
+/// An error reply of any endpoint (with a 4xx/5xx status).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A run (`GET /api/v1/runs`, `GET /api/v1/runs/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: i64,
+    pub repository: String,
+    pub workflow_file: String,
+    pub workflow_name: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub actor: String,
+    /// `queued`, `running`, `done`.
+    pub status: String,
+    pub conclusion: Option<Conclusion>,
+    pub reason: Option<String>,
+    pub cancel_requested: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The run's page (`{external_url}/runs/{id}`).
+    pub url: String,
+}
+
+/// A step of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub attempt: i64,
+    pub number: i64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+}
+
+/// A job (`GET /api/v1/runs/{id}/jobs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub run_id: i64,
+    pub key: String,
+    pub name: String,
+    pub needs: Vec<String>,
+    pub labels: Vec<String>,
+    /// `pending`, `queued`, `running`, `done`.
+    pub status: String,
+    pub result: Option<Conclusion>,
+    pub reason: Option<String>,
+    pub attempt: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// Log text of one job attempt chunk (`GET /api/v1/runs/{id}/logs` with
+/// `Accept: application/json`, and each SSE `log` event's data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogText {
+    pub job_id: i64,
+    pub job_key: String,
+    pub attempt: i64,
+    pub seq: i64,
+    pub text: String,
+}
+
+/// `POST /api/v1/dispatch`: a `workflow_dispatch` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispatchRequest {
+    pub repository: String,
+    /// The workflow file name (`ci.yml`) or path (`.gitea/workflows/ci.yml`).
+    pub workflow: String,
+    /// Branch, tag or full ref.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// The runs a webhook or dispatch created.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Created {
+    pub runs: Vec<i64>,
+}

@@ -1,1 +1,329 @@
-//! placeholder
+//! The slipway CI server as an axum application: webhooks in, runs out.
+//!
+//! A push webhook (`hooks`) becomes runs (`trigger`: fetch the commit into a bare mirror,
+//! read and compile the workflows at it, apply `on:` filters); the runs' jobs wait in the SQL
+//! store until an agent leases them over the agent protocol (`agent_api`, long-poll woken by a
+//! `Notify`); results advance the run (`scheduler`: needs, job `if:`, lease expiry), and the
+//! outcome goes back to the forge as a commit status (`status`). The REST API (`api`) lists
+//! runs, jobs and logs (also live, as Server-Sent Events). The agent itself (`agent`) is the
+//! same code whether embedded in the server or run as `slipway agent`.
+//!
+//! Entry points: [`AppState::new`], [`app`] (the `Router`, for tests with `oneshot`) and
+//! [`run`] (serve on a listener you bind, with the background tasks, until `shutdown`).
+//!
+//! What it does not do (yet): secrets/variables through the API, encrypted secrets at rest,
+//! polling, `concurrency:` groups, artifacts, re-runs, the web UI, the registry routes.
+
+pub mod agent;
+mod agent_api;
+mod api;
+pub mod config;
+pub mod filters;
+pub mod git;
+pub mod hooks;
+mod metrics;
+mod scheduler;
+pub mod status;
+pub mod trigger;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use store::sql::{Db, RunId};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, RepositoryConfig};
+use crate::status::{StatusState, StatusUpdate};
+
+/// An error of the server that is not a client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Sql(#[from] store::sql::SqlError),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error("creating the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How to build an [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Everything the server keeps on disk goes under here (SQLite file, git mirrors, agent
+    /// work directories).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; `None`: `{data_dir}/slipway.db`.
+    pub database_url: Option<String>,
+    pub config: Config,
+    /// Run the embedded agent (serving every label on the host executor).
+    pub embedded_agent: bool,
+    /// First delay between commit-status delivery attempts (doubles each retry).
+    pub status_backoff: Duration,
+    /// Attempts per commit status before giving up.
+    pub status_attempts: u32,
+}
+
+impl Options {
+    pub fn new(data_dir: PathBuf, config: Config) -> Options {
+        Options {
+            data_dir,
+            database_url: None,
+            config,
+            embedded_agent: true,
+            status_backoff: Duration::from_millis(500),
+            status_attempts: 6,
+        }
+    }
+}
+
+/// What changed (for SSE followers and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A log chunk, a step or a job of the run changed.
+    Run(i64),
+    /// The run finished.
+    RunFinished(i64),
+}
+
+/// Shared state of the server (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    db: Db,
+    options: Options,
+    repositories: HashMap<String, RepositoryConfig>,
+    agent_token: String,
+    mirrors: git::Mirrors,
+    /// Woken when jobs become queued (long-polling agents wait on it).
+    queue: Notify,
+    /// Woken when a lease is taken (the lease reaper recomputes its deadline).
+    leases: Notify,
+    changes: broadcast::Sender<Change>,
+    statuses: mpsc::UnboundedSender<StatusUpdate>,
+    status_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<StatusUpdate>>>,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Opens the database (migrating it) and prepares the data directory.
+    pub async fn new(options: Options) -> Result<AppState, ServerError> {
+        let dir = &options.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+        let url = options.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/slipway.db", dir.display()));
+        let db = Db::connect(&url).await?;
+        for repo in &options.config.repositories {
+            db.upsert_repository(&repo.name, &repo.clone_url, repo.forge.as_str(), now_ms()).await?;
+        }
+        let repositories = options.config.repositories.iter().map(|r| (r.name.clone(), r.clone())).collect();
+        let agent_token = options.config.server.agent_token.clone().unwrap_or_else(random_token);
+        let (statuses, status_rx) = mpsc::unbounded_channel();
+        let (changes, _) = broadcast::channel(1024);
+        Ok(AppState(Arc::new(Inner {
+            db,
+            mirrors: git::Mirrors::new(dir.join("git")),
+            options,
+            repositories,
+            agent_token,
+            queue: Notify::new(),
+            leases: Notify::new(),
+            changes,
+            statuses,
+            status_rx: std::sync::Mutex::new(Some(status_rx)),
+            metrics: metrics::Metrics::default(),
+            shutdown: CancellationToken::new(),
+        })))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+
+    pub fn repository(&self, name: &str) -> Option<RepositoryConfig> {
+        self.0.repositories.get(name).cloned()
+    }
+
+    pub fn mirrors(&self) -> &git::Mirrors {
+        &self.0.mirrors
+    }
+
+    pub fn external_url(&self) -> &str {
+        &self.0.options.config.server.external_url
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.options.config
+    }
+
+    /// The token agents register with.
+    pub fn agent_token(&self) -> &str {
+        &self.0.agent_token
+    }
+
+    /// Subscribes to changes of runs.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.0.changes.subscribe()
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        self.0.options.config.server.lease_ttl
+    }
+
+    fn changed(&self, change: Change) {
+        let _ = self.0.changes.send(change);
+    }
+
+    /// Wakes agents waiting for a job.
+    fn jobs_queued(&self) {
+        self.0.queue.notify_waiters();
+    }
+
+    /// The link to a run.
+    pub fn run_url(&self, run: i64) -> String {
+        format!("{}/runs/{run}", self.external_url())
+    }
+
+    /// Queues a commit status for `run`.
+    async fn report_status(&self, run: RunId, state: StatusState) {
+        let Ok(Some(r)) = self.db().run(run).await else { return };
+        let Some(repo) = self.repository(&r.repository_name) else { return };
+        if repo.forge_api.is_none() {
+            return;
+        }
+        let description = match state {
+            StatusState::Pending => "queued".to_owned(),
+            StatusState::Success => "succeeded".to_owned(),
+            StatusState::Failure => r.reason.clone().unwrap_or_else(|| "failed".to_owned()),
+            StatusState::Error => r.reason.clone().unwrap_or_else(|| "error".to_owned()),
+        };
+        let update = StatusUpdate {
+            repository: repo,
+            sha: r.sha.clone(),
+            state,
+            context: format!("slipway/{} ({})", r.workflow_name, r.event),
+            description,
+            target_url: self.run_url(run.0),
+        };
+        let _ = self.0.statuses.send(update);
+    }
+
+    /// A run reached `done`: report it.
+    async fn run_finished(&self, run: RunId) {
+        let conclusion = self.db().run(run).await.ok().flatten().and_then(|r| r.conclusion);
+        let state = match conclusion {
+            Some(store::sql::Conclusion::Success | store::sql::Conclusion::Skipped) => StatusState::Success,
+            Some(store::sql::Conclusion::Cancelled) => StatusState::Error,
+            _ => StatusState::Failure,
+        };
+        self.report_status(run, state).await;
+        self.changed(Change::RunFinished(run.0));
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn random_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// A JSON error reply.
+pub(crate) fn error_response(status: StatusCode, error: impl Into<String>) -> Response {
+    (status, Json(protocol::ErrorBody { error: error.into() })).into_response()
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "Request failed.");
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// The HTTP surface: webhooks, the agent protocol, the API, `/healthz`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config().server.webhook_body_limit;
+    let hooks = Router::new().route("/hooks/{forge}", post(hooks::receive)).layer(DefaultBodyLimit::max(limit));
+    Router::new()
+        .merge(hooks)
+        .merge(agent_api::routes())
+        .merge(api::routes())
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` and runs the background tasks (lease expiry, commit-status
+/// delivery, the embedded agent) until `shutdown` is cancelled; then stops taking jobs,
+/// lets the embedded agent hand its job back, and drains every task.
+///
+/// # Cancel safety
+/// Don't drop this future to stop the server: cancel `shutdown` and await it.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let background = CancellationToken::new();
+    tasks.spawn(scheduler::reap_leases(state.clone(), background.clone()));
+    if let Some(rx) = state.0.status_rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let opts = status::Delivery { backoff: state.0.options.status_backoff, attempts: state.0.options.status_attempts };
+        tasks.spawn(status::deliver(rx, opts, background.clone()));
+    }
+    let agent_stop = CancellationToken::new();
+    let mut agent_task = JoinSet::new();
+    if state.0.options.embedded_agent {
+        let opts = agent::AgentOptions {
+            server: format!("http://{addr}"),
+            token: state.agent_token().to_owned(),
+            name: "embedded".to_owned(),
+            labels: Vec::new(),
+            work_dir: state.0.options.data_dir.join("agent"),
+        };
+        let stop = agent_stop.clone();
+        agent_task.spawn(async move {
+            if let Err(error) = agent::run(opts, stop).await {
+                tracing::error!(%error, "The embedded agent stopped.");
+            }
+        });
+    }
+    let http_stop = CancellationToken::new();
+    let serve = {
+        let app = app(state.clone());
+        let stop = http_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+        })
+    };
+    tracing::info!(%addr, "Server listening.");
+    shutdown.cancelled().await;
+    // Stop taking jobs: long polls return, the agent hands back or finishes its job.
+    state.0.shutdown.cancel();
+    agent_stop.cancel();
+    while agent_task.join_next().await.is_some() {}
+    http_stop.cancel();
+    let served = serve.await.map_err(|e| ServerError::Internal(format!("the HTTP task: {e}")))?;
+    background.cancel();
+    while tasks.join_next().await.is_some() {}
+    state.db().close().await;
+    served.map_err(ServerError::Serve)
+}

@@ -1,0 +1,361 @@
+//! The agent: registers with a server, long-polls for jobs, runs each with `runner::run` on
+//! the host executor, and streams the runner's events back as log chunks and step reports.
+//! The server's embedded agent and `slipway agent` are this same code.
+//!
+//! Per job: fetch the commit into a fresh work directory (`git fetch URL SHA`), parse and
+//! compile the workflow source from the assignment (deterministic, no I/O), reduce the plan
+//! to the one job (its `needs` and `if:` were decided by the server), run it, heartbeat while
+//! it runs (a cancelled run or a lost lease cancels the runner), and report the result.
+//!
+//! Known limit: the runner has no way to take `needs.<job>.outputs` from outside, so
+//! expressions in a job that read `needs` see an empty context.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use protocol::{Assignment, Conclusion, Heartbeat, HeartbeatReply, JobFinished, LeaseRequest, LogChunk, RegisterRequest, RegisterResponse, StepReport, StepState};
+use reqwest::StatusCode;
+use runner::{Event, JobResult, StepOutcome};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How an agent connects and where it works.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The server's base URL (`http://127.0.0.1:8080`).
+    pub server: String,
+    /// The server's agent registration token.
+    pub token: String,
+    pub name: String,
+    /// `runs-on` labels served; empty: every label.
+    pub labels: Vec<String>,
+    /// Per-job work directories are created (and removed) under here.
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("calling {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: StatusCode, body: String },
+    #[error("creating {path}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<R>, AgentError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| AgentError::Http { url: url.clone(), source })?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(AgentError::Status { url, status, body });
+        }
+        resp.json().await.map(Some).map_err(|source| AgentError::Http { url, source })
+    }
+}
+
+/// Registers and serves jobs until `stop`. A running job is cancelled on `stop` and its
+/// (cancelled) result reported before this returns.
+///
+/// # Cancel safety
+/// Don't drop this future to stop the agent: cancel `stop` and await it.
+pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&opts.work_dir).map_err(|source| AgentError::WorkDir { path: opts.work_dir.clone(), source })?;
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|source| AgentError::Http { url: opts.server.clone(), source })?;
+    let base = opts.server.trim_end_matches('/').to_owned();
+    let register = Client { http: http.clone(), base: base.clone(), token: opts.token.clone() };
+    let req = RegisterRequest { name: opts.name.clone(), labels: opts.labels.clone() };
+    let reg: RegisterResponse = tokio::select! {
+        _ = stop.cancelled() => return Ok(()),
+        r = register.post(protocol::paths::AGENT_REGISTER, &req) => r?.ok_or_else(|| AgentError::Status {
+            url: format!("{base}{}", protocol::paths::AGENT_REGISTER),
+            status: StatusCode::NO_CONTENT,
+            body: "no registration in the reply".to_owned(),
+        })?,
+    };
+    tracing::info!(agent_id = reg.agent_id, server = %base, "Agent registered.");
+    let client = Client { http, base, token: reg.token };
+    let mut failures = 0u32;
+    loop {
+        let leased: Result<Option<Assignment>, AgentError> = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = client.post(protocol::paths::AGENT_LEASE, &LeaseRequest { wait_ms: 30_000 }) => r,
+        };
+        match leased {
+            Ok(Some(job)) => {
+                failures = 0;
+                run_job(&client, &opts, job, &stop).await;
+            }
+            Ok(None) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, "Leasing a job failed; retrying.");
+                let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Log lines and step reports waiting to be sent.
+#[derive(Default)]
+struct Outbox {
+    lines: Vec<String>,
+    steps: Vec<StepReport>,
+}
+
+/// What the agent remembers across events of one job.
+#[derive(Default)]
+struct JobState {
+    outputs: serde_json::Map<String, serde_json::Value>,
+    step_names: std::collections::HashMap<usize, String>,
+}
+
+async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &CancellationToken) {
+    let id = job.job_id;
+    let attempt = job.attempt;
+    let dir = opts.work_dir.join(format!("job-{id}-{attempt}"));
+    let mut seq = 0i64;
+    let result = match prepare(&job, &dir).await {
+        Err(message) => {
+            send_lines(client, id, attempt, &mut seq, vec![format!("error: {message}")]).await;
+            JobFinished { attempt, result: Conclusion::Failure, outputs: Default::default() }
+        }
+        Ok((plan, repo_root)) => execute(client, &job, plan, repo_root, &dir, &mut seq, stop).await,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_finish(id), &result).await {
+        tracing::warn!(job_id = id, %error, "Reporting a job result failed.");
+    }
+}
+
+/// Fetches the commit and compiles the plan reduced to the one job.
+async fn prepare(job: &Assignment, dir: &Path) -> Result<(workflow::Plan, PathBuf), String> {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).map_err(|e| format!("creating {}: {e}", repo.display()))?;
+    for args in [
+        vec!["init", "--quiet"],
+        vec!["fetch", "--quiet", "--depth=1", job.clone_url.as_str(), job.sha.as_str()],
+        vec!["checkout", "--quiet", "--detach", "FETCH_HEAD"],
+    ] {
+        crate::git::git(&repo, &args).await.map_err(|e| format!("checking out {} at {}: {e:#}", job.clone_url, job.sha))?;
+    }
+    let wf = workflow::parse(&job.workflow.source, &job.workflow.file).map_err(|d| d.to_string())?;
+    let files = job.workflow.files.clone();
+    let loader = move |p: &str| files.get(p).cloned();
+    let mut plan = workflow::compile(&wf, &workflow::CompileOptions { event: &job.event_name, loader: &loader })
+        .map_err(|d| d.to_string())?;
+    plan.jobs.retain(|j| j.id == job.job_key);
+    let Some(only) = plan.jobs.first_mut() else {
+        return Err(format!("the workflow has no job `{}`", job.job_key));
+    };
+    // The server decided whether this job runs (needs and `if:`).
+    only.needs.clear();
+    only.condition = None;
+    Ok((plan, repo))
+}
+
+async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    let chunk = LogChunk { attempt, seq: *seq, lines };
+    *seq += 1;
+    if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk).await {
+        tracing::warn!(job_id = id, %error, "Sending a log chunk failed.");
+    }
+}
+
+fn outcome(o: StepOutcome) -> Conclusion {
+    match o {
+        StepOutcome::Success => Conclusion::Success,
+        StepOutcome::Failure => Conclusion::Failure,
+        StepOutcome::Cancelled => Conclusion::Cancelled,
+        StepOutcome::Skipped => Conclusion::Skipped,
+    }
+}
+
+/// Appends what an event means for the log and the steps.
+fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
+    match event {
+        Event::Log { line, .. } => out.lines.push(line),
+        Event::StepStarted { step, name, .. } => {
+            out.lines.push(format!("==> {name}"));
+            st.step_names.insert(step, name.clone());
+            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Running, conclusion: None });
+        }
+        Event::StepFinished { step, conclusion, .. } => {
+            let c = outcome(conclusion);
+            let name = st.step_names.get(&step).cloned().unwrap_or_default();
+            out.lines.push(format!("<== {name}: {}", c.as_str()));
+            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Done, conclusion: Some(c) });
+        }
+        Event::Annotation { level, message, file, line, col, .. } => {
+            let at = match (file, line, col) {
+                (Some(f), Some(l), Some(c)) => format!(" {f}:{l}:{c}:"),
+                (Some(f), Some(l), None) => format!(" {f}:{l}:"),
+                (Some(f), None, _) => format!(" {f}:"),
+                _ => String::new(),
+            };
+            out.lines.push(format!("{level}:{at} {message}"));
+        }
+        Event::GroupStarted { title, .. } => out.lines.push(format!("▸ {title}")),
+        Event::JobFinished { outputs: o, .. } => st.outputs.extend(o),
+        _ => {}
+    }
+}
+
+async fn execute(
+    client: &Client,
+    job: &Assignment,
+    plan: workflow::Plan,
+    repo_root: PathBuf,
+    dir: &Path,
+    seq: &mut i64,
+    stop: &CancellationToken,
+) -> JobFinished {
+    let id = job.job_id;
+    let attempt = job.attempt;
+    let to_map = |m: &std::collections::BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<IndexMap<_, _>>();
+    let options = runner::RunOptions {
+        repo_root,
+        work_root: dir.join("work"),
+        event_name: job.event_name.clone(),
+        event: job.event.clone(),
+        github: job.github.clone(),
+        secrets: to_map(&job.secrets),
+        vars: to_map(&job.vars),
+        env: IndexMap::new(),
+        inputs: to_map(&job.inputs),
+        matrix_filter: IndexMap::new(),
+        platforms: Vec::new(),
+        default_platform: runner::Platform::Host,
+        artifact_dir: None,
+        cache_dir: dir.join("cache"),
+        actions_url: "https://github.com".to_owned(),
+        sandbox: false,
+        docker_host: None,
+    };
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let mut tasks = JoinSet::new();
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { runner::run(vec![plan], options, tx, cancel).await });
+    }
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(job.heartbeat_ms.max(1)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut st = JobState::default();
+    let mut lease_lost = false;
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let mut out = Outbox::default();
+                record(event, &mut out, attempt, &mut st);
+                // Take whatever else is ready, then send it as one chunk.
+                while out.lines.len() < 500 {
+                    match rx.try_recv() {
+                        Ok(e) => record(e, &mut out, attempt, &mut st),
+                        Err(_) => break,
+                    }
+                }
+                flush(client, id, attempt, seq, out).await;
+            }
+            _ = heartbeat.tick() => {
+                match client.post::<_, HeartbeatReply>(&protocol::paths::agent_heartbeat(id), &Heartbeat { attempt }).await {
+                    Ok(Some(HeartbeatReply { cancel: true })) => cancel.cancel(),
+                    Ok(_) => {}
+                    Err(AgentError::Status { status: StatusCode::CONFLICT, .. }) => {
+                        lease_lost = true;
+                        cancel.cancel();
+                    }
+                    Err(error) => tracing::warn!(job_id = id, %error, "Heartbeat failed."),
+                }
+            }
+            _ = stop.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+        }
+    }
+    let summary = match tasks.join_next().await {
+        Some(Ok(Ok(summary))) => Some(summary),
+        Some(Ok(Err(error))) => {
+            send_lines(client, id, attempt, seq, vec![format!("error: {error}")]).await;
+            None
+        }
+        Some(Err(error)) => {
+            send_lines(client, id, attempt, seq, vec![format!("error: the runner task failed: {error}")]).await;
+            None
+        }
+        None => None,
+    };
+    if lease_lost {
+        tracing::warn!(job_id = id, "The lease was lost; the job was stopped.");
+    }
+    let result = match summary {
+        None => Conclusion::Failure,
+        Some(s) => {
+            let results: Vec<JobResult> = s.jobs.iter().map(|j| j.result).collect();
+            if results.contains(&JobResult::Failure) {
+                Conclusion::Failure
+            } else if results.contains(&JobResult::Cancelled) || cancel.is_cancelled() {
+                Conclusion::Cancelled
+            } else if !results.is_empty() && results.iter().all(|r| *r == JobResult::Skipped) {
+                Conclusion::Skipped
+            } else {
+                Conclusion::Success
+            }
+        }
+    };
+    JobFinished { attempt, result, outputs: st.outputs }
+}
+
+async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbox) {
+    // Steps that start are reported before their lines, steps that finish after them.
+    let (started, finished): (Vec<_>, Vec<_>) = out.steps.into_iter().partition(|s| s.state == StepState::Running);
+    for s in started {
+        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s).await {
+            tracing::warn!(job_id = id, %error, "Reporting a step failed.");
+        }
+    }
+    send_lines(client, id, attempt, seq, out.lines).await;
+    for s in finished {
+        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s).await {
+            tracing::warn!(job_id = id, %error, "Reporting a step failed.");
+        }
+    }
+}

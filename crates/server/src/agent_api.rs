@@ -1,0 +1,278 @@
+//! The agent protocol, `/api/v1/agent/...` (types in the `protocol` crate).
+//!
+//! An agent registers with the server's agent token and gets its own token (stored as a
+//! SHA-256 hash). It then long-polls `lease`: a queued job matching its labels is handed out
+//! as soon as one exists (waiters are woken by a `Notify` when jobs are queued — there is no
+//! polling interval). While running it heartbeats (the reply says whether the run was
+//! cancelled; `409` means the lease is gone), streams log chunks and step reports, and
+//! finishes the job. Every report names the attempt; reports for an attempt the agent no
+//! longer holds get `409 Conflict`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use protocol::{Assignment, Heartbeat, HeartbeatReply, JobFinished, LeaseRequest, LogChunk, RegisterRequest, RegisterResponse, StepReport};
+use sha2::{Digest, Sha256};
+use store::sql::{Agent, Conclusion, Job, JobId, StepRecord};
+use subtle::ConstantTimeEq;
+
+use crate::trigger::RunSpec;
+use crate::{AppState, error_response, internal, now_ms};
+
+/// The longest a lease request waits.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(protocol::paths::AGENT_REGISTER, post(register))
+        .route(protocol::paths::AGENT_LEASE, post(lease))
+        .route("/api/v1/agent/jobs/{id}/heartbeat", post(heartbeat))
+        .route("/api/v1/agent/jobs/{id}/logs", post(logs))
+        .route("/api/v1/agent/jobs/{id}/steps", post(steps))
+        .route("/api/v1/agent/jobs/{id}/finish", post(finish))
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+async fn agent(state: &AppState, headers: &HeaderMap) -> Result<Agent, Response> {
+    let Some(token) = bearer(headers) else {
+        return Err(error_response(StatusCode::UNAUTHORIZED, "missing agent token (Authorization: Bearer)"));
+    };
+    match state.db().agent_by_token(&hash_token(token), now_ms()).await {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(error_response(StatusCode::UNAUTHORIZED, "unknown agent token")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn register(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<RegisterRequest>) -> Response {
+    let ok = bearer(&headers).is_some_and(|t| bool::from(t.as_bytes().ct_eq(state.agent_token().as_bytes())));
+    if !ok {
+        return error_response(StatusCode::UNAUTHORIZED, "bad agent registration token");
+    }
+    let token = crate::random_token();
+    let labels = serde_json::json!(req.labels).to_string();
+    match state.db().create_agent(&req.name, &labels, &hash_token(&token), now_ms()).await {
+        Ok(id) => {
+            tracing::info!(agent_id = %id, name = %req.name, labels = %labels, "Agent registered.");
+            Json(RegisterResponse { agent_id: id.0, token }).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Whether an agent with `agent_labels` (empty: any) can run a job with `job_labels`.
+fn labels_match(agent_labels: &[String], job_labels: &str) -> bool {
+    if agent_labels.is_empty() {
+        return true;
+    }
+    let job: Vec<String> = serde_json::from_str(job_labels).unwrap_or_default();
+    job.iter().all(|l| agent_labels.iter().any(|a| a == l))
+}
+
+async fn lease(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<LeaseRequest>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let labels: Vec<String> = serde_json::from_str(&agent.labels).unwrap_or_default();
+    let matches = |job_labels: &str| labels_match(&labels, job_labels);
+    let ttl = state.lease_ttl();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+    loop {
+        // Register for a wake-up before looking, so a job queued in between is not missed.
+        let queued = state.0.queue.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        if state.0.shutdown.is_cancelled() {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        match state.db().lease(agent.id, &matches, now_ms(), ttl_ms).await {
+            Ok(Some(job)) => {
+                state.0.leases.notify_waiters();
+                return match assignment(&state, &job).await {
+                    Ok(a) => {
+                        tracing::info!(job_id = %job.id, run_id = %job.run, agent_id = %agent.id, attempt = job.attempt, "Job leased.");
+                        state.changed(crate::Change::Run(job.run.0));
+                        Json(a).into_response()
+                    }
+                    Err(r) => r,
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return internal(e),
+        }
+        tokio::select! {
+            _ = &mut queued => {}
+            _ = state.0.shutdown.cancelled() => return StatusCode::NO_CONTENT.into_response(),
+            _ = tokio::time::sleep_until(deadline) => return StatusCode::NO_CONTENT.into_response(),
+        }
+    }
+}
+
+async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response> {
+    let run = match state.db().run(job.run).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "the job's run is gone")),
+        Err(e) => return Err(internal(e)),
+    };
+    if let Err(e) = state.db().start_run(run.id, now_ms()).await {
+        return Err(internal(e));
+    }
+    let spec: RunSpec = serde_json::from_str(&run.spec).map_err(internal)?;
+    let jobs = state.db().jobs(run.id).await.map_err(internal)?;
+    let repo = state.repository(&run.repository_name);
+    let ttl = state.lease_ttl();
+    Ok(Assignment {
+        job_id: job.id.0,
+        run_id: run.id.0,
+        attempt: job.attempt,
+        job_key: job.key.clone(),
+        github: crate::trigger::github_context(state, &run, &spec),
+        workflow: spec.workflow,
+        event_name: spec.event_name,
+        event: spec.event,
+        secrets: repo.as_ref().map(|r| r.secrets.clone()).unwrap_or_default(),
+        vars: repo.as_ref().map(|r| r.vars.clone()).unwrap_or_default(),
+        inputs: spec.inputs,
+        clone_url: spec.clone_url,
+        sha: run.sha.clone(),
+        needs: crate::scheduler::needs_context(job, &jobs),
+        heartbeat_ms: u64::try_from((ttl / 3).as_millis()).unwrap_or(u64::MAX).max(1),
+        lease_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The job, if `agent` holds attempt `attempt` of it.
+async fn held(state: &AppState, agent: &Agent, id: i64, attempt: i64) -> Result<Job, Response> {
+    match state.db().job(JobId(id)).await {
+        Ok(Some(job)) if job.agent == Some(agent.id) && job.attempt == attempt => Ok(job),
+        Ok(Some(_)) => Err(error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {attempt} of job {id}"))),
+        Ok(None) => Err(error_response(StatusCode::NOT_FOUND, format!("no job {id}"))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(hb): Json<Heartbeat>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let ttl_ms = i64::try_from(state.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+    match state.db().heartbeat(JobId(id), hb.attempt, agent.id, now_ms(), ttl_ms).await {
+        Ok(Some(cancel)) => {
+            state.0.leases.notify_waiters();
+            Json(HeartbeatReply { cancel }).into_response()
+        }
+        Ok(None) => error_response(StatusCode::CONFLICT, format!("the lease on job {id} attempt {} is gone", hb.attempt)),
+        Err(e) => internal(e),
+    }
+}
+
+async fn logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(chunk): Json<LogChunk>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let job = match held(&state, &agent, id, chunk.attempt).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let mut data = chunk.lines.join("\n");
+    data.push('\n');
+    match state.db().append_log(job.id, chunk.attempt, chunk.seq, data.as_bytes(), now_ms()).await {
+        Ok(_) => {
+            state.changed(crate::Change::Run(job.run.0));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(step): Json<StepReport>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let job = match held(&state, &agent, id, step.attempt).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let now = now_ms();
+    let done = step.state == protocol::StepState::Done;
+    let record = StepRecord {
+        job: job.id,
+        attempt: step.attempt,
+        number: step.number,
+        name: step.name,
+        status: if done { "done" } else { "running" }.to_owned(),
+        conclusion: step.conclusion.map(|c| c.as_str().to_owned()),
+        started_at: (!done).then_some(now),
+        finished_at: done.then_some(now),
+    };
+    match state.db().record_step(&record).await {
+        Ok(()) => {
+            state.changed(crate::Change::Run(job.run.0));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(done): Json<JobFinished>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let result = match done.result {
+        protocol::Conclusion::Success => Conclusion::Success,
+        protocol::Conclusion::Failure => Conclusion::Failure,
+        protocol::Conclusion::Cancelled => Conclusion::Cancelled,
+        protocol::Conclusion::Skipped => Conclusion::Skipped,
+    };
+    let outputs = serde_json::Value::Object(done.outputs).to_string();
+    match state.db().finish_job(JobId(id), done.attempt, agent.id, result, &outputs, now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => return error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", done.attempt)),
+        Err(e) => return internal(e),
+    }
+    let job = match state.db().job(JobId(id)).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => return internal(e),
+    };
+    tracing::info!(job_id = %job.id, run_id = %job.run, result = %result, "Job finished.");
+    if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
+        state.0.metrics.job_finished(result.as_str(), (end - start).max(0));
+    }
+    match crate::scheduler::advance(&state, job.run).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_matching() {
+        let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(labels_match(&[], "[\"gpu\"]"));
+        assert!(labels_match(&v(&["linux", "gpu"]), "[\"gpu\"]"));
+        assert!(!labels_match(&v(&["linux"]), "[\"gpu\"]"));
+        assert!(labels_match(&v(&["linux"]), "[]"));
+    }
+}

@@ -1,0 +1,299 @@
+//! The server configuration file (`slipway.toml`): `[server]`, `[[user]]`, `[[repository]]`.
+//!
+//! Values written `env:NAME` are read through the caller's lookup function (the binary passes
+//! the process environment; this crate reads no environment itself). Errors name
+//! `file:line:col`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A forge: where webhooks come from and commit statuses go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    Gitea,
+    Forgejo,
+    Github,
+    Gitlab,
+    Generic,
+}
+
+impl Forge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Gitea => "gitea",
+            Forge::Forgejo => "forgejo",
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Generic => "generic",
+        }
+    }
+}
+
+/// The whole configuration, `env:` values resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub users: Vec<User>,
+    pub repositories: Vec<RepositoryConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Base of links in commit statuses (`{external_url}/runs/{id}`).
+    pub external_url: String,
+    /// The token agents register with. `None`: a random one is made at start (only the
+    /// embedded agent can register then).
+    pub agent_token: Option<String>,
+    /// How long a lease lives without a heartbeat.
+    pub lease_ttl: Duration,
+    /// Largest webhook body accepted.
+    pub webhook_body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            external_url: "http://127.0.0.1:8080".to_owned(),
+            agent_token: None,
+            lease_ttl: Duration::from_secs(60),
+            webhook_body_limit: 5 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub token: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepositoryConfig {
+    /// `owner/name` as the forge knows it.
+    pub name: String,
+    pub clone_url: String,
+    pub forge: Forge,
+    /// Where commit statuses go (`None`: none are sent).
+    pub forge_api: Option<String>,
+    pub forge_token: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub secrets: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}:{col}: error: {message}")]
+    Syntax { file: String, line: usize, col: usize, message: String },
+    #[error("{file}: error: {message}")]
+    Invalid { file: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    user: Vec<RawUser>,
+    #[serde(default)]
+    repository: Vec<RawRepository>,
+    /// Deployment environments: accepted, used by later parts of the server.
+    #[serde(default)]
+    environment: Vec<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    external_url: Option<String>,
+    agent_token: Option<String>,
+    lease_ttl: Option<String>,
+    webhook_body_limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    token: String,
+    #[serde(default = "viewer")]
+    role: String,
+}
+
+fn viewer() -> String {
+    "viewer".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    name: String,
+    clone_url: String,
+    forge: Forge,
+    forge_api: Option<String>,
+    forge_token: Option<String>,
+    webhook_secret: Option<String>,
+    poll_interval: Option<String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Parses `text` (the contents of `file`), resolving `env:NAME` values with `env`.
+pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        ConfigError::Syntax { file: file.to_owned(), line, col, message: e.message().to_owned() }
+    })?;
+    let _ = raw.environment;
+    let invalid = |message: String| ConfigError::Invalid { file: file.to_owned(), message };
+    let resolve = |what: &str, v: String| -> Result<String, ConfigError> {
+        match v.strip_prefix("env:") {
+            Some(name) => env(name).ok_or_else(|| invalid(format!("{what} names the environment variable {name}, which is not set"))),
+            None => Ok(v),
+        }
+    };
+    let mut server = ServerConfig::default();
+    if let Some(url) = raw.server.external_url {
+        server.external_url = url.trim_end_matches('/').to_owned();
+    }
+    server.agent_token = raw.server.agent_token.map(|t| resolve("server.agent_token", t)).transpose()?;
+    if let Some(ttl) = raw.server.lease_ttl {
+        server.lease_ttl = parse_duration(&ttl).ok_or_else(|| invalid(format!("server.lease_ttl: `{ttl}` is not a duration like 30s")))?;
+    }
+    if let Some(limit) = raw.server.webhook_body_limit {
+        server.webhook_body_limit = limit;
+    }
+    let mut users = Vec::new();
+    for u in raw.user {
+        if !matches!(u.role.as_str(), "admin" | "maintainer" | "viewer") {
+            return Err(invalid(format!("user {}: role `{}` is not admin, maintainer or viewer", u.name, u.role)));
+        }
+        let token = resolve(&format!("user {} token", u.name), u.token)?;
+        users.push(User { name: u.name, token, role: u.role });
+    }
+    let mut repositories = Vec::new();
+    for r in raw.repository {
+        if !r.name.contains('/') {
+            return Err(invalid(format!("repository `{}`: the name must be owner/name", r.name)));
+        }
+        if repositories.iter().any(|x: &RepositoryConfig| x.name == r.name) {
+            return Err(invalid(format!("repository `{}` is listed twice", r.name)));
+        }
+        if let Some(p) = &r.poll_interval
+            && parse_duration(p).is_none()
+        {
+            return Err(invalid(format!("repository {}: poll_interval `{p}` is not a duration like 30s", r.name)));
+        }
+        let n = r.name.clone();
+        let opt = |what: &str, v: Option<String>| v.map(|v| resolve(&format!("repository {n} {what}"), v)).transpose();
+        let mut secrets = BTreeMap::new();
+        for (k, v) in r.secrets {
+            secrets.insert(k.clone(), resolve(&format!("repository {n} secret {k}"), v)?);
+        }
+        repositories.push(RepositoryConfig {
+            forge_api: opt("forge_api", r.forge_api)?.map(|u| u.trim_end_matches('/').to_owned()),
+            forge_token: opt("forge_token", r.forge_token)?,
+            webhook_secret: opt("webhook_secret", r.webhook_secret)?,
+            name: r.name,
+            clone_url: r.clone_url,
+            forge: r.forge,
+            secrets,
+            vars: r.vars,
+        });
+    }
+    Ok(Config { server, users, repositories })
+}
+
+/// `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "HOOK_SECRET").then(|| "s3cret".to_owned())
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = r#"
+[server]
+external_url = "http://127.0.0.1:8080/"
+
+[[user]]
+name = "alice"
+token = "tok"
+role = "admin"
+
+[[repository]]
+name = "team/app"
+clone_url = "git://127.0.0.1:9418/app.git"
+forge = "gitea"
+forge_api = "http://127.0.0.1:3000/api/v1"
+forge_token = "ft"
+webhook_secret = "env:HOOK_SECRET"
+poll_interval = "30s"
+secrets = { REGISTRY_PASSWORD = "pw" }
+
+[[environment]]
+repository = "team/app"
+name = "production"
+"#;
+        let c = parse(text, "slipway.toml", &env).expect("parses");
+        assert_eq!(c.server.external_url, "http://127.0.0.1:8080");
+        assert_eq!(c.users[0].name, "alice");
+        let r = &c.repositories[0];
+        assert_eq!((r.forge, r.webhook_secret.as_deref()), (Forge::Gitea, Some("s3cret")));
+        assert_eq!(r.secrets.get("REGISTRY_PASSWORD").map(String::as_str), Some("pw"));
+    }
+
+    fn check_err(text: &str, expect: &str) {
+        let err = parse(text, "slipway.toml", &env).expect_err("invalid").to_string();
+        assert!(err.contains(expect), "{err}");
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        check_err("[server]\nexternal_ur = 1\n", "slipway.toml:2:1: error: unknown field `external_ur`");
+        check_err("[[repository]]\nname = \"a/b\"\nclone_url = \"x\"\nforge = \"svn\"\n", "slipway.toml:4:9");
+        check_err("[[repository]]\nname = \"a/b\"\nclone_url = \"x\"\nforge = \"gitea\"\nwebhook_secret = \"env:NOPE\"\n", "NOPE, which is not set");
+        check_err("[[repository]]\nname = \"ab\"\nclone_url = \"x\"\nforge = \"gitea\"\n", "must be owner/name");
+        check_err("[server]\nlease_ttl = \"soon\"\n", "not a duration");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2d"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}
