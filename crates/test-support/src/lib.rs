@@ -15,6 +15,8 @@
 //! | `SLIPWAY_TEST_S3` | `http://127.0.0.1:PORT` of a moto S3 server (any key/secret work) |
 //! | `SLIPWAY_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth; create your own database per test) |
 
+pub mod git;
+
 use std::path::PathBuf;
 
 fn required(var: &str, what: &str) -> String {

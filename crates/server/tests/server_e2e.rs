@@ -1,0 +1,199 @@
+//! End to end: a commit pushed to a real `git daemon`, a Gitea-signed push webhook, the run
+//! on the embedded agent, and the commit statuses recorded by a stand-in forge.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use server::config::Forge;
+use store::sql::{Conclusion, JobStatus};
+use test_support::git::GitDaemon;
+
+const CI: &str = r#"name: ci
+on:
+  push:
+    branches: [main]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: Show the file
+        run: cat hello.txt && echo "built ${{ github.sha }} on ${{ github.ref_name }}"
+  test:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "secret is ${{ secrets.GREETING }}"
+"#;
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+#[tokio::test]
+async fn push_webhook_runs_the_workflow_and_reports_pending_then_success() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".gitea/workflows/ci.yml", CI).write("hello.txt", "hello world\n");
+    let sha = tree.commit("first");
+    tree.push("main");
+    let mut forge = StandInForge::start(1).await;
+    let api = format!("{}/api/v1", forge.url);
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, Some(&api))],
+        ..ServerSetup::default()
+    })
+    .await;
+
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[".gitea/workflows/ci.yml", "hello.txt"]);
+    let runs = created(post_gitea(&server.url, "push", "delivery-1", body.to_string().as_bytes(), SECRET).await).await;
+    assert_eq!(runs.len(), 1);
+    let id = runs[0];
+    let run = server.finished(id).await;
+    let log = server.log_text(id).await;
+    assert_eq!(run.conclusion, Some(Conclusion::Success), "{log}");
+    assert_eq!((run.sha.as_str(), run.actor.as_str(), run.workflow_name.as_str()), (sha.as_str(), "alice", "ci"));
+    assert!(log.contains("hello world"), "{log}");
+    assert!(log.contains(&format!("built {sha} on main")), "{log}");
+    assert!(log.contains("secret is ***"), "secrets are masked: {log}");
+    let jobs = server.state.db().jobs(store::sql::RunId(id)).await.expect("jobs");
+    let results: Vec<_> = jobs.iter().map(|j| (j.key.as_str(), j.status, j.result)).collect();
+    assert_eq!(results, [("build", JobStatus::Done, Some(Conclusion::Success)), ("test", JobStatus::Done, Some(Conclusion::Success))]);
+
+    // The first delivery attempt got a 500 and was retried.
+    let requests = forge.wait_for(2).await;
+    let expect = |state: &str, description: &str| Recorded {
+        path: format!("/api/v1/repos/team/app/statuses/{sha}"),
+        authorization: Some(format!("token {FORGE_TOKEN}")),
+        private_token: None,
+        body: json!({
+            "state": state,
+            "target_url": format!("https://ci.example.com/runs/{id}"),
+            "description": description,
+            "context": "slipway/ci (push)",
+        }),
+    };
+    assert_eq!(requests, [expect("pending", "queued"), expect("success", "succeeded")]);
+    server.stop().await;
+    forge.stop().await;
+}
+
+#[tokio::test]
+async fn a_workflow_that_does_not_compile_gives_a_failed_run_with_file_line_col() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".gitea/workflows/bad.yml", "on: push\njobs:\n  build:\n    runs-on: x\n    stepz: []\n");
+    let sha = tree.commit("bad");
+    tree.push("main");
+    let mut forge = StandInForge::start(0).await;
+    let api = format!("{}/api/v1", forge.url);
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, Some(&api))],
+        ..ServerSetup::default()
+    })
+    .await;
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]);
+    let runs = created(post_gitea(&server.url, "push", "d-bad", body.to_string().as_bytes(), SECRET).await).await;
+    let run = server.finished(runs[0]).await;
+    assert_eq!(run.conclusion, Some(Conclusion::Failure));
+    let log = server.log_text(runs[0]).await;
+    assert!(log.contains(".gitea/workflows/bad.yml:5:5: error:"), "{log}");
+    let states: Vec<_> = forge.wait_for(2).await.iter().map(|r| r.body["state"].clone()).collect();
+    assert_eq!(states, [json!("pending"), json!("failure")]);
+    server.stop().await;
+    forge.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_job_skips_its_dependents_unless_their_if_says_otherwise() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".github/workflows/ci.yml",
+        r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo failing; exit 3
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo should not run
+  report:
+    needs: build
+    if: failure()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "reporting ${{ needs.build.result }}"
+  after:
+    needs: deploy
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo nor this
+"#,
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]);
+    let runs = created(post_gitea(&server.url, "push", "d-1", body.to_string().as_bytes(), SECRET).await).await;
+    let run = server.finished(runs[0]).await;
+    assert_eq!(run.conclusion, Some(Conclusion::Failure));
+    assert_eq!(run.reason.as_deref(), Some("job build failed"));
+    let jobs = server.state.db().jobs(run.id).await.expect("jobs");
+    let results: Vec<_> = jobs.iter().map(|j| (j.key.as_str(), j.result)).collect();
+    assert_eq!(
+        results,
+        [
+            ("build", Some(Conclusion::Failure)),
+            ("deploy", Some(Conclusion::Skipped)),
+            ("report", Some(Conclusion::Success)),
+            ("after", Some(Conclusion::Skipped)),
+        ]
+    );
+    let log = server.log_text(run.id.0).await;
+    assert!(log.contains("failing") && log.contains("reporting") && !log.contains("should not run"), "{log}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_filters_decide_which_workflows_run() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".gitea/workflows/ci.yml", CI).write("hello.txt", "hi\n");
+    tree.write(
+        ".gitea/workflows/docs.yml",
+        "on:\n  push:\n    paths: ['docs/**']\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: echo docs\n",
+    );
+    let first = tree.commit("first");
+    tree.push("main");
+    tree.write("docs/index.md", "# docs\n");
+    let second = tree.commit("docs");
+    tree.push("dev");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    // dev: ci.yml only runs on main; docs.yml runs because docs/ changed (diffed in the mirror).
+    let body = gitea_push("team/app", &clone_url, "refs/heads/dev", &first, &second, &[]);
+    let runs = created(post_gitea(&server.url, "push", "d-dev", body.to_string().as_bytes(), SECRET).await).await;
+    assert_eq!(runs.len(), 1);
+    let run = server.finished(runs[0]).await;
+    assert_eq!((run.workflow_file.as_str(), run.conclusion), (".gitea/workflows/docs.yml", Some(Conclusion::Success)));
+    // A tag push: neither workflow has tag filters, but ci.yml has branch filters, and docs.yml
+    // path filters don't apply to tags: only docs.yml runs.
+    let body = gitea_push("team/app", &clone_url, "refs/tags/v1", ZERO, &first, &[]);
+    let runs = created(post_gitea(&server.url, "push", "d-tag", body.to_string().as_bytes(), SECRET).await).await;
+    assert_eq!(runs.len(), 1);
+    server.stop().await;
+}
