@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::{engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -110,7 +110,7 @@ struct Grant {
 fn compile(user: &str, globs: &[String]) -> Result<GlobSet, AuthConfigError> {
     let mut builder = GlobSetBuilder::new();
     for glob in globs {
-        builder.add(Glob::new(glob).map_err(|source| AuthConfigError::Glob { user: user.to_owned(), glob: glob.clone(), source })?);
+        builder.add(GlobBuilder::new(glob).literal_separator(true).build().map_err(|source| AuthConfigError::Glob { user: user.to_owned(), glob: glob.clone(), source })?);
     }
     builder.build().map_err(|source| AuthConfigError::Glob { user: user.to_owned(), glob: globs.join(","), source })
 }

@@ -85,7 +85,7 @@ impl Default for AuthOptions {
 
 /// One user: a password (for `docker login`) and/or a token (also usable as the password,
 /// or directly as `Authorization: Bearer`), and the repositories it may pull and push
-/// (globs: `*` matches across `/`; push implies pull).
+/// (globs: `*` matches within one path component, `**` across `/`; push implies pull).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserOptions {
@@ -158,9 +158,9 @@ impl Registry {
         self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Remove upload sessions idle for longer than the expiry. Returns how many.
-    pub async fn expire_sessions(&self) -> usize {
-        let expiry = Duration::from_secs(self.inner.options.upload_expiry_secs);
+    /// Remove upload sessions idle for longer than `expiry` (and spool files left by
+    /// sessions lost in a restart). Returns how many sessions were removed.
+    pub async fn expire_sessions(&self, expiry: Duration) -> usize {
         let expired: Vec<(String, Arc<Session>)> = {
             let sessions = self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions
@@ -200,7 +200,7 @@ impl Registry {
     pub async fn maintain(&self, shutdown: CancellationToken) {
         let period = Duration::from_secs((self.inner.options.upload_expiry_secs / 4).clamp(1, 60));
         loop {
-            self.expire_sessions().await;
+            self.expire_sessions(Duration::from_secs(self.inner.options.upload_expiry_secs)).await;
             self.refresh_storage_gauge().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
