@@ -1,29 +1,24 @@
-//! Deploy targets: `local` release directories, SSH hosts, Docker hosts, Kubernetes.
+//! Deploy targets: `local` release directories, SSH hosts, Docker hosts (Kubernetes to come).
 //!
 //! CONTRACT used by the runner's built-in `slipway/deploy-*` actions: [`action::run`].
+//!
+//! - [`release`]: the release-directory scheme (`releases/<id>`, `current`, `releases.json`),
+//!   pure.
+//! - [`host`]: the [`host::Host`] primitives a release-directory target provides;
+//!   [`host::LocalHost`] and [`ssh::SshHost`] implement them.
+//! - [`rollout`]: one deploy through a `Host` — install, switch, restart under
+//!   [`supervisor`], health check, roll back on failure, prune.
+//! - [`source`]: what is deployed (an OCI layout, a docker-archive, an artifact dir/tarball).
+//! - [`docker`]: the Docker-host target (replace a container: start new, check, remove old).
+//!
+//! Not here: deployment records, environments and approvals (the server's), pulling images
+//! from a registry for `local`/`ssh`.
 
-pub mod action {
-    //! The built-in `slipway/deploy-local|ssh|docker|kubernetes` actions.
-
-    use std::path::Path;
-
-    use indexmap::IndexMap;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    pub struct ActionError(pub String);
-
-    /// Runs `slipway/<name>` (`deploy-local`, `deploy-ssh`, `deploy-docker`,
-    /// `deploy-kubernetes`) with its evaluated `with:` inputs. Relative paths resolve against
-    /// `workspace`. Returns the step outputs (at least `digest` of what was deployed, when an
-    /// image was deployed, and `release`). `log` receives progress lines.
-    pub async fn run(
-        name: &str,
-        inputs: &IndexMap<String, String>,
-        workspace: &Path,
-        log: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<IndexMap<String, String>, ActionError> {
-        let _ = (inputs, workspace, log);
-        Err(ActionError(format!("slipway/{name} is not implemented yet")))
-    }
-}
+pub mod action;
+pub mod docker;
+pub mod host;
+pub mod release;
+pub mod rollout;
+pub mod source;
+pub mod ssh;
+pub mod supervisor;
