@@ -1,0 +1,119 @@
+//! The REST API: token auth and roles, runs and jobs, logs as text and as live SSE,
+//! workflow_dispatch with inputs, /healthz and /metrics.
+
+mod common;
+
+use common::*;
+use server::config::{Forge, User};
+use test_support::git::GitDaemon;
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+fn users() -> Vec<User> {
+    vec![
+        User { name: "alice".into(), token: "alice-token".into(), role: "admin".into() },
+        User { name: "victor".into(), token: "viewer-token".into(), role: "viewer".into() },
+    ]
+}
+
+#[tokio::test]
+async fn the_api_needs_a_token_and_viewers_cannot_write() {
+    let server = TestServer::start(ServerSetup { users: users(), embedded_agent: false, ..ServerSetup::default() }).await;
+    let http = reqwest::Client::new();
+    let runs = format!("{}/api/v1/runs", server.url);
+    assert_eq!(http.get(&runs).send().await.expect("get").status(), 401);
+    assert_eq!(http.get(&runs).bearer_auth("nope").send().await.expect("get").status(), 401);
+    let ok = http.get(&runs).bearer_auth("viewer-token").send().await.expect("get");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.json::<Vec<protocol::Run>>().await.expect("json"), []);
+    let cancel = format!("{}/api/v1/runs/1/cancel", server.url);
+    assert_eq!(http.post(&cancel).bearer_auth("viewer-token").send().await.expect("post").status(), 403);
+    assert_eq!(http.post(&cancel).bearer_auth("alice-token").send().await.expect("post").status(), 404);
+    assert_eq!(http.get(format!("{}/healthz", server.url)).send().await.expect("get").status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn runs_jobs_logs_sse_dispatch_and_metrics() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "name: ci\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - name: Greet\n        run: echo line-one; echo line-two\n",
+    );
+    tree.write(
+        ".gitea/workflows/deploy.yml",
+        "name: deploy\non:\n  workflow_dispatch:\n    inputs:\n      who:\n        required: true\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: echo \"hello ${{ inputs.who }}\"\n",
+    );
+    let sha = tree.commit("two workflows");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        users: users(),
+        ..ServerSetup::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]);
+    let runs = created(post_gitea(&server.url, "push", "d1", body.to_string().as_bytes(), SECRET).await).await;
+    assert_eq!(runs.len(), 1, "deploy.yml does not listen to push");
+    let id = runs[0];
+    // Follow live from the start: log events, then `end`.
+    let sse = http
+        .get(format!("{}/api/v1/runs/{id}/logs?follow=true", server.url))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(sse.status(), 200);
+    let stream = sse.text().await.expect("the stream ends when the run does");
+    let one = stream.find("line-one").expect("line-one streamed");
+    let two = stream.find("line-two").expect("line-two streamed");
+    let end = stream.find("event: end").expect("an end event");
+    assert!(one < two && two < end, "{stream}");
+    server.finished(id).await;
+
+    let run: protocol::Run =
+        http.get(format!("{}/api/v1/runs/{id}", server.url)).bearer_auth("viewer-token").send().await.expect("get").json().await.expect("json");
+    assert_eq!((run.status.as_str(), run.conclusion, run.sha.as_str()), ("done", Some(protocol::Conclusion::Success), sha.as_str()));
+    assert_eq!(run.url, format!("https://ci.example.com/runs/{id}"));
+    let jobs: Vec<protocol::Job> =
+        http.get(format!("{}/api/v1/runs/{id}/jobs", server.url)).bearer_auth("viewer-token").send().await.expect("get").json().await.expect("json");
+    assert_eq!(jobs.len(), 1);
+    let steps: Vec<_> = jobs[0].steps.iter().map(|s| (s.name.as_str(), s.status.as_str(), s.conclusion.as_deref())).collect();
+    assert_eq!(steps, [("Greet", "done", Some("success"))]);
+    let text = http.get(format!("{}/api/v1/runs/{id}/logs", server.url)).bearer_auth("viewer-token").send().await.expect("get").text().await.expect("text");
+    assert!(text.starts_with("=== build ===\n") && text.contains("line-one\nline-two\n"), "{text}");
+    assert_eq!(http.get(format!("{}/api/v1/runs/999/logs", server.url)).bearer_auth("viewer-token").send().await.expect("get").status(), 404);
+
+    // workflow_dispatch with inputs.
+    let dispatch = protocol::DispatchRequest {
+        repository: "team/app".into(),
+        workflow: "deploy.yml".into(),
+        git_ref: "main".into(),
+        inputs: [("who".to_owned(), "bob".to_owned())].into(),
+    };
+    let url = format!("{}{}", server.url, protocol::paths::DISPATCH);
+    assert_eq!(http.post(&url).bearer_auth("viewer-token").json(&dispatch).send().await.expect("post").status(), 403);
+    let resp = http.post(&url).bearer_auth("alice-token").json(&dispatch).send().await.expect("post");
+    assert_eq!(resp.status(), 201);
+    let created: protocol::Created = resp.json().await.expect("json");
+    let run = server.finished(created.runs[0]).await;
+    assert_eq!((run.event.as_str(), run.conclusion), ("workflow_dispatch", Some(store::sql::Conclusion::Success)));
+    let text = http.get(format!("{}/api/v1/runs/{}/logs", server.url, run.id)).bearer_auth("alice-token").send().await.expect("get").text().await.expect("text");
+    assert!(text.contains("hello bob"), "{text}");
+    let missing = protocol::DispatchRequest { workflow: "nope.yml".into(), ..dispatch };
+    assert_eq!(http.post(&url).bearer_auth("alice-token").json(&missing).send().await.expect("post").status(), 404);
+
+    let listed: Vec<protocol::Run> =
+        http.get(format!("{}/api/v1/runs?repository=team/app", server.url)).bearer_auth("viewer-token").send().await.expect("get").json().await.expect("json");
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [run.id.0, id]);
+
+    let metrics = http.get(format!("{}/metrics", server.url)).send().await.expect("get").text().await.expect("text");
+    assert!(metrics.contains("slipway_queue_depth 0\n"), "{metrics}");
+    assert!(metrics.contains("slipway_agents 1\n"), "{metrics}");
+    assert!(metrics.contains("slipway_jobs_finished_total{result=\"success\"} 2\n"), "{metrics}");
+    assert!(metrics.contains("slipway_job_duration_seconds_count 2\n"), "{metrics}");
+    server.stop().await;
+}
