@@ -58,6 +58,8 @@ pub struct Renderer<W: Write, E: Write> {
     last: Option<(String, usize)>,
     states: indexmap::IndexMap<String, JobState>,
     progress_shown: bool,
+    /// The counts on the progress line as last drawn.
+    drawn: (usize, usize, usize),
     /// The first write error (e.g. stdout closed); rendering stops, the run goes on.
     pub broken: Option<std::io::Error>,
 }
@@ -73,6 +75,7 @@ impl<W: Write, E: Write> Renderer<W, E> {
             last: None,
             states: indexmap::IndexMap::new(),
             progress_shown: false,
+            drawn: (0, 0, 0),
             broken: None,
         }
     }
@@ -106,7 +109,12 @@ impl<W: Write, E: Write> Renderer<W, E> {
                     JobState::Queued => queued += 1,
                 }
             }
-            if !self.states.is_empty() {
+            let counts = (done, running, queued);
+            if !self.states.is_empty() && (!self.progress_shown || self.drawn != counts) {
+                if self.progress_shown {
+                    let _ = write!(self.err, "\r\x1b[K");
+                }
+                self.drawn = counts;
                 let _ = write!(
                     self.err,
                     "\r\x1b[K\x1b[2mjobs: {done} done, {running} running, {queued} queued\x1b[0m"
@@ -161,6 +169,11 @@ impl<W: Write, E: Write> Renderer<W, E> {
     }
 
     fn line(&mut self, job: &str, text: &str) -> std::io::Result<()> {
+        if self.progress_shown {
+            // Flush what is buffered first so the erase lands before the new output.
+            self.out.flush()?;
+            self.clear_progress();
+        }
         let i = self.view_index(job);
         write_prefixed(&mut self.out, &self.jobs[i].prefix, text)
     }
@@ -170,9 +183,6 @@ impl<W: Write, E: Write> Renderer<W, E> {
     }
 
     fn human(&mut self, event: &Event) -> std::io::Result<()> {
-        if self.progress_shown {
-            self.clear_progress();
-        }
         match event {
             Event::RunStarted { jobs, .. } => {
                 for j in jobs {

@@ -191,7 +191,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let style = Style {
         json: json_mode,
-        color: !json_mode && std::io::stdout().is_terminal(),
+        color: !json_mode
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         progress: !json_mode && std::io::stderr().is_terminal(),
     };
     let cancel = CancellationToken::new();
