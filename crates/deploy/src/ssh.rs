@@ -117,12 +117,14 @@ impl SshHost {
         let (key, what) = load_key(&opts.key)?;
         let verdict = Arc::new(Mutex::new(None));
         let checker = Checker { known, verdict: verdict.clone() };
-        let config = Arc::new(client::Config { inactivity_timeout: None, ..Default::default() });
+        let config = Arc::new(client::Config { inactivity_timeout: None, nodelay: true, ..Default::default() });
         let timeout = opts.connect_timeout;
         let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((opts.host.as_str(), opts.port)))
             .await
             .map_err(|_| SshError::Timeout { addr: addr.clone(), secs: timeout.as_secs() })?
             .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
+        // Many small request/response exchanges: Nagle + delayed ACKs would cost ~40ms each.
+        let _ = tcp.set_nodelay(true);
         let connected = tokio::time::timeout(timeout, client::connect_stream(config, tcp, checker))
             .await
             .map_err(|_| SshError::Timeout { addr: addr.clone(), secs: timeout.as_secs() })?;
