@@ -172,7 +172,7 @@ pub(crate) fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c
     let lower = word.to_lowercase();
     let mut best: Option<(&str, usize)> = None;
     for c in candidates {
-        let d = strsim::damerau_levenshtein(&lower, c);
+        let d = strsim::damerau_levenshtein(&lower, &c.to_lowercase());
         if best.is_none_or(|(_, bd)| d < bd) {
             best = Some((c, d));
         }
@@ -1000,7 +1000,7 @@ impl<'a> Parser<'a> {
             let job = self.job(id, k, v);
             jobs.insert(id.to_owned(), job);
         }
-        if jobs.is_empty() && matches!(n.kind, Kind::Map(_)) || n.is_null() {
+        if (jobs.is_empty() && matches!(n.kind, Kind::Map(_))) || n.is_null() {
             self.err(key.start, "the workflow has no jobs");
         }
         jobs
