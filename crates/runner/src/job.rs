@@ -945,47 +945,74 @@ impl JobRun {
         let mut out = proc.take_stdout().map(LineReader::new);
         let mut err = proc.take_stderr().map(LineReader::new);
         let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t).unwrap_or(far);
-        let mut kill_at = far;
-        let mut drain_until = far;
+        let deadline = sleep_until(timeout.map(|t| tokio::time::Instant::now() + t).unwrap_or(far));
+        let kill_timer = sleep_until(far);
+        let drain_timer = sleep_until(far);
+        tokio::pin!(deadline, kill_timer, drain_timer);
         let mut reason: Option<ProcEnd> = None;
         let mut killed = false;
         let mut status: Option<ExitStatus> = None;
         let cancel = self.cancel.clone();
         // A step started after cancellation (`always()`, `cancelled()`) runs to its end.
         let watch_cancel = !cancel.is_cancelled();
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             if status.is_some() && out.is_none() && err.is_none() {
                 break;
             }
             tokio::select! {
-                _ = cancel.cancelled(), if reason.is_none() && watch_cancel => {
+                _ = &mut cancelled, if reason.is_none() && watch_cancel => {
                     proc.terminate();
                     reason = Some(ProcEnd::Cancelled);
-                    kill_at = tokio::time::Instant::now() + self.shared.tuning.kill_grace;
+                    kill_timer.as_mut().reset(tokio::time::Instant::now() + self.shared.tuning.kill_grace);
                 }
-                _ = sleep_until(deadline), if reason.is_none() => {
+                _ = &mut deadline, if reason.is_none() => {
                     proc.terminate();
                     reason = Some(ProcEnd::TimedOut);
-                    kill_at = tokio::time::Instant::now() + self.shared.tuning.kill_grace;
+                    kill_timer.as_mut().reset(tokio::time::Instant::now() + self.shared.tuning.kill_grace);
                 }
-                _ = sleep_until(kill_at), if reason.is_some() && !killed => {
+                _ = &mut kill_timer, if reason.is_some() && !killed => {
                     proc.kill();
                     killed = true;
                 }
-                _ = sleep_until(drain_until), if status.is_some() => {
+                _ = &mut drain_timer, if status.is_some() => {
                     break;
                 }
-                r = next(&mut out) => {
+                r = next_line(&mut out), if out.is_some() => {
                     match r {
-                        Some(line) => self.handle_line(&line, LogStream::Stdout, step_no, cmd).await,
-                        None => out = None,
+                        Ok(true) => {
+                            if let Some(reader) = out.as_mut() {
+                                while let Some(line) = reader.buffered_line() {
+                                    self.handle_line(line, LogStream::Stdout, step_no, cmd).await;
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(mut reader) = out.take() {
+                                while let Ok(Some(line)) = reader.next_line().await {
+                                    self.handle_line(line, LogStream::Stdout, step_no, cmd).await;
+                                }
+                            }
+                        }
                     }
                 }
-                r = next(&mut err) => {
+                r = next_line(&mut err), if err.is_some() => {
                     match r {
-                        Some(line) => self.handle_line(&line, LogStream::Stderr, step_no, cmd).await,
-                        None => err = None,
+                        Ok(true) => {
+                            if let Some(reader) = err.as_mut() {
+                                while let Some(line) = reader.buffered_line() {
+                                    self.handle_line(line, LogStream::Stderr, step_no, cmd).await;
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(mut reader) = err.take() {
+                                while let Ok(Some(line)) = reader.next_line().await {
+                                    self.handle_line(line, LogStream::Stderr, step_no, cmd).await;
+                                }
+                            }
+                        }
                     }
                 }
                 s = proc.wait(), if status.is_none() => {
@@ -993,7 +1020,7 @@ impl JobRun {
                         Ok(s) => status = Some(s),
                         Err(e) => return ProcEnd::Error(e.to_string()),
                     }
-                    drain_until = tokio::time::Instant::now() + self.shared.tuning.drain_after_exit;
+                    drain_timer.as_mut().reset(tokio::time::Instant::now() + self.shared.tuning.drain_after_exit);
                     if reason.is_some() {
                         // Whatever the group left behind dies with it.
                         proc.kill();
@@ -1010,7 +1037,10 @@ impl JobRun {
 
     /// One line of output: workflow commands on stdout, masking, the event.
     async fn handle_line(&mut self, raw: &[u8], stream: LogStream, step_no: usize, cmd: &mut CmdState) {
-        let text = String::from_utf8_lossy(raw);
+        let text = match std::str::from_utf8(raw) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         if let Some(token) = &cmd.stop_token {
             if text.trim() == format!("::{token}::") {
                 cmd.stop_token = None;
@@ -1118,12 +1148,11 @@ pub(crate) struct StepFilesPaths {
     pub summary: String,
 }
 
-async fn next<R: tokio::io::AsyncRead + Unpin>(r: &mut Option<LineReader<R>>) -> Option<Vec<u8>> {
-    match r {
-        Some(r) => match r.next_line().await {
-            Ok(Some(l)) => Some(l.to_vec()),
-            _ => None,
-        },
+/// Waits until `reader` has a complete line buffered (`Ok(true)`), or reached EOF/an error
+/// (`Ok(false)`/`Err`; the rest is then read with `next_line`).
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(reader: &mut Option<LineReader<R>>) -> std::io::Result<bool> {
+    match reader {
+        Some(r) => r.fill_line().await,
         None => std::future::pending().await,
     }
 }

@@ -77,14 +77,18 @@ impl Masker {
         let Some(ac) = &self.automaton else {
             return Cow::Borrowed(text);
         };
-        if !ac.is_match(text) {
+        let mut matches = ac.find_iter(text).peekable();
+        if matches.peek().is_none() {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
-        ac.replace_all_with(text, &mut out, |_, _, dst| {
-            dst.push_str(MASK);
-            true
-        });
+        let mut last = 0;
+        for m in matches {
+            out.push_str(&text[last..m.start()]);
+            out.push_str(MASK);
+            last = m.end();
+        }
+        out.push_str(&text[last..]);
         Cow::Owned(out)
     }
 }
@@ -103,6 +107,65 @@ pub struct LineReader<R> {
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(reader: R) -> LineReader<R> {
         LineReader { reader, buf: vec![0; READ_CHUNK + MAX_LINE], start: 0, end: 0, scanned: 0, eof: false }
+    }
+
+    /// A complete line already in the buffer (or a [`MAX_LINE`] piece of an over-long one),
+    /// without I/O: after [`LineReader::fill_line`], drains a whole read in one go.
+    pub fn buffered_line(&mut self) -> Option<&[u8]> {
+        let (s, mut e) = match memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+            Some(pos) => {
+                let nl = self.scanned + pos;
+                let line = (self.start, nl);
+                self.start = nl + 1;
+                self.scanned = self.start;
+                line
+            }
+            None if self.end - self.start >= MAX_LINE => {
+                let line = (self.start, self.start + MAX_LINE);
+                self.start += MAX_LINE;
+                self.scanned = self.end;
+                return Some(&self.buf[line.0..line.1]);
+            }
+            None => {
+                self.scanned = self.end;
+                return None;
+            }
+        };
+        if e > s && self.buf[e - 1] == b'\r' {
+            e -= 1;
+        }
+        Some(&self.buf[s..e])
+    }
+
+    /// Reads until [`LineReader::buffered_line`] has something (`Ok(true)`) or the stream
+    /// ended (`Ok(false)`: the rest, a final unterminated line, comes from `next_line`).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn fill_line(&mut self) -> std::io::Result<bool> {
+        loop {
+            if memchr::memchr(b'\n', &self.buf[self.scanned..self.end]).is_some() {
+                return Ok(true);
+            }
+            self.scanned = self.end;
+            if self.end - self.start >= MAX_LINE {
+                return Ok(true);
+            }
+            if self.eof {
+                return Ok(false);
+            }
+            if self.start > 0 && self.buf.len() - self.end < READ_CHUNK / 2 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.scanned -= self.start;
+                self.start = 0;
+            }
+            let n = self.reader.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
     }
 
     /// The next line, or `None` at EOF. A final line without a newline is returned too.
@@ -202,6 +265,44 @@ mod tests {
             assert_eq!(lines(b"", chunk).await, Vec::<String>::new());
             assert_eq!(lines(b"x\n", chunk).await, vec!["x"]);
         }
+    }
+
+    async fn buffered_lines(input: &[u8], chunk: usize) -> Vec<String> {
+        let (mut w, r) = tokio::io::duplex(chunk.max(1));
+        let data = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for c in data.chunks(chunk.max(1)) {
+                w.write_all(c).await.expect("write");
+            }
+        });
+        let mut reader = LineReader::new(r);
+        let mut out = Vec::new();
+        while reader.fill_line().await.expect("fill") {
+            while let Some(line) = reader.buffered_line() {
+                out.push(String::from_utf8_lossy(line).into_owned());
+            }
+        }
+        while let Some(line) = reader.next_line().await.expect("read") {
+            out.push(String::from_utf8_lossy(line).into_owned());
+        }
+        writer.await.expect("writer");
+        out
+    }
+
+    #[tokio::test]
+    async fn buffered_draining_sees_the_same_lines() {
+        let mut big = Vec::new();
+        for i in 0..5000 {
+            big.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        big.extend_from_slice(b"tail");
+        for chunk in [1, 7, 4096, 1 << 20] {
+            assert_eq!(buffered_lines(b"a\nbb\r\n\nccc", chunk).await, vec!["a", "bb", "", "ccc"]);
+            assert_eq!(buffered_lines(&big, chunk).await, lines(&big, chunk).await);
+        }
+        let long = vec![b'x'; MAX_LINE + 5];
+        assert_eq!(buffered_lines(&long, 100_000).await.iter().map(String::len).collect::<Vec<_>>(), vec![MAX_LINE, 5]);
     }
 
     #[tokio::test]

@@ -142,6 +142,15 @@ fn engine_message(e: &BollardError) -> String {
     }
 }
 
+/// Which engine answers the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Docker,
+    /// Podman's compat API: health checks run from systemd timers, which do not exist
+    /// everywhere (containers, CI machines), so the executor runs them itself.
+    Podman,
+}
+
 /// Runs jobs in containers through the Docker Engine API.
 #[derive(Clone)]
 pub struct DockerExecutor {
@@ -152,7 +161,7 @@ struct Inner {
     options: DockerOptions,
     endpoint: String,
     client: Docker,
-    negotiated: OnceCell<Docker>,
+    negotiated: OnceCell<(Docker, Engine)>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -183,16 +192,23 @@ impl DockerExecutor {
     }
 
     async fn client(&self) -> Result<Docker, DockerError> {
+        self.connected().await.map(|(docker, _)| docker)
+    }
+
+    /// The negotiated client and which engine answers.
+    async fn connected(&self) -> Result<(Docker, Engine), DockerError> {
         let inner = &self.inner;
         inner
             .negotiated
             .get_or_try_init(|| async {
-                inner
-                    .client
-                    .clone()
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| DockerError::Connect { endpoint: inner.endpoint.clone(), message: engine_message(&e) })
+                let error = |e: BollardError| DockerError::Connect {
+                    endpoint: inner.endpoint.clone(),
+                    message: engine_message(&e),
+                };
+                let docker = inner.client.clone().negotiate_version().await.map_err(error)?;
+                let version = docker.version().await.map_err(error)?;
+                let podman = version.components.unwrap_or_default().iter().any(|c| c.name.contains("Podman"));
+                Ok((docker, if podman { Engine::Podman } else { Engine::Docker }))
             })
             .await
             .cloned()
@@ -463,7 +479,7 @@ async fn create_container(scope: &Scope, name: &str, body: ContainerCreateBody) 
 }
 
 impl DockerExecutor {
-    async fn prepare_in(&self, scope: &Scope, spec: JobSpec) -> Result<DockerJob, DockerError> {
+    async fn prepare_in(&self, scope: &Scope, engine: Engine, spec: JobSpec) -> Result<DockerJob, DockerError> {
         for mount in &spec.mounts {
             if !mount.is_absolute() {
                 return Err(DockerError::RelativeMount(mount.clone()));
@@ -513,7 +529,8 @@ impl DockerExecutor {
             started.push((key, id));
         }
 
-        let health = futures::future::try_join_all(started.iter().map(|(key, id)| wait_healthy(docker, key, id)));
+        let health =
+            futures::future::try_join_all(started.iter().map(|(key, id)| wait_healthy(docker, engine, key, id)));
         let job_container = format!("{}-job", scope.base);
         let job = async {
             image::ensure_image(docker, &job_spec.image, job_spec.credentials.as_ref()).await?;
@@ -543,9 +560,9 @@ impl Executor for DockerExecutor {
     /// Not cancel safe: objects created before cancellation stay until
     /// [`DockerExecutor::cleanup_run`]. A failed prepare removes what it created.
     async fn prepare(&self, spec: JobSpec) -> Result<Box<dyn JobHost>, ExecError> {
-        let docker = self.client().await?;
+        let (docker, engine) = self.connected().await?;
         let scope = Scope::new(docker, self.run_id(), &spec.job_id);
-        match self.prepare_in(&scope, spec).await {
+        match self.prepare_in(&scope, engine, spec).await {
             Ok(job) => Ok(Box::new(job)),
             Err(e) => {
                 scope.cleanup().await;
@@ -628,15 +645,51 @@ async fn container_logs_tail(docker: &Docker, id: &str) -> String {
     if text.is_empty() { "(no output)".to_owned() } else { text.to_owned() }
 }
 
-/// Waits until service `key` (container `id`) is healthy. A service without a health check is
-/// ready once started. Event driven: re-inspects on each engine event for the container.
-async fn wait_healthy(docker: &Docker, key: &str, id: &str) -> Result<(), DockerError> {
-    let inspect = |docker: Docker| async move {
-        docker.inspect_container(id, None).await.map_err(|e| DockerError::api(format!("inspecting service {key}"), e))
+/// Inspects a service container. `Ok(None)`: the engine describes it in a way bollard cannot
+/// read, which Podman 4 does for stopped containers (`"Status": "stopped"`).
+async fn inspect_service(
+    docker: &Docker,
+    key: &str,
+    id: &str,
+) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
+    match docker.inspect_container(id, None).await {
+        Ok(info) => Ok(Some(info)),
+        Err(BollardError::JsonDataError { .. }) => Ok(None),
+        Err(e) => Err(DockerError::api(format!("inspecting service {key}"), e)),
+    }
+}
+
+/// The error for a service that stopped before it became healthy.
+async fn service_exited(docker: &Docker, key: &str, id: &str, code: Option<i64>) -> DockerError {
+    let code = match code {
+        Some(code) => code,
+        None => {
+            let mut wait = docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+            match wait.next().await {
+                Some(Ok(r)) => r.status_code,
+                Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
+                _ => -1,
+            }
+        }
     };
-    let info = inspect(docker.clone()).await?;
-    let deadline_after =
-        info.config.as_ref().and_then(|c| c.healthcheck.as_ref()).map(health_deadline).unwrap_or(Duration::ZERO);
+    DockerError::ServiceExited { service: key.to_owned(), code, log: container_logs_tail(docker, id).await }
+}
+
+/// Waits until service `key` (container `id`) is healthy. A service without a health check is
+/// ready once started. Event driven on Docker: re-inspects on each engine event for the
+/// container; on Podman the executor runs the health check itself.
+async fn wait_healthy(docker: &Docker, engine: Engine, key: &str, id: &str) -> Result<(), DockerError> {
+    let Some(info) = inspect_service(docker, key, id).await? else {
+        return Err(service_exited(docker, key, id, None).await);
+    };
+    let healthcheck = info.config.as_ref().and_then(|c| c.healthcheck.clone());
+    if engine == Engine::Podman {
+        return match healthcheck {
+            Some(config) => run_health_checks(docker, key, id, &config).await,
+            None => Ok(()),
+        };
+    }
+    let deadline_after = healthcheck.as_ref().map(health_deadline).unwrap_or(Duration::ZERO);
     let deadline = tokio::time::Instant::now() + deadline_after;
     // Replay events since the container was created so none between inspects is missed.
     let filters = HashMap::from([
@@ -660,11 +713,7 @@ async fn wait_healthy(docker: &Docker, key: &str, id: &str) -> Result<(), Docker
         }
         // The engine marks a stopped container unhealthy: report the exit, which is the cause.
         if state.running != Some(true) {
-            return Err(DockerError::ServiceExited {
-                service: key.to_owned(),
-                code: state.exit_code.unwrap_or(-1),
-                log: container_logs_tail(docker, id).await,
-            });
+            return Err(service_exited(docker, key, id, state.exit_code).await);
         }
         if status == Some(HealthStatusEnum::UNHEALTHY) {
             return Err(DockerError::Unhealthy { service: key.to_owned(), log: last_health_log(&state) });
@@ -685,7 +734,84 @@ async fn wait_healthy(docker: &Docker, key: &str, id: &str) -> Result<(), Docker
                 )));
             }
         }
-        info = inspect(docker.clone()).await?;
+        match inspect_service(docker, key, id).await? {
+            Some(next) => info = next,
+            None => return Err(service_exited(docker, key, id, None).await),
+        }
+    }
+}
+
+/// Runs a container's health check the way the engine would: every interval, healthy on the
+/// first success, unhealthy after `retries` failures counted from the end of the start period.
+async fn run_health_checks(
+    docker: &Docker,
+    key: &str,
+    id: &str,
+    config: &bollard::models::HealthConfig,
+) -> Result<(), DockerError> {
+    let test = config.test.clone().unwrap_or_default();
+    let argv: Vec<String> = match test.first().map(String::as_str) {
+        None | Some("NONE") => return Ok(()),
+        Some("CMD-SHELL") => {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), test.get(1).cloned().unwrap_or_default()]
+        }
+        Some("CMD") => test[1..].to_vec(),
+        Some(_) => test,
+    };
+    if argv.is_empty() {
+        return Ok(());
+    }
+    let limits = HealthLimits::of(config);
+    let started = tokio::time::Instant::now();
+    let mut failures = 0;
+    loop {
+        let log = match tokio::time::timeout(limits.timeout, process::exec_output(docker, id, argv.clone())).await {
+            Ok(Ok((0, _))) => {
+                debug!(service = %key, "Service is healthy.");
+                return Ok(());
+            }
+            Ok(Ok((code, output))) => format!("{} (exit code {code})", output.trim()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the health check timed out after {:?}", limits.timeout),
+        };
+        match inspect_service(docker, key, id).await? {
+            Some(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            Some(info) => {
+                return Err(service_exited(docker, key, id, info.state.and_then(|s| s.exit_code)).await);
+            }
+            None => return Err(service_exited(docker, key, id, None).await),
+        }
+        if started.elapsed() >= limits.start_period {
+            failures += 1;
+        }
+        if failures >= limits.retries {
+            return Err(DockerError::Unhealthy { service: key.to_owned(), log });
+        }
+        // The health check's own cadence, not a wait for an event.
+        tokio::time::sleep(limits.interval).await;
+    }
+}
+
+/// A health config with the engine's defaults filled in.
+struct HealthLimits {
+    interval: Duration,
+    timeout: Duration,
+    start_period: Duration,
+    retries: u32,
+}
+
+impl HealthLimits {
+    fn of(config: &bollard::models::HealthConfig) -> HealthLimits {
+        let ns = |v: Option<i64>, default_s: u64| match v {
+            Some(n) if n > 0 => Duration::from_nanos(n.unsigned_abs()),
+            _ => Duration::from_secs(default_s),
+        };
+        HealthLimits {
+            interval: ns(config.interval, 30),
+            timeout: ns(config.timeout, 30),
+            start_period: ns(config.start_period, 0),
+            retries: u32::try_from(config.retries.filter(|r| *r > 0).unwrap_or(3)).unwrap_or(u32::MAX).min(1000),
+        }
     }
 }
 
@@ -716,15 +842,8 @@ fn unix_seconds(timestamp: &str) -> Option<i64> {
 /// How long the engine can take to decide a container's health: the start period plus one
 /// interval and timeout per retry, plus slack.
 fn health_deadline(config: &bollard::models::HealthConfig) -> Duration {
-    let ns = |v: Option<i64>, default_s: u64| match v {
-        Some(n) if n > 0 => Duration::from_nanos(n.unsigned_abs()),
-        _ => Duration::from_secs(default_s),
-    };
-    let interval = ns(config.interval, 30);
-    let timeout = ns(config.timeout, 30);
-    let start = ns(config.start_period, 0);
-    let retries = u32::try_from(config.retries.filter(|r| *r > 0).unwrap_or(3)).unwrap_or(u32::MAX).min(1000);
-    start + (interval + timeout) * (retries + 1) + Duration::from_secs(30)
+    let l = HealthLimits::of(config);
+    l.start_period + (l.interval + l.timeout) * (l.retries + 1) + Duration::from_secs(30)
 }
 
 /// A prepared job: its network, services and job container.

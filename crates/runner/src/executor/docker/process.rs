@@ -459,6 +459,20 @@ async fn run_detached(docker: &Docker, container: &str, argv: Vec<String>) -> Re
     Ok(())
 }
 
+/// Runs `argv` in `container` (no wrapper) and returns its exit code and its stdout and
+/// stderr, concatenated.
+pub async fn exec_output(docker: &Docker, container: &str, argv: Vec<String>) -> Result<(i64, String), DockerError> {
+    use tokio::io::AsyncReadExt;
+    let mut process = spawn_exec(docker, container, argv, Vec::new(), None, false).await?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    if let (Some(mut o), Some(mut e)) = (process.stdout.take(), process.stderr.take()) {
+        let _ = tokio::join!(o.read_to_end(&mut out), e.read_to_end(&mut err));
+    }
+    let code = process.wait().await.map_err(|e| DockerError::Other(e.to_string()))?.code().map_or(-1, i64::from);
+    out.extend(err);
+    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
