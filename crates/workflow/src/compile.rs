@@ -63,9 +63,17 @@ impl Compiler<'_> {
 
     fn plan(&mut self, wf: &Workflow, event: &str) -> Plan {
         let mut jobs = self.order(wf);
+        let mut warnings = wf.warnings.clone();
         for job in &mut jobs {
             if let JobKind::Call(call) = &mut job.kind {
                 self.resolve(wf, call);
+                if let Some(plan) = &call.plan {
+                    for w in &plan.warnings {
+                        if !warnings.contains(w) {
+                            warnings.push(w.clone());
+                        }
+                    }
+                }
             }
         }
         Plan {
@@ -79,6 +87,7 @@ impl Compiler<'_> {
             permissions: wf.permissions.clone(),
             trigger: wf.on.events.get(event).cloned(),
             jobs,
+            warnings,
         }
     }
 

@@ -284,6 +284,8 @@ pub struct Plan {
     pub trigger: Option<EventTrigger>,
     /// Topologically ordered (needs first), ties in file order.
     pub jobs: Vec<Job>,
+    /// Warnings of this workflow and of the reusable workflows it calls (compiling succeeded).
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 /// Supplies the contents of other files (local reusable workflows) to `compile`, which does

@@ -863,6 +863,17 @@ jobs:
 }
 
 #[test]
+fn reusable_workflow_warnings_reach_the_plan() {
+    assert_snapshot!(check_files(
+        "push",
+        &[
+            ("ci.yml", "on: push\njobs:\n  a:\n    uses: ./w.yml\n"),
+            ("w.yml", "on: workflow_call\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: echo\n        shell: fish\n"),
+        ]
+    ));
+}
+
+#[test]
 fn reusable_workflow_call_cycle() {
     assert_snapshot!(check_files(
         "push",

@@ -19,12 +19,19 @@ pub fn check_files(event: &str, files: &[(&str, &str)]) -> String {
         Err(d) => return d.to_string(),
     };
     let mut out = String::new();
-    for w in &wf.warnings {
-        writeln!(out, "{w}").unwrap();
-    }
     match compile(&wf, &CompileOptions { event, loader: &loader }) {
-        Ok(plan) => render_plan(&mut out, &plan, ""),
-        Err(d) => out.push_str(&d.to_string()),
+        Ok(plan) => {
+            for w in &plan.warnings {
+                writeln!(out, "{w}").unwrap();
+            }
+            render_plan(&mut out, &plan, "");
+        }
+        Err(d) => {
+            for w in &wf.warnings {
+                writeln!(out, "{w}").unwrap();
+            }
+            out.push_str(&d.to_string());
+        }
     }
     out
 }
