@@ -32,9 +32,9 @@ pub struct MatrixError(pub String);
 ///
 /// Errors: the matrix (after evaluation) is not a mapping, a key's value is not a non-empty
 /// array, `include`/`exclude` are not arrays of mappings, a matrix with neither keys nor
-/// `include`, or an expression failing. When `exclude` removes every leg and nothing is
-/// included the result is empty (the job has nothing to run). A job with no `strategy` is
-/// not expanded at all.
+/// `include`, more than 256 legs (GitHub's limit), or an expression failing. When
+/// `exclude` removes every leg and nothing is included the result is empty (the job has
+/// nothing to run). A job with no `strategy` is not expanded at all.
 pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError> {
     let value = eval(matrix, ctx)?;
     let Value::Object(obj) = value else {
@@ -97,6 +97,9 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
     if !vectors.is_empty() {
         legs.push(Leg::new());
         for (key, values) in &vectors {
+            if legs.len().saturating_mul(values.len()) > MAX_LEGS {
+                return Err(MatrixError(format!("the matrix has more than {MAX_LEGS} combinations (GitHub's limit)")));
+            }
             let mut next = Vec::with_capacity(legs.len() * values.len());
             for leg in &legs {
                 for v in values {
@@ -106,9 +109,6 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
                 }
             }
             legs = next;
-            if legs.len() > MAX_LEGS {
-                return Err(MatrixError(format!("the matrix has more than {MAX_LEGS} combinations")));
-            }
         }
     }
     legs.retain(|leg| !exclude.iter().any(|ex| ex.iter().all(|(k, v)| leg.get(k).is_some_and(|lv| matches(v, lv)))));
@@ -131,12 +131,14 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
             legs.push(entry.into_iter().collect());
         }
     }
+    if legs.len() > MAX_LEGS {
+        return Err(MatrixError(format!("the matrix has more than {MAX_LEGS} combinations (GitHub's limit)")));
+    }
     Ok(legs)
 }
 
-/// GitHub's limit on the number of jobs one matrix may generate is 256; we allow more but
-/// stop runaway products.
-const MAX_LEGS: usize = 65_536;
+/// GitHub's limit on the number of jobs one matrix may generate.
+const MAX_LEGS: usize = 256;
 
 fn kind(v: &Value) -> &'static str {
     match v {

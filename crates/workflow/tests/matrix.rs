@@ -200,6 +200,12 @@ fn evaluation_error_is_reported() {
 }
 
 #[test]
+fn runaway_products_are_refused() {
+    let keys: String = (0..5).map(|k| format!("k{k}: [{}]\n", (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join(", "))).collect();
+    insta::assert_snapshot!(check(&keys));
+}
+
+#[test]
 fn filter_keeps_legs_matching_every_filtered_key() {
     let all = legs(
         "os: [ubuntu-18.04, macos-latest]
