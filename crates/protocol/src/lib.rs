@@ -32,6 +32,10 @@ pub mod paths {
     pub fn agent_finish(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/finish")
     }
+    /// `/api/v1/agent/jobs/{id}/release`
+    pub fn agent_release(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/release")
+    }
     pub const RUNS: &str = "/api/v1/runs";
     pub const DISPATCH: &str = "/api/v1/dispatch";
 }
@@ -172,6 +176,13 @@ pub struct StepReport {
     pub state: StepState,
     #[serde(default)]
     pub conclusion: Option<Conclusion>,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/release`: an agent that stops hands its job back; it is
+/// queued again at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    pub attempt: i64,
 }
 
 /// `POST /api/v1/agent/jobs/{id}/finish`.

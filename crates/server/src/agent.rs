@@ -84,8 +84,8 @@ impl Client {
     }
 }
 
-/// Registers and serves jobs until `stop`. A running job is cancelled on `stop` and its
-/// (cancelled) result reported before this returns.
+/// Registers and serves jobs until `stop`. A running job is cancelled on `stop` and handed
+/// back to the server (queued again for another agent) before this returns.
 ///
 /// # Cancel safety
 /// Don't drop this future to stop the agent: cancel `stop` and await it.
@@ -154,11 +154,18 @@ async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &C
     let result = match prepare(&job, &dir).await {
         Err(message) => {
             send_lines(client, id, attempt, &mut seq, vec![format!("error: {message}")]).await;
-            JobFinished { attempt, result: Conclusion::Failure, outputs: Default::default() }
+            Some(JobFinished { attempt, result: Conclusion::Failure, outputs: Default::default() })
         }
         Ok((plan, repo_root)) => execute(client, &job, plan, repo_root, &dir, &mut seq, stop).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
+    let Some(result) = result else {
+        // Shutting down: hand the job back rather than report a cancellation nobody asked for.
+        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_release(id), &protocol::Release { attempt }).await {
+            tracing::warn!(job_id = id, %error, "Handing a job back failed; its lease will expire.");
+        }
+        return;
+    };
     if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_finish(id), &result).await {
         tracing::warn!(job_id = id, %error, "Reporting a job result failed.");
     }
@@ -248,7 +255,7 @@ async fn execute(
     dir: &Path,
     seq: &mut i64,
     stop: &CancellationToken,
-) -> JobFinished {
+) -> Option<JobFinished> {
     let id = job.job_id;
     let attempt = job.attempt;
     let to_map = |m: &std::collections::BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<IndexMap<_, _>>();
@@ -282,6 +289,7 @@ async fn execute(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut st = JobState::default();
     let mut lease_lost = false;
+    let mut stopped = false;
     loop {
         tokio::select! {
             event = rx.recv() => {
@@ -308,7 +316,10 @@ async fn execute(
                     Err(error) => tracing::warn!(job_id = id, %error, "Heartbeat failed."),
                 }
             }
-            _ = stop.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+            _ = stop.cancelled(), if !cancel.is_cancelled() => {
+                stopped = true;
+                cancel.cancel();
+            }
         }
     }
     let summary = match tasks.join_next().await {
@@ -341,7 +352,8 @@ async fn execute(
             }
         }
     };
-    JobFinished { attempt, result, outputs: st.outputs }
+    // `None`: stopped by the agent's shutdown (the caller hands the job back).
+    (!stopped).then_some(JobFinished { attempt, result, outputs: st.outputs })
 }
 
 async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbox) {

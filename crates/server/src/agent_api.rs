@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/agent/jobs/{id}/logs", post(logs))
         .route("/api/v1/agent/jobs/{id}/steps", post(steps))
         .route("/api/v1/agent/jobs/{id}/finish", post(finish))
+        .route("/api/v1/agent/jobs/{id}/release", post(release))
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -259,6 +260,22 @@ async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
     }
     match crate::scheduler::advance(&state, job.run).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn release(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(r): Json<protocol::Release>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match state.db().release_job(JobId(id), r.attempt, agent.id).await {
+        Ok(true) => {
+            tracing::info!(job_id = id, agent_id = %agent.id, "Job handed back; queued again.");
+            state.jobs_queued();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", r.attempt)),
         Err(e) => internal(e),
     }
 }

@@ -307,13 +307,14 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
         });
     }
     let http_stop = CancellationToken::new();
-    let serve = {
+    let mut serve = JoinSet::new();
+    {
         let app = app(state.clone());
         let stop = http_stop.clone();
-        tokio::spawn(async move {
+        serve.spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
-        })
-    };
+        });
+    }
     tracing::info!(%addr, "Server listening.");
     shutdown.cancelled().await;
     // Stop taking jobs: long polls return, the agent hands back or finishes its job.
@@ -321,7 +322,10 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     agent_stop.cancel();
     while agent_task.join_next().await.is_some() {}
     http_stop.cancel();
-    let served = serve.await.map_err(|e| ServerError::Internal(format!("the HTTP task: {e}")))?;
+    let served = match serve.join_next().await {
+        Some(joined) => joined.map_err(|e| ServerError::Internal(format!("the HTTP task: {e}")))?,
+        None => Ok(()),
+    };
     background.cancel();
     while tasks.join_next().await.is_some() {}
     state.db().close().await;

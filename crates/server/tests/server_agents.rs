@@ -155,3 +155,43 @@ async fn cancelling_a_run_stops_its_job_on_the_agent() {
     server.stop().await;
     forge.stop().await;
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_the_running_job_back_and_a_restart_finishes_it() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    let marks = test_support::tempdir();
+    let mark = marks.path().join("first");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        &format!(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n          if [ -e {m} ]; then echo second-attempt; exit 0; fi\n          touch {m}; echo first-attempt; sleep 120\n",
+            m = mark.display()
+        ),
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let setup = || ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    };
+    let mut server = TestServer::start(setup()).await;
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    loop {
+        if server.log_text(run).await.contains("first-attempt") {
+            break;
+        }
+        let _ = server.changes.recv().await;
+    }
+    let data = server.stop_keeping_data().await;
+    // Restart on the same data: the handed-back job runs again, as attempt 2.
+    let mut server = TestServer::start_in(setup(), data).await;
+    let done = server.finished(run).await;
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let jobs = server.state.db().jobs(done.id).await.expect("jobs");
+    assert_eq!((jobs[0].attempt, jobs[0].result), (2, Some(Conclusion::Success)));
+    let log = server.log_text(run).await;
+    assert!(log.contains("first-attempt") && log.contains("second-attempt"), "{log}");
+    server.stop().await;
+}

@@ -153,7 +153,11 @@ impl Default for ServerSetup {
 
 impl TestServer {
     pub async fn start(setup: ServerSetup) -> TestServer {
-        let data = test_support::tempdir();
+        Self::start_in(setup, test_support::tempdir()).await
+    }
+
+    /// Starts a server on the data directory `data` (a restart when another used it).
+    pub async fn start_in(setup: ServerSetup, data: tempfile::TempDir) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let config = Config {
@@ -214,11 +218,17 @@ impl TestServer {
         reqwest::get(format!("{}/api/v1/runs/{id}/logs", self.url)).await.expect("get logs").text().await.expect("text")
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the server gracefully and returns its data directory.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
         self.stop.cancel();
         while let Some(r) = self.tasks.join_next().await {
             r.expect("server task").expect("server ran");
         }
+        self._data
     }
 }
 

@@ -749,6 +749,23 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Hands a running job back (an agent shutting down): queued again at once, without
+    /// waiting for the lease to expire. The attempt counter is kept (so the next lease is a
+    /// new attempt with its own log). `false`: the agent does not hold it.
+    pub async fn release_job(&self, id: JobId, attempt: i64, agent: AgentId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', agent_id = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(agent.0)
+        .execute(&self.pool)
+        .await
+        .map_err(q("releasing a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Handles every running job whose lease ended before `now`: queued again when it has
     /// attempts left, else finished as failed with the reason [`AGENT_LOST`].
     pub async fn expire_leases(&self, now: i64) -> Result<Vec<Expired>> {

@@ -236,6 +236,23 @@ async fn an_expired_lease_is_retried_once_then_failed_as_agent_lost() {
 }
 
 #[tokio::test]
+async fn a_released_job_is_queued_again_as_a_new_attempt() {
+    each(|db| async move {
+        let r = repo(&db).await;
+        let agent = db.create_agent("a1", "[]", "hash-1", 1).await.expect("agent");
+        let other = db.create_agent("a2", "[]", "hash-2", 1).await.expect("agent");
+        let (_, ids) = db.create_run(&new_run(r), &[job("a", "[]", JobStatus::Queued)], 10).await.expect("create");
+        db.lease(agent, &any, 20, 100).await.expect("lease").expect("job");
+        assert!(!db.release_job(ids[0], 1, other).await.expect("release"), "not the holder");
+        assert!(db.release_job(ids[0], 1, agent).await.expect("release"));
+        assert!(!db.release_job(ids[0], 1, agent).await.expect("release twice"));
+        let again = db.lease(other, &any, 30, 100).await.expect("lease").expect("job again");
+        assert_eq!((again.attempt, again.agent), (2, Some(other)));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn finishing_jobs_and_runs_happens_once() {
     each(|db| async move {
         let r = repo(&db).await;
