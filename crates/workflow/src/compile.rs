@@ -39,10 +39,15 @@ pub fn listens_to(workflow: &Workflow, event: &str) -> bool {
 /// `trigger` is that event's entry in `on:` when there is one.
 pub fn compile(workflow: &Workflow, opts: &CompileOptions<'_>) -> Result<Plan, Diagnostics> {
     let top = workflow.file.trim_start_matches("./").to_owned();
-    let mut c = Compiler { loader: opts.loader, diags: Vec::new(), stack: vec![top] };
+    let mut c = Compiler {
+        loader: opts.loader,
+        diags: Vec::new(),
+        stack: vec![top],
+    };
     let plan = c.plan(workflow, opts.event);
     if c.diags.iter().any(|d| d.severity == Severity::Error) {
-        c.diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        c.diags
+            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         Err(Diagnostics(c.diags))
     } else {
         Ok(plan)
@@ -58,7 +63,9 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn err(&mut self, wf: &Workflow, at: Span, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(&wf.file, &wf.source, at.line, at.col, message));
+        self.diags.push(Diagnostic::error(
+            &wf.file, &wf.source, at.line, at.col, message,
+        ));
     }
 
     fn plan(&mut self, wf: &Workflow, event: &str) -> Plan {
@@ -99,13 +106,28 @@ impl Compiler<'_> {
         while out.len() < wf.jobs.len() {
             let ready = wf.jobs.iter().find(|(id, job)| {
                 !done.contains(id.as_str())
-                    && job.needs.iter().all(|n| done.contains(n.as_str()) || !wf.jobs.contains_key(n))
+                    && job
+                        .needs
+                        .iter()
+                        .all(|n| done.contains(n.as_str()) || !wf.jobs.contains_key(n))
             });
             let Some((id, job)) = ready else {
-                let stuck: Vec<&str> =
-                    wf.jobs.keys().map(String::as_str).filter(|id| !done.contains(id)).collect();
-                let at = wf.jobs.get(stuck.first().copied().unwrap_or_default()).map(|j| j.span).unwrap_or_default();
-                self.err(wf, at, format!("'needs' cycle among jobs: {}", stuck.join(", ")));
+                let stuck: Vec<&str> = wf
+                    .jobs
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|id| !done.contains(id))
+                    .collect();
+                let at = wf
+                    .jobs
+                    .get(stuck.first().copied().unwrap_or_default())
+                    .map(|j| j.span)
+                    .unwrap_or_default();
+                self.err(
+                    wf,
+                    at,
+                    format!("'needs' cycle among jobs: {}", stuck.join(", ")),
+                );
                 break;
             };
             done.insert(id.as_str());
@@ -129,11 +151,19 @@ impl Compiler<'_> {
             return;
         }
         if self.stack.len() > MAX_CALL_DEPTH {
-            self.err(wf, call.uses_span, format!("reusable workflows are nested more than {MAX_CALL_DEPTH} levels deep"));
+            self.err(
+                wf,
+                call.uses_span,
+                format!("reusable workflows are nested more than {MAX_CALL_DEPTH} levels deep"),
+            );
             return;
         }
         let Some(source) = self.loader.load(&path) else {
-            self.err(wf, call.uses_span, format!("cannot read reusable workflow '{path}'"));
+            self.err(
+                wf,
+                call.uses_span,
+                format!("cannot read reusable workflow '{path}'"),
+            );
             return;
         };
         let callee = match crate::parse::parse(&source, &path) {
@@ -144,7 +174,11 @@ impl Compiler<'_> {
             }
         };
         let Some(trigger) = callee.on.events.get("workflow_call") else {
-            self.err(wf, call.uses_span, format!("'{path}' cannot be called: its 'on' does not list 'workflow_call'"));
+            self.err(
+                wf,
+                call.uses_span,
+                format!("'{path}' cannot be called: its 'on' does not list 'workflow_call'"),
+            );
             return;
         };
         let declared: Vec<&str> = trigger.inputs.keys().map(String::as_str).collect();
@@ -156,20 +190,35 @@ impl Compiler<'_> {
             }
         }
         for (name, spec) in &trigger.inputs {
-            if spec.required && spec.default.is_none() && !call.with.keys().any(|k| k.eq_ignore_ascii_case(name)) {
-                self.err(wf, call.uses_span, format!("'{path}' requires input '{name}', which 'with' does not give"));
+            if spec.required
+                && spec.default.is_none()
+                && !call.with.keys().any(|k| k.eq_ignore_ascii_case(name))
+            {
+                self.err(
+                    wf,
+                    call.uses_span,
+                    format!("'{path}' requires input '{name}', which 'with' does not give"),
+                );
             }
         }
         if let CallSecrets::Map(given) = &call.secrets {
             for (name, required) in &trigger.secrets {
                 if *required && !given.keys().any(|k| k.eq_ignore_ascii_case(name)) {
-                    self.err(wf, call.uses_span, format!("'{path}' requires secret '{name}', which 'secrets' does not give"));
+                    self.err(
+                        wf,
+                        call.uses_span,
+                        format!("'{path}' requires secret '{name}', which 'secrets' does not give"),
+                    );
                 }
             }
         } else if matches!(call.secrets, CallSecrets::None) {
             for (name, required) in &trigger.secrets {
                 if *required {
-                    self.err(wf, call.uses_span, format!("'{path}' requires secret '{name}', which 'secrets' does not give"));
+                    self.err(
+                        wf,
+                        call.uses_span,
+                        format!("'{path}' requires secret '{name}', which 'secrets' does not give"),
+                    );
                 }
             }
         }

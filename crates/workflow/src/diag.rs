@@ -22,12 +22,24 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at `line:col` (1-based) of `file`, whose text is `source` (for the snippet).
-    pub fn error(file: &str, source: &str, line: u32, col: u32, message: impl Into<String>) -> Self {
+    pub fn error(
+        file: &str,
+        source: &str,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic::new(Severity::Error, file, source, line, col, message)
     }
 
     /// A warning at `line:col` (1-based) of `file`, whose text is `source` (for the snippet).
-    pub fn warning(file: &str, source: &str, line: u32, col: u32, message: impl Into<String>) -> Self {
+    pub fn warning(
+        file: &str,
+        source: &str,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic::new(Severity::Warning, file, source, line, col, message)
     }
 
@@ -78,7 +90,11 @@ impl std::fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.col, sev, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.col, sev, self.message
+        )?;
         if !self.snippet.is_empty() {
             write!(f, "\n{}", self.snippet)?;
         }

@@ -46,7 +46,9 @@ pub fn trigger_matches(t: &EventTrigger, info: &EventInfo<'_>) -> bool {
     }
     if info.event == "workflow_run"
         && !t.workflows.is_empty()
-        && !info.workflow_name.is_some_and(|w| t.workflows.iter().any(|p| glob_match(p, w)))
+        && !info
+            .workflow_name
+            .is_some_and(|w| t.workflows.iter().any(|p| glob_match(p, w)))
     {
         return false;
     }
@@ -54,7 +56,10 @@ pub fn trigger_matches(t: &EventTrigger, info: &EventInfo<'_>) -> bool {
     if let Some(git_ref) = info.git_ref {
         let (branch, tag) = match git_ref.strip_prefix("refs/tags/") {
             Some(tag) => (None, Some(tag)),
-            None => (Some(git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref)), None),
+            None => (
+                Some(git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref)),
+                None,
+            ),
         };
         is_tag = tag.is_some();
         let has_branch_filter = !t.branches.is_empty() || !t.branches_ignore.is_empty();
@@ -152,7 +157,11 @@ fn compile_pattern(pattern: &str) -> Vec<(Atom, Repeat)> {
                 if let Some(last) = out.last_mut()
                     && last.1 == Repeat::One
                 {
-                    last.1 = if c == '?' { Repeat::Optional } else { Repeat::OneOrMore };
+                    last.1 = if c == '?' {
+                        Repeat::Optional
+                    } else {
+                        Repeat::OneOrMore
+                    };
                     i += 1;
                     continue;
                 }
@@ -194,7 +203,9 @@ fn atom_matches(atom: &Atom, c: char) -> bool {
         Atom::Char(x) => *x == c,
         Atom::Star => c != '/',
         Atom::DoubleStar => true,
-        Atom::Class(negated, ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&c)) != *negated,
+        Atom::Class(negated, ranges) => {
+            ranges.iter().any(|(a, b)| (*a..=*b).contains(&c)) != *negated
+        }
     }
 }
 

@@ -38,7 +38,10 @@ pub struct MatrixError(pub String);
 pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError> {
     let value = eval(matrix, ctx)?;
     let Value::Object(obj) = value else {
-        return Err(MatrixError(format!("the matrix must be a mapping, found {}", kind(&value))));
+        return Err(MatrixError(format!(
+            "the matrix must be a mapping, found {}",
+            kind(&value)
+        )));
     };
     let mut vectors: Vec<(String, Vec<Value>)> = Vec::new();
     let mut include: Vec<Map<String, Value>> = Vec::new();
@@ -77,7 +80,9 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
             }
             _ => match value {
                 Value::Array(items) if items.is_empty() => {
-                    return Err(MatrixError(format!("matrix vector '{key}' does not contain any values")));
+                    return Err(MatrixError(format!(
+                        "matrix vector '{key}' does not contain any values"
+                    )));
                 }
                 Value::Array(items) => vectors.push((key, items)),
                 other => {
@@ -90,7 +95,9 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
         }
     }
     if vectors.is_empty() && include.is_empty() {
-        return Err(MatrixError("the matrix must define at least one vector or include entry".to_owned()));
+        return Err(MatrixError(
+            "the matrix must define at least one vector or include entry".to_owned(),
+        ));
     }
 
     let mut legs: Vec<Leg> = Vec::new();
@@ -98,7 +105,9 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
         legs.push(Leg::new());
         for (key, values) in &vectors {
             if legs.len().saturating_mul(values.len()) > MAX_LEGS {
-                return Err(MatrixError(format!("the matrix has more than {MAX_LEGS} combinations (GitHub's limit)")));
+                return Err(MatrixError(format!(
+                    "the matrix has more than {MAX_LEGS} combinations (GitHub's limit)"
+                )));
             }
             let mut next = Vec::with_capacity(legs.len() * values.len());
             for leg in &legs {
@@ -111,14 +120,23 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
             legs = next;
         }
     }
-    legs.retain(|leg| !exclude.iter().any(|ex| ex.iter().all(|(k, v)| leg.get(k).is_some_and(|lv| matches(v, lv)))));
+    legs.retain(|leg| {
+        !exclude.iter().any(|ex| {
+            ex.iter()
+                .all(|(k, v)| leg.get(k).is_some_and(|lv| matches(v, lv)))
+        })
+    });
 
     let original = legs.len();
     for entry in include {
         let mut fitted = false;
         for leg in legs.iter_mut().take(original) {
             let fits = entry.iter().all(|(k, v)| {
-                if vectors.iter().any(|(vk, _)| vk == k) { leg.get(k).is_some_and(|lv| equal(v, lv)) } else { true }
+                if vectors.iter().any(|(vk, _)| vk == k) {
+                    leg.get(k).is_some_and(|lv| equal(v, lv))
+                } else {
+                    true
+                }
             });
             if fits {
                 fitted = true;
@@ -132,7 +150,9 @@ pub fn expand(matrix: &Value, ctx: &dyn Context) -> Result<Vec<Leg>, MatrixError
         }
     }
     if legs.len() > MAX_LEGS {
-        return Err(MatrixError(format!("the matrix has more than {MAX_LEGS} combinations (GitHub's limit)")));
+        return Err(MatrixError(format!(
+            "the matrix has more than {MAX_LEGS} combinations (GitHub's limit)"
+        )));
     }
     Ok(legs)
 }
@@ -160,8 +180,10 @@ fn eval_string(s: &str, ctx: &dyn Context) -> Result<Value, MatrixError> {
     if !s.contains("${{") {
         return Ok(Value::String(s.to_owned()));
     }
-    let t = Template::parse(s).map_err(|e| MatrixError(format!("invalid expression in the matrix: {e}")))?;
-    t.eval(ctx).map_err(|e| MatrixError(format!("evaluating '{s}' in the matrix: {e}")))
+    let t = Template::parse(s)
+        .map_err(|e| MatrixError(format!("invalid expression in the matrix: {e}")))?;
+    t.eval(ctx)
+        .map_err(|e| MatrixError(format!("evaluating '{s}' in the matrix: {e}")))
 }
 
 /// Evaluates the literal parts of a matrix value (see [`expand`]).
@@ -216,7 +238,9 @@ fn equal(a: &Value, b: &Value) -> bool {
 /// `exclude` matching: mappings match partially (every key of the pattern matches).
 fn matches(pattern: &Value, value: &Value) -> bool {
     match (pattern, value) {
-        (Value::Object(p), Value::Object(v)) => p.iter().all(|(k, pv)| v.get(k).is_some_and(|vv| matches(pv, vv))),
+        (Value::Object(p), Value::Object(v)) => p
+            .iter()
+            .all(|(k, pv)| v.get(k).is_some_and(|vv| matches(pv, vv))),
         _ => equal(pattern, value),
     }
 }

@@ -17,8 +17,16 @@ use crate::plan::{
 };
 use crate::yaml::{self, Kind, Node, Pos, Scalar};
 
-const WORKFLOW_KEYS: &[&str] =
-    &["name", "run-name", "on", "env", "defaults", "concurrency", "permissions", "jobs"];
+const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "run-name",
+    "on",
+    "env",
+    "defaults",
+    "concurrency",
+    "permissions",
+    "jobs",
+];
 const JOB_KEYS: &[&str] = &[
     "name",
     "needs",
@@ -134,17 +142,30 @@ mod scope {
     pub const JOB_IF: Scope = &["github", "needs", "vars", "inputs"];
     pub const JOB_STRATEGY: Scope = &["github", "needs", "vars", "inputs"];
     pub const JOB: Scope = &["github", "needs", "strategy", "matrix", "vars", "inputs"];
-    pub const JOB_ENV: Scope = &["github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"];
-    pub const JOB_DEFAULTS: Scope = &["github", "needs", "strategy", "matrix", "env", "vars", "inputs"];
-    pub const CALL_SECRETS: Scope = &["github", "needs", "strategy", "matrix", "secrets", "inputs", "vars"];
-    pub const CREDENTIALS: Scope = &["github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs"];
-    pub const CONTAINER_ENV: Scope =
-        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "inputs"];
-    pub const STEP_IF: Scope =
-        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "steps", "inputs"];
+    pub const JOB_ENV: Scope = &[
+        "github", "needs", "strategy", "matrix", "vars", "secrets", "inputs",
+    ];
+    pub const JOB_DEFAULTS: Scope = &[
+        "github", "needs", "strategy", "matrix", "env", "vars", "inputs",
+    ];
+    pub const CALL_SECRETS: Scope = &[
+        "github", "needs", "strategy", "matrix", "secrets", "inputs", "vars",
+    ];
+    pub const CREDENTIALS: Scope = &[
+        "github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs",
+    ];
+    pub const CONTAINER_ENV: Scope = &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "inputs",
+    ];
+    pub const STEP_IF: Scope = &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "steps", "inputs",
+    ];
     pub const ENVIRONMENT_URL: Scope = STEP_IF;
-    pub const STEP: Scope =
-        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs"];
+    pub const STEP: Scope = &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "steps", "inputs",
+    ];
     pub const JOB_OUTPUTS: Scope = STEP;
 }
 use scope::Scope;
@@ -156,9 +177,14 @@ fn find_context(text: &str, name: &str) -> Option<usize> {
     let bytes = lower.as_bytes();
     let mut from = 0;
     while let Some(i) = lower[from..].find(name).map(|i| i + from) {
-        let before_ok = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b'-' | b'.'));
+        let before_ok = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || matches!(bytes[i - 1], b'_' | b'-' | b'.'));
         let after = bytes.get(i + name.len()).copied();
-        let after_ok = matches!(after, None | Some(b'.' | b'[' | b' ' | b'}' | b')' | b',' | b'\n'));
+        let after_ok = matches!(
+            after,
+            None | Some(b'.' | b'[' | b' ' | b'}' | b')' | b',' | b'\n')
+        );
         if before_ok && after_ok {
             return Some(i);
         }
@@ -184,13 +210,17 @@ pub(crate) fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c
 
 /// `" (did you mean 'x'?)"` or nothing.
 pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> String {
-    did_you_mean(word, candidates).map(|c| format!(" (did you mean '{c}'?)")).unwrap_or_default()
+    did_you_mean(word, candidates)
+        .map(|c| format!(" (did you mean '{c}'?)"))
+        .unwrap_or_default()
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_-]*$`: the form of job and step ids.
 pub(crate) fn valid_id(id: &str) -> bool {
     let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -204,13 +234,17 @@ pub(crate) fn parse_action_ref(uses: &str) -> Result<ActionRef, String> {
         return Err("expressions are not allowed in 'uses'".to_owned());
     }
     if uses.starts_with("./") || uses == "." {
-        return Ok(ActionRef::Local { path: uses.to_owned() });
+        return Ok(ActionRef::Local {
+            path: uses.to_owned(),
+        });
     }
     if let Some(image) = uses.strip_prefix("docker://") {
         if image.is_empty() {
             return Err(format!("'{uses}' names no image: {FORMS}"));
         }
-        return Ok(ActionRef::Docker { image: image.to_owned() });
+        return Ok(ActionRef::Docker {
+            image: image.to_owned(),
+        });
     }
     let Some((name, git_ref)) = uses.split_once('@') else {
         return Err(format!("'{uses}' has no '@ref': {FORMS}"));
@@ -228,7 +262,11 @@ pub(crate) fn parse_action_ref(uses: &str) -> Result<ActionRef, String> {
     Ok(ActionRef::Remote {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
-        path: if path.is_empty() { None } else { Some(path.join("/")) },
+        path: if path.is_empty() {
+            None
+        } else {
+            Some(path.join("/"))
+        },
         git_ref: git_ref.to_owned(),
     })
 }
@@ -242,7 +280,10 @@ pub(crate) fn is_insert_key(key: &str) -> bool {
 }
 
 fn span(p: Pos) -> Span {
-    Span { line: p.line, col: p.col }
+    Span {
+        line: p.line,
+        col: p.col,
+    }
 }
 
 /// Parses one workflow file (see [`crate::compile::parse`]).
@@ -259,7 +300,14 @@ pub(crate) fn parse(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
         p.err(problem.pos, problem.message);
     }
     let Some(root) = loaded.root else {
-        p.err(Pos { line: 1, col: 1, index: 0 }, "the workflow file is empty");
+        p.err(
+            Pos {
+                line: 1,
+                col: 1,
+                index: 0,
+            },
+            "the workflow file is empty",
+        );
         return Err(Diagnostics(p.diags));
     };
     let wf = p.workflow(&root);
@@ -278,13 +326,21 @@ pub(crate) struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(source: &'a str, file: &'a str) -> Self {
-        Parser { file, source, diags: Vec::new(), needs: Vec::new(), scope: None }
+        Parser {
+            file,
+            source,
+            diags: Vec::new(),
+            needs: Vec::new(),
+            scope: None,
+        }
     }
 
     fn finish(mut self, mut wf: Workflow) -> Result<Workflow, Diagnostics> {
         self.diags.sort_by_key(|d| (d.line, d.col));
-        let (errors, warnings): (Vec<_>, Vec<_>) =
-            self.diags.into_iter().partition(|d| d.severity == Severity::Error);
+        let (errors, warnings): (Vec<_>, Vec<_>) = self
+            .diags
+            .into_iter()
+            .partition(|d| d.severity == Severity::Error);
         if errors.is_empty() {
             wf.warnings = warnings;
             Ok(wf)
@@ -297,11 +353,23 @@ impl<'a> Parser<'a> {
     }
 
     fn err(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(self.file, self.source, pos.line, pos.col, message));
+        self.diags.push(Diagnostic::error(
+            self.file,
+            self.source,
+            pos.line,
+            pos.col,
+            message,
+        ));
     }
 
     fn warn(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(self.file, self.source, pos.line, pos.col, message));
+        self.diags.push(Diagnostic::warning(
+            self.file,
+            self.source,
+            pos.line,
+            pos.col,
+            message,
+        ));
     }
 
     // ----- generic helpers -------------------------------------------------------------
@@ -312,7 +380,10 @@ impl<'a> Parser<'a> {
             Kind::Map(entries) => entries,
             _ if n.is_null() => &[],
             _ => {
-                self.err(n.start, format!("expected a mapping for {what}, found {}", n.describe()));
+                self.err(
+                    n.start,
+                    format!("expected a mapping for {what}, found {}", n.describe()),
+                );
                 &[]
             }
         }
@@ -324,7 +395,10 @@ impl<'a> Parser<'a> {
             Kind::Seq(items) => items,
             _ if n.is_null() => &[],
             _ => {
-                self.err(n.start, format!("expected a sequence for {what}, found {}", n.describe()));
+                self.err(
+                    n.start,
+                    format!("expected a sequence for {what}, found {}", n.describe()),
+                );
                 &[]
             }
         }
@@ -335,7 +409,10 @@ impl<'a> Parser<'a> {
         match &k.kind {
             Kind::Scalar { text, .. } => Some(text),
             _ => {
-                self.err(k.start, format!("a key must be a string, found {}", k.describe()));
+                self.err(
+                    k.start,
+                    format!("a key must be a string, found {}", k.describe()),
+                );
                 None
             }
         }
@@ -351,7 +428,10 @@ impl<'a> Parser<'a> {
         match n.as_string() {
             Some(s) => Some(s),
             None => {
-                self.err(n.start, format!("expected a string for {what}, found {}", n.describe()));
+                self.err(
+                    n.start,
+                    format!("expected a string for {what}, found {}", n.describe()),
+                );
                 None
             }
         }
@@ -373,8 +453,12 @@ impl<'a> Parser<'a> {
         if n.start.line != n.end.line {
             return self.block_offset_pos(n, text, offset).unwrap_or(n.start);
         }
-        let raw: String =
-            self.source.chars().skip(n.start.index).take(n.end.index.saturating_sub(n.start.index)).collect();
+        let raw: String = self
+            .source
+            .chars()
+            .skip(n.start.index)
+            .take(n.end.index.saturating_sub(n.start.index))
+            .collect();
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
             offset -= 1;
@@ -383,20 +467,35 @@ impl<'a> Parser<'a> {
         let shift = if raw == text {
             0
         } else if raw.chars().count() == text.chars().count() + 2
-            && raw.chars().skip(1).take(text.chars().count()).eq(text.chars())
+            && raw
+                .chars()
+                .skip(1)
+                .take(text.chars().count())
+                .eq(text.chars())
         {
             1
         } else {
             return n.start;
         };
-        Pos { line: n.start.line, col: n.start.col + shift + before, index: n.start.index }
+        Pos {
+            line: n.start.line,
+            col: n.start.col + shift + before,
+            index: n.start.index,
+        }
     }
 
     /// For an empty sequence item, the position of its `-` (the empty scalar starts after it).
     fn dash_before(&self, p: Pos) -> Pos {
-        let before = p.index.checked_sub(1).and_then(|i| self.source.chars().nth(i));
+        let before = p
+            .index
+            .checked_sub(1)
+            .and_then(|i| self.source.chars().nth(i));
         if before == Some('-') && p.col > 1 {
-            Pos { line: p.line, col: p.col - 1, index: p.index - 1 }
+            Pos {
+                line: p.line,
+                col: p.col - 1,
+                index: p.index - 1,
+            }
         } else {
             p
         }
@@ -417,14 +516,24 @@ impl<'a> Parser<'a> {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let rest_of_line = text[line_start..].split('\n').next().unwrap_or_default();
         let col_in_line = u32::try_from(text[line_start..offset].chars().count()).ok()?;
-        let line = n.start.line.checked_add(u32::try_from(line_in_text).ok()?)?;
-        let source_line = self.source.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let line = n
+            .start
+            .line
+            .checked_add(u32::try_from(line_in_text).ok()?)?;
+        let source_line = self
+            .source
+            .lines()
+            .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
         let indent = usize::try_from(n.start.col).ok()?.checked_sub(1)?;
         let in_source: String = source_line.chars().skip(indent).collect();
         if in_source.trim_end_matches('\r') != rest_of_line {
             return None;
         }
-        Some(Pos { line, col: n.start.col + col_in_line, index: n.start.index })
+        Some(Pos {
+            line,
+            col: n.start.col + col_in_line,
+            index: n.start.index,
+        })
     }
 
     fn expr_error(&mut self, n: &Node, text: &str, e: &ExprError, what: &str) {
@@ -454,7 +563,10 @@ impl<'a> Parser<'a> {
                 };
                 self.warn(
                     pos,
-                    format!("context '{name}' is not available in {what} (available: {})", allowed.join(", ")),
+                    format!(
+                        "context '{name}' is not available in {what} (available: {})",
+                        allowed.join(", ")
+                    ),
                 );
                 reported.push(name);
             }
@@ -500,7 +612,10 @@ impl<'a> Parser<'a> {
         match n.scalar() {
             Some(Scalar::Bool(b)) => Some(b),
             _ => {
-                self.err(n.start, format!("expected a boolean for {what}, found {}", n.describe()));
+                self.err(
+                    n.start,
+                    format!("expected a boolean for {what}, found {}", n.describe()),
+                );
                 None
             }
         }
@@ -518,7 +633,12 @@ impl<'a> Parser<'a> {
                         self.template_text(n, text, what).map(BoolOrExpr::Expr)
                     }
                     _ => {
-                        self.err(n.start, format!("expected a boolean or an expression for {what}, found '{text}'"));
+                        self.err(
+                            n.start,
+                            format!(
+                                "expected a boolean or an expression for {what}, found '{text}'"
+                            ),
+                        );
                         None
                     }
                 }
@@ -526,7 +646,10 @@ impl<'a> Parser<'a> {
             _ => {
                 self.err(
                     n.start,
-                    format!("expected a boolean or an expression for {what}, found {}", n.describe()),
+                    format!(
+                        "expected a boolean or an expression for {what}, found {}",
+                        n.describe()
+                    ),
                 );
                 None
             }
@@ -547,13 +670,19 @@ impl<'a> Parser<'a> {
                 if text.contains("${{") {
                     return self.template_text(n, text, what).map(NumberOrExpr::Expr);
                 }
-                self.err(n.start, format!("expected a number or an expression for {what}, found '{text}'"));
+                self.err(
+                    n.start,
+                    format!("expected a number or an expression for {what}, found '{text}'"),
+                );
                 None
             }
             _ => {
                 self.err(
                     n.start,
-                    format!("expected a number or an expression for {what}, found {}", n.describe()),
+                    format!(
+                        "expected a number or an expression for {what}, found {}",
+                        n.describe()
+                    ),
                 );
                 None
             }
@@ -563,29 +692,43 @@ impl<'a> Parser<'a> {
     /// A string or a sequence of strings, with positions.
     fn strings_pos(&mut self, n: &Node, what: &str) -> Vec<(String, Pos)> {
         match &n.kind {
-            Kind::Seq(items) => {
-                items.iter().filter_map(|i| self.string(i, what).map(|s| (s, i.start))).collect()
-            }
+            Kind::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.string(i, what).map(|s| (s, i.start)))
+                .collect(),
             _ if n.is_null() => Vec::new(),
-            _ => self.string(n, what).map(|s| vec![(s, n.start)]).unwrap_or_default(),
+            _ => self
+                .string(n, what)
+                .map(|s| vec![(s, n.start)])
+                .unwrap_or_default(),
         }
     }
 
     fn strings(&mut self, n: &Node, what: &str) -> Vec<String> {
-        self.strings_pos(n, what).into_iter().map(|(s, _)| s).collect()
+        self.strings_pos(n, what)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
     }
 
     /// A sequence of scalars (or one scalar), each a template.
     fn templates(&mut self, n: &Node, what: &str) -> Vec<Template> {
         match &n.kind {
-            Kind::Seq(items) => items.iter().filter_map(|i| self.template(i, what)).collect(),
+            Kind::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.template(i, what))
+                .collect(),
             _ if n.is_null() => Vec::new(),
             _ => self.template(n, what).into_iter().collect(),
         }
     }
 
     /// A mapping of string -> template (`with:`, `outputs:`), with key positions.
-    fn template_map_pos(&mut self, n: &Node, what: &str) -> (IndexMap<String, Template>, IndexMap<String, Span>) {
+    fn template_map_pos(
+        &mut self,
+        n: &Node,
+        what: &str,
+    ) -> (IndexMap<String, Template>, IndexMap<String, Span>) {
         let mut out = IndexMap::new();
         let mut spans = IndexMap::new();
         for (k, v) in self.entries(n, what) {
@@ -626,12 +769,21 @@ impl<'a> Parser<'a> {
         if let Some(Scalar::Str) = n.scalar() {
             let text = n.text().unwrap_or_default();
             if text.contains("${{") {
-                return Env { vars: IndexMap::new(), expr: self.template_text(n, text, what) };
+                return Env {
+                    vars: IndexMap::new(),
+                    expr: self.template_text(n, text, what),
+                };
             }
-            self.err(n.start, format!("expected a mapping or an expression for {what}, found a string"));
+            self.err(
+                n.start,
+                format!("expected a mapping or an expression for {what}, found a string"),
+            );
             return Env::default();
         }
-        Env { vars: self.template_map(n, what), expr: None }
+        Env {
+            vars: self.template_map(n, what),
+            expr: None,
+        }
     }
 
     // ----- workflow --------------------------------------------------------------------
@@ -651,7 +803,10 @@ impl<'a> Parser<'a> {
             warnings: Vec::new(),
         };
         let Kind::Map(entries) = &root.kind else {
-            self.err(root.start, format!("a workflow must be a mapping, found {}", root.describe()));
+            self.err(
+                root.start,
+                format!("a workflow must be a mapping, found {}", root.describe()),
+            );
             return wf;
         };
         let (mut has_on, mut has_jobs) = (false, false);
@@ -683,7 +838,10 @@ impl<'a> Parser<'a> {
         }
         self.scope = None;
         if !has_on {
-            self.err(root.start, "the workflow has no 'on' (the events that trigger it)");
+            self.err(
+                root.start,
+                "the workflow has no 'on' (the events that trigger it)",
+            );
         }
         if !has_jobs {
             self.err(root.start, "the workflow has no 'jobs'");
@@ -704,7 +862,9 @@ impl<'a> Parser<'a> {
                 let Some(key) = self.key(k) else { continue };
                 match key {
                     "shell" => out.shell = self.shell(v),
-                    "working-directory" => out.working_directory = self.template(v, "'working-directory'"),
+                    "working-directory" => {
+                        out.working_directory = self.template(v, "'working-directory'")
+                    }
                     _ => self.unknown(k, key, &["shell", "working-directory"], "'defaults.run'"),
                 }
             }
@@ -721,7 +881,9 @@ impl<'a> Parser<'a> {
                 match key {
                     "group" => group = self.template(v, "'concurrency.group'"),
                     "cancel-in-progress" => {
-                        cancel = self.bool_or_expr(v, "'cancel-in-progress'").unwrap_or_default();
+                        cancel = self
+                            .bool_or_expr(v, "'cancel-in-progress'")
+                            .unwrap_or_default();
                     }
                     _ => self.unknown(k, key, &["group", "cancel-in-progress"], what),
                 }
@@ -729,10 +891,16 @@ impl<'a> Parser<'a> {
             if group.is_none() && !entries.iter().any(|(k, _)| k.text() == Some("group")) {
                 self.err(n.start, format!("{what} needs a 'group'"));
             }
-            return group.map(|group| Concurrency { group, cancel_in_progress: cancel });
+            return group.map(|group| Concurrency {
+                group,
+                cancel_in_progress: cancel,
+            });
         }
         let group = self.template(n, what)?;
-        Some(Concurrency { group, cancel_in_progress: BoolOrExpr::Bool(false) })
+        Some(Concurrency {
+            group,
+            cancel_in_progress: BoolOrExpr::Bool(false),
+        })
     }
 
     fn permissions(&mut self, n: &Node, what: &str) -> Option<Permissions> {
@@ -747,7 +915,9 @@ impl<'a> Parser<'a> {
                         self.err(k.start, format!("unknown permission '{key}'{hint}"));
                         continue;
                     }
-                    let Some(level) = self.string(v, &format!("permission '{key}'")) else { continue };
+                    let Some(level) = self.string(v, &format!("permission '{key}'")) else {
+                        continue;
+                    };
                     if !matches!(level.as_str(), "read" | "write" | "none") {
                         self.err(
                             v.start,
@@ -782,7 +952,10 @@ impl<'a> Parser<'a> {
         if !KNOWN_EVENTS.contains(&name.as_str())
             && let Some(s) = did_you_mean(&name, KNOWN_EVENTS)
         {
-            self.warn(n.start, format!("unknown event '{name}' (did you mean '{s}'?)"));
+            self.warn(
+                n.start,
+                format!("unknown event '{name}' (did you mean '{s}'?)"),
+            );
         }
         Some(name)
     }
@@ -839,10 +1012,21 @@ impl<'a> Parser<'a> {
             return t;
         }
         let allowed: &[&str] = match name {
-            "push" => &["branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore"],
-            "pull_request" | "pull_request_target" => {
-                &["types", "branches", "branches-ignore", "paths", "paths-ignore"]
-            }
+            "push" => &[
+                "branches",
+                "branches-ignore",
+                "tags",
+                "tags-ignore",
+                "paths",
+                "paths-ignore",
+            ],
+            "pull_request" | "pull_request_target" => &[
+                "types",
+                "branches",
+                "branches-ignore",
+                "paths",
+                "paths-ignore",
+            ],
             "workflow_dispatch" => &["inputs"],
             "workflow_call" => &["inputs", "outputs", "secrets"],
             "workflow_run" => &["types", "workflows", "branches", "branches-ignore"],
@@ -856,9 +1040,16 @@ impl<'a> Parser<'a> {
                 self.unknown(k, key, allowed, &what);
                 continue;
             }
-            for (a, b) in [("branches", "branches-ignore"), ("tags", "tags-ignore"), ("paths", "paths-ignore")] {
+            for (a, b) in [
+                ("branches", "branches-ignore"),
+                ("tags", "tags-ignore"),
+                ("paths", "paths-ignore"),
+            ] {
                 if (key == a && seen.contains(&b)) || (key == b && seen.contains(&a)) {
-                    self.err(k.start, format!("'{a}' and '{b}' cannot both be used for {what}"));
+                    self.err(
+                        k.start,
+                        format!("'{a}' and '{b}' cannot both be used for {what}"),
+                    );
                 }
             }
             seen.push(key);
@@ -888,8 +1079,11 @@ impl<'a> Parser<'a> {
         } else {
             &["description", "required", "type", "default", "options"]
         };
-        let kinds: &[&str] =
-            if call { &["string", "boolean", "number"] } else { &["string", "boolean", "number", "choice", "environment"] };
+        let kinds: &[&str] = if call {
+            &["string", "boolean", "number"]
+        } else {
+            &["string", "boolean", "number", "choice", "environment"]
+        };
         for (k, v) in self.entries(n, "'inputs'") {
             let Some(name) = self.key(k) else { continue };
             let what = format!("input '{name}'");
@@ -912,7 +1106,10 @@ impl<'a> Parser<'a> {
                                 spec.kind = kind;
                             } else {
                                 let hint = suggestion(&kind, kinds);
-                                self.err(v.start, format!("unknown type '{kind}' for {what}{hint}"));
+                                self.err(
+                                    v.start,
+                                    format!("unknown type '{kind}' for {what}{hint}"),
+                                );
                             }
                         }
                     }
@@ -922,7 +1119,10 @@ impl<'a> Parser<'a> {
                 }
             }
             if spec.kind == "choice" && spec.options.is_empty() {
-                self.err(k.start, format!("{what} is a 'choice' but has no 'options'"));
+                self.err(
+                    k.start,
+                    format!("{what} is a 'choice' but has no 'options'"),
+                );
             }
             out.insert(name.to_owned(), spec);
         }
@@ -940,7 +1140,10 @@ impl<'a> Parser<'a> {
                 let Some(key) = self.key(k) else { continue };
                 match key {
                     "description" => description = self.string(v, "'description'"),
-                    "value" => value = self.scoped(Some(scope::WORKFLOW_OUTPUT), |p| p.template(v, "'value'")),
+                    "value" => {
+                        value =
+                            self.scoped(Some(scope::WORKFLOW_OUTPUT), |p| p.template(v, "'value'"))
+                    }
                     _ => self.unknown(k, key, &["description", "value"], &what),
                 }
             }
@@ -1029,11 +1232,17 @@ impl<'a> Parser<'a> {
         };
         let what = format!("job '{id}'");
         if n.is_null() {
-            self.err(key.start, format!("{what} is empty: it needs 'runs-on' and 'steps', or 'uses'"));
+            self.err(
+                key.start,
+                format!("{what} is empty: it needs 'runs-on' and 'steps', or 'uses'"),
+            );
             return job;
         }
         if !matches!(n.kind, Kind::Map(_)) {
-            self.err(n.start, format!("expected a mapping for {what}, found {}", n.describe()));
+            self.err(
+                n.start,
+                format!("expected a mapping for {what}, found {}", n.describe()),
+            );
             return job;
         }
         // Keys that a misspelt key was taken for: no "missing" error for those.
@@ -1084,9 +1293,13 @@ impl<'a> Parser<'a> {
                 "outputs" => job.outputs = self.template_map(v, "'outputs'"),
                 "env" => job.env = self.env(v, "'env'"),
                 "defaults" => job.defaults = self.defaults(v, "'defaults'"),
-                "timeout-minutes" => job.timeout_minutes = self.number_or_expr(v, "'timeout-minutes'"),
+                "timeout-minutes" => {
+                    job.timeout_minutes = self.number_or_expr(v, "'timeout-minutes'")
+                }
                 "continue-on-error" => {
-                    job.continue_on_error = self.bool_or_expr(v, "'continue-on-error'").unwrap_or_default();
+                    job.continue_on_error = self
+                        .bool_or_expr(v, "'continue-on-error'")
+                        .unwrap_or_default();
                 }
                 "concurrency" => job.concurrency = self.concurrency(v, "'concurrency'"),
                 "permissions" => job.permissions = self.permissions(v, "'permissions'"),
@@ -1107,7 +1320,12 @@ impl<'a> Parser<'a> {
         self.scope = None;
         if let Some((uses, uses_pos)) = uses {
             for (key, pos) in steps_only {
-                self.err(pos, format!("'{key}' cannot be used in a job that calls a reusable workflow ('uses')"));
+                self.err(
+                    pos,
+                    format!(
+                        "'{key}' cannot be used in a job that calls a reusable workflow ('uses')"
+                    ),
+                );
             }
             if let Err(msg) = check_workflow_ref(&uses) {
                 self.err(uses_pos, msg);
@@ -1125,7 +1343,9 @@ impl<'a> Parser<'a> {
                         self.err(v.start, "expected 'inherit' or a mapping for 'secrets'");
                         CallSecrets::None
                     } else {
-                        CallSecrets::Map(self.scoped(Some(scope::CALL_SECRETS), |p| p.template_map(v, "'secrets'")))
+                        CallSecrets::Map(self.scoped(Some(scope::CALL_SECRETS), |p| {
+                            p.template_map(v, "'secrets'")
+                        }))
                     }
                 }
             };
@@ -1146,7 +1366,10 @@ impl<'a> Parser<'a> {
             match steps {
                 Some(steps) => job.kind = JobKind::Steps(steps),
                 None if suggested.contains(&"steps") => {}
-                None => self.err(key.start, format!("{what} has no 'steps' (or 'uses' to call a reusable workflow)")),
+                None => self.err(
+                    key.start,
+                    format!("{what} has no 'steps' (or 'uses' to call a reusable workflow)"),
+                ),
             }
             if !has_runs_on && !suggested.contains(&"runs-on") {
                 self.err(key.start, format!("{what} has no 'runs-on'"));
@@ -1186,7 +1409,11 @@ impl<'a> Parser<'a> {
                 let Some(key) = self.key(k) else { continue };
                 match key {
                     "name" => name = self.template(v, "'environment.name'"),
-                    "url" => url = self.scoped(Some(scope::ENVIRONMENT_URL), |p| p.template(v, "'environment.url'")),
+                    "url" => {
+                        url = self.scoped(Some(scope::ENVIRONMENT_URL), |p| {
+                            p.template(v, "'environment.url'")
+                        })
+                    }
                     _ => self.unknown(k, key, &["name", "url"], "'environment'"),
                 }
             }
@@ -1195,7 +1422,10 @@ impl<'a> Parser<'a> {
             }
             return name.map(|name| EnvironmentRef { name, url });
         }
-        Some(EnvironmentRef { name: self.template(n, "'environment'")?, url: None })
+        Some(EnvironmentRef {
+            name: self.template(n, "'environment'")?,
+            url: None,
+        })
     }
 
     fn container(&mut self, n: &Node, what: &str) -> Option<Container> {
@@ -1252,14 +1482,27 @@ impl<'a> Parser<'a> {
     }
 
     fn strategy(&mut self, n: &Node) -> Option<Strategy> {
-        let mut s = Strategy { matrix: None, fail_fast: BoolOrExpr::Bool(true), max_parallel: None };
+        let mut s = Strategy {
+            matrix: None,
+            fail_fast: BoolOrExpr::Bool(true),
+            max_parallel: None,
+        };
         for (k, v) in self.entries(n, "'strategy'") {
             let Some(key) = self.key(k) else { continue };
             match key {
                 "matrix" => s.matrix = self.matrix(v),
-                "fail-fast" => s.fail_fast = self.bool_or_expr(v, "'fail-fast'").unwrap_or(BoolOrExpr::Bool(true)),
+                "fail-fast" => {
+                    s.fail_fast = self
+                        .bool_or_expr(v, "'fail-fast'")
+                        .unwrap_or(BoolOrExpr::Bool(true))
+                }
                 "max-parallel" => s.max_parallel = self.number_or_expr(v, "'max-parallel'"),
-                _ => self.unknown(k, key, &["matrix", "fail-fast", "max-parallel"], "'strategy'"),
+                _ => self.unknown(
+                    k,
+                    key,
+                    &["matrix", "fail-fast", "max-parallel"],
+                    "'strategy'",
+                ),
             }
         }
         Some(s)
@@ -1281,7 +1524,10 @@ impl<'a> Parser<'a> {
                         && key.contains("${{")
                         && !is_insert_key(key)
                     {
-                        self.err(k.start, "expressions are not allowed in matrix keys (except '${{ insert }}')");
+                        self.err(
+                            k.start,
+                            "expressions are not allowed in matrix keys (except '${{ insert }}')",
+                        );
                     }
                     self.check_matrix_value(v);
                 }
@@ -1294,7 +1540,8 @@ impl<'a> Parser<'a> {
             Kind::Map(entries) => {
                 for (k, v) in entries {
                     let Some(key) = self.key(k) else { continue };
-                    let is_expr = v.scalar() == Some(Scalar::Str) && v.text().is_some_and(|t| t.contains("${{"));
+                    let is_expr = v.scalar() == Some(Scalar::Str)
+                        && v.text().is_some_and(|t| t.contains("${{"));
                     match (&v.kind, key) {
                         (_, _) if is_expr => {}
                         (Kind::Seq(items), "include" | "exclude") => {
@@ -1333,12 +1580,20 @@ impl<'a> Parser<'a> {
                 self.check_matrix_value(n);
                 Some(n.to_json())
             }
-            Kind::Scalar { text, .. } if n.scalar() == Some(Scalar::Str) && text.contains("${{") => {
+            Kind::Scalar { text, .. }
+                if n.scalar() == Some(Scalar::Str) && text.contains("${{") =>
+            {
                 self.template_text(n, text, "the matrix")?;
                 Some(n.to_json())
             }
             _ => {
-                self.err(n.start, format!("expected a mapping or an expression for 'matrix', found {}", n.describe()));
+                self.err(
+                    n.start,
+                    format!(
+                        "expected a mapping or an expression for 'matrix', found {}",
+                        n.describe()
+                    ),
+                );
                 None
             }
         }
@@ -1366,10 +1621,19 @@ impl<'a> Parser<'a> {
         out
     }
 
-    fn step(&mut self, job: &str, number: usize, n: &Node, ids: &mut HashMap<String, u32>) -> Option<Step> {
+    fn step(
+        &mut self,
+        job: &str,
+        number: usize,
+        n: &Node,
+        ids: &mut HashMap<String, u32>,
+    ) -> Option<Step> {
         let what = format!("step {number} of job '{job}'");
         let Kind::Map(entries) = &n.kind else {
-            self.err(n.start, format!("expected a mapping for {what}, found {}", n.describe()));
+            self.err(
+                n.start,
+                format!("expected a mapping for {what}, found {}", n.describe()),
+            );
             return None;
         };
         let mut step = Step {
@@ -1381,7 +1645,10 @@ impl<'a> Parser<'a> {
             continue_on_error: BoolOrExpr::Bool(false),
             timeout_minutes: None,
             working_directory: None,
-            kind: StepKind::Run { script: Template::literal(""), shell: None },
+            kind: StepKind::Run {
+                script: Template::literal(""),
+                shell: None,
+            },
         };
         let mut run: Option<Template> = None;
         let mut has_run = false;
@@ -1393,7 +1660,11 @@ impl<'a> Parser<'a> {
         let outer = self.scope;
         for (k, v) in entries {
             let Some(key) = self.key(k) else { continue };
-            self.scope = Some(if key == "if" { scope::STEP_IF } else { scope::STEP });
+            self.scope = Some(if key == "if" {
+                scope::STEP_IF
+            } else {
+                scope::STEP
+            });
             match key {
                 "id" => {
                     if let Some(id) = self.plain_string(v, "'id'") {
@@ -1434,9 +1705,13 @@ impl<'a> Parser<'a> {
                 "with" => with = Some((self.template_map(v, "'with'"), k.start)),
                 "env" => step.env = self.env(v, "'env'"),
                 "continue-on-error" => {
-                    step.continue_on_error = self.bool_or_expr(v, "'continue-on-error'").unwrap_or_default();
+                    step.continue_on_error = self
+                        .bool_or_expr(v, "'continue-on-error'")
+                        .unwrap_or_default();
                 }
-                "timeout-minutes" => step.timeout_minutes = self.number_or_expr(v, "'timeout-minutes'"),
+                "timeout-minutes" => {
+                    step.timeout_minutes = self.number_or_expr(v, "'timeout-minutes'")
+                }
                 _ => self.unknown(k, key, STEP_KEYS, &what),
             }
         }
@@ -1454,7 +1729,10 @@ impl<'a> Parser<'a> {
                 if let Some((_, pos)) = &with {
                     self.err(*pos, "'with' can only be used with 'uses'");
                 }
-                step.kind = StepKind::Run { script: run?, shell: shell.map(|(s, _)| s) };
+                step.kind = StepKind::Run {
+                    script: run?,
+                    shell: shell.map(|(s, _)| s),
+                };
             }
             (false, true) => {
                 if let Some((_, pos)) = &shell {
@@ -1463,7 +1741,10 @@ impl<'a> Parser<'a> {
                 if let Some(pos) = workdir_pos {
                     self.err(pos, "'working-directory' can only be used with 'run'");
                 }
-                step.kind = StepKind::Uses { action: uses?, with: with.map(|(w, _)| w).unwrap_or_default() };
+                step.kind = StepKind::Uses {
+                    action: uses?,
+                    with: with.map(|(w, _)| w).unwrap_or_default(),
+                };
             }
         }
         Some(step)
@@ -1477,9 +1758,19 @@ impl<'a> Parser<'a> {
             let mut seen = HashSet::new();
             for (need, pos) in list {
                 if !wf.jobs.contains_key(need) {
-                    let ids: Vec<&str> = wf.jobs.keys().map(String::as_str).filter(|j| j != job).collect();
+                    let ids: Vec<&str> = wf
+                        .jobs
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|j| j != job)
+                        .collect();
                     let hint = suggestion(need, &ids);
-                    self.err(*pos, format!("job '{job}' needs '{need}', which is not a job in this workflow{hint}"));
+                    self.err(
+                        *pos,
+                        format!(
+                            "job '{job}' needs '{need}', which is not a job in this workflow{hint}"
+                        ),
+                    );
                 } else if !seen.insert(need) {
                     self.warn(*pos, format!("job '{job}' lists '{need}' in 'needs' twice"));
                 }
@@ -1487,8 +1778,14 @@ impl<'a> Parser<'a> {
         }
         for cycle in find_cycles(wf) {
             let Some(first) = cycle.first() else { continue };
-            let Some(job) = wf.jobs.get(first) else { continue };
-            let pos = Pos { line: job.span.line, col: job.span.col, index: 0 };
+            let Some(job) = wf.jobs.get(first) else {
+                continue;
+            };
+            let pos = Pos {
+                line: job.span.line,
+                col: job.span.col,
+                index: 0,
+            };
             let mut path = cycle.join(" -> ");
             path.push_str(" -> ");
             path.push_str(first);
@@ -1500,9 +1797,16 @@ impl<'a> Parser<'a> {
 /// Checks a 5-field POSIX cron line (`minute hour day-of-month month day-of-week`), as
 /// GitHub's `schedule` accepts it: numbers, `*`, ranges, steps, lists, and month/day names.
 fn check_cron(line: &str) -> Result<(), String> {
-    const FIELDS: [(&str, u32, u32); 5] =
-        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6)];
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const FIELDS: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 6),
+    ];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     let parts: Vec<&str> = line.split_whitespace().collect();
     if parts.len() != 5 {
@@ -1512,13 +1816,18 @@ fn check_cron(line: &str) -> Result<(), String> {
         let value = |v: &str| -> Result<u32, String> {
             let lower = v.to_ascii_lowercase();
             let named = match name {
-                "month" => MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1),
+                "month" => MONTHS
+                    .iter()
+                    .position(|m| *m == lower)
+                    .map(|i| i as u32 + 1),
                 "day of week" => DAYS.iter().position(|d| *d == lower).map(|i| i as u32),
                 _ => None,
             };
             let n = match named {
                 Some(n) => n,
-                None => v.parse::<u32>().map_err(|_| format!("'{v}' is not a valid {name}"))?,
+                None => v
+                    .parse::<u32>()
+                    .map_err(|_| format!("'{v}' is not a valid {name}"))?,
             };
             // Day of week 7 is Sunday too.
             let max = if name == "day of week" { 7 } else { max };
@@ -1572,8 +1881,12 @@ fn check_workflow_ref(uses: &str) -> Result<(), String> {
     match parse_action_ref(uses) {
         Ok(ActionRef::Remote { path: Some(_), .. }) => Ok(()),
         Ok(_) => Err(format!("'{uses}' does not name a workflow file: {FORMS}")),
-        Err(_) if !uses.contains('@') && !uses.is_empty() => Err(format!("'{uses}' has no '@ref': {FORMS}")),
-        Err(_) => Err(format!("'{uses}' is not a valid reusable workflow reference: {FORMS}")),
+        Err(_) if !uses.contains('@') && !uses.is_empty() => {
+            Err(format!("'{uses}' has no '@ref': {FORMS}"))
+        }
+        Err(_) => Err(format!(
+            "'{uses}' is not a valid reusable workflow reference: {FORMS}"
+        )),
     }
 }
 
@@ -1581,11 +1894,21 @@ fn check_workflow_ref(uses: &str) -> Result<(), String> {
 /// search), each as the list of job ids along it, starting at the job that comes first in
 /// the file. Iterative, so deep chains cannot overflow the stack.
 pub(crate) fn find_cycles(wf: &Workflow) -> Vec<Vec<String>> {
-    let index: HashMap<&str, usize> = wf.jobs.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = wf
+        .jobs
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let edges: Vec<Vec<usize>> = wf
         .jobs
         .values()
-        .map(|j| j.needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect())
+        .map(|j| {
+            j.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
         .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; edges.len()];
@@ -1608,10 +1931,17 @@ pub(crate) fn find_cycles(wf: &Workflow) -> Vec<Vec<String>> {
                         let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
                         let mut cycle: Vec<usize> = stack[from..].iter().map(|(n, _)| *n).collect();
                         // Start at the job that comes first in the file.
-                        let min = cycle.iter().enumerate().min_by_key(|(_, n)| **n).map(|(i, _)| i).unwrap_or(0);
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map(|(i, _)| i)
+                            .unwrap_or(0);
                         cycle.rotate_left(min);
-                        let ids: Vec<String> =
-                            cycle.iter().filter_map(|i| wf.jobs.get_index(*i).map(|(k, _)| k.clone())).collect();
+                        let ids: Vec<String> = cycle
+                            .iter()
+                            .filter_map(|i| wf.jobs.get_index(*i).map(|(k, _)| k.clone()))
+                            .collect();
                         if !cycles.contains(&ids) {
                             cycles.push(ids);
                         }

@@ -40,7 +40,11 @@ pub(crate) enum Scalar {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
-    Scalar { text: String, style: ScalarStyle, tagged_str: bool },
+    Scalar {
+        text: String,
+        style: ScalarStyle,
+        tagged_str: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -70,7 +74,11 @@ impl Node {
     /// The scalar's resolved type, or `None` for collections.
     pub fn scalar(&self) -> Option<Scalar> {
         match &self.kind {
-            Kind::Scalar { text, style, tagged_str } => {
+            Kind::Scalar {
+                text,
+                style,
+                tagged_str,
+            } => {
                 if *tagged_str || *style != ScalarStyle::Plain {
                     Some(Scalar::Str)
                 } else {
@@ -154,14 +162,19 @@ fn resolve_plain(text: &str) -> Scalar {
         if let Some(rest) = text.strip_prefix(prefix)
             && digits(rest, radix)
         {
-            return i64::from_str_radix(rest, radix).map(Scalar::Int).unwrap_or(Scalar::Str);
+            return i64::from_str_radix(rest, radix)
+                .map(Scalar::Int)
+                .unwrap_or(Scalar::Str);
         }
     }
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     if digits(unsigned, 10) {
         return match text.parse::<i64>() {
             Ok(i) => Scalar::Int(i),
-            Err(_) => text.parse::<f64>().map(Scalar::Float).unwrap_or(Scalar::Str),
+            Err(_) => text
+                .parse::<f64>()
+                .map(Scalar::Float)
+                .unwrap_or(Scalar::Str),
         };
     }
     // Core-schema float: [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
@@ -220,8 +233,17 @@ const MAX_DEPTH: usize = 200;
 const ALIAS_BUDGET: usize = 100_000;
 
 enum Frame {
-    Seq { items: Vec<Node>, start: Pos, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, key: Option<Node>, start: Pos, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: Pos,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        start: Pos,
+        anchor: usize,
+    },
 }
 
 fn count_nodes(n: &Node) -> usize {
@@ -229,13 +251,17 @@ fn count_nodes(n: &Node) -> usize {
         Kind::Scalar { .. } => 1,
         Kind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
         Kind::Map(entries) => {
-            1 + entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>()
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
         }
     }
 }
 
 fn is_str_tag(tag: &Option<Cow<'_, Tag>>) -> bool {
-    tag.as_ref().is_some_and(|t| t.suffix == "str" && (t.handle == "!!" || t.is_yaml_core_schema()))
+    tag.as_ref()
+        .is_some_and(|t| t.suffix == "str" && (t.handle == "!!" || t.is_yaml_core_schema()))
 }
 
 /// Parses `source` into a tree.
@@ -272,7 +298,15 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
             Event::Scalar(text, style, anchor, tag) => {
                 let tagged_str = is_str_tag(&tag);
                 Some((
-                    Node { kind: Kind::Scalar { text: text.into_owned(), style, tagged_str }, start, end },
+                    Node {
+                        kind: Kind::Scalar {
+                            text: text.into_owned(),
+                            style,
+                            tagged_str,
+                        },
+                        start,
+                        end,
+                    },
                     anchor,
                 ))
             }
@@ -292,7 +326,10 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
                     Some((n, 0))
                 }
                 None => {
-                    return Err(YamlError { pos: start, message: "unknown alias".to_owned() });
+                    return Err(YamlError {
+                        pos: start,
+                        message: "unknown alias".to_owned(),
+                    });
                 }
             },
             Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
@@ -302,31 +339,67 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
                 });
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::Seq { items: Vec::new(), start, anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    start,
+                    anchor,
+                });
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map { entries: Vec::new(), key: None, start, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    start,
+                    anchor,
+                });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, start, anchor }) => {
-                    Some((Node { kind: Kind::Seq(items), start, end }, anchor))
-                }
+                Some(Frame::Seq {
+                    items,
+                    start,
+                    anchor,
+                }) => Some((
+                    Node {
+                        kind: Kind::Seq(items),
+                        start,
+                        end,
+                    },
+                    anchor,
+                )),
                 _ => {
-                    return Err(YamlError { pos: start, message: "unbalanced sequence".to_owned() });
+                    return Err(YamlError {
+                        pos: start,
+                        message: "unbalanced sequence".to_owned(),
+                    });
                 }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, start, anchor, .. }) => {
-                    Some((Node { kind: Kind::Map(entries), start, end }, anchor))
-                }
+                Some(Frame::Map {
+                    entries,
+                    start,
+                    anchor,
+                    ..
+                }) => Some((
+                    Node {
+                        kind: Kind::Map(entries),
+                        start,
+                        end,
+                    },
+                    anchor,
+                )),
                 _ => {
-                    return Err(YamlError { pos: start, message: "unbalanced mapping".to_owned() });
+                    return Err(YamlError {
+                        pos: start,
+                        message: "unbalanced mapping".to_owned(),
+                    });
                 }
             },
         };
-        let Some((node, anchor)) = complete else { continue };
+        let Some((node, anchor)) = complete else {
+            continue;
+        };
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
         }
@@ -343,7 +416,10 @@ pub(crate) fn load(source: &str) -> Result<Loaded, YamlError> {
                     if let Some(text) = k.text()
                         && entries.iter().any(|(prev, _)| prev.text() == Some(text))
                     {
-                        problems.push(YamlError { pos: k.start, message: format!("duplicate key '{text}'") });
+                        problems.push(YamlError {
+                            pos: k.start,
+                            message: format!("duplicate key '{text}'"),
+                        });
                     }
                     entries.push((k, node));
                 }
@@ -392,7 +468,9 @@ mod tests {
         let src = "[".repeat(100_000);
         assert!(load(&src).is_err());
         // Block style: ours.
-        let src: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let src: String = (0..300)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let err = load(&src).err().map(|e| e.message);
         assert_eq!(err.as_deref(), Some("nesting deeper than 200 levels"));
         let src = "- ".repeat(300);
@@ -403,7 +481,11 @@ mod tests {
     fn alias_bombs_are_stopped() {
         let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..12 {
-            let prev = if i == 0 { "a".to_owned() } else { format!("l{}", i - 1) };
+            let prev = if i == 0 {
+                "a".to_owned()
+            } else {
+                format!("l{}", i - 1)
+            };
             src.push_str(&format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
         }
         let err = load(&src).err().map(|e| e.message);
@@ -414,6 +496,9 @@ mod tests {
     fn duplicate_keys_are_reported_at_the_second_key() {
         let loaded = load("a: 1\nb: 2\na: 3\n").expect("valid YAML");
         let p = &loaded.problems[0];
-        assert_eq!((p.pos.line, p.pos.col, p.message.as_str()), (3, 1, "duplicate key 'a'"));
+        assert_eq!(
+            (p.pos.line, p.pos.col, p.message.as_str()),
+            (3, 1, "duplicate key 'a'")
+        );
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use workflow::{compile, listens_to, parse, CompileOptions, Diagnostics};
+use workflow::{CompileOptions, Diagnostics, compile, listens_to, parse};
 
 fn cases_dir() -> PathBuf {
     test_support::shared_dir().join("compat/act/cases")
@@ -18,7 +18,10 @@ fn cases_dir() -> PathBuf {
 /// `cases/`, sorted.
 fn workflow_files() -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("reading the cases dir").flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("reading the cases dir")
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.path());
         for e in entries {
             let path = e.path();
@@ -26,28 +29,48 @@ fn workflow_files() -> Vec<String> {
                 walk(&path, root, out);
                 continue;
             }
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let is_yaml = name.ends_with(".yml") || name.ends_with(".yaml");
             if is_yaml && name != "action.yml" && name != "action.yaml" {
-                out.push(path.strip_prefix(root).expect("under root").to_string_lossy().into_owned());
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("under root")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
     let root = cases_dir();
     let mut out = Vec::new();
     walk(&root, &root, &mut out);
-    assert!(out.len() > 30, "expected the act corpus, found {} workflow files", out.len());
+    assert!(
+        out.len() > 30,
+        "expected the act corpus, found {} workflow files",
+        out.len()
+    );
     out
 }
 
 /// The case directory a file belongs to (`steps-context/conclusion/push.yml` ->
 /// `steps-context/conclusion`).
 fn case_of(file: &str) -> String {
-    Path::new(file).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(file)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The cases act expects to fail validation (see the corpus README).
-const INVALID: &[&str] = &["job-nil-step", "uses-and-run-in-one-step", "uses-github-empty", "uses-github-noref"];
+const INVALID: &[&str] = &[
+    "job-nil-step",
+    "uses-and-run-in-one-step",
+    "uses-github-empty",
+    "uses-github-noref",
+];
 
 fn load_case_file(path: &str) -> Option<String> {
     std::fs::read_to_string(cases_dir().join(path)).ok()
@@ -55,7 +78,8 @@ fn load_case_file(path: &str) -> Option<String> {
 
 /// The event each case runs with (cases.tsv), by case directory.
 fn case_events() -> Vec<(String, String)> {
-    let tsv = std::fs::read_to_string(test_support::shared_dir().join("compat/act/cases.tsv")).expect("cases.tsv");
+    let tsv = std::fs::read_to_string(test_support::shared_dir().join("compat/act/cases.tsv"))
+        .expect("cases.tsv");
     tsv.lines()
         .skip(1)
         .filter_map(|l| {
@@ -68,7 +92,13 @@ fn case_events() -> Vec<(String, String)> {
 fn compile_for(source: &str, file: &str, event: &str) -> Result<workflow::Plan, Diagnostics> {
     let wf = parse(source, file)?;
     let loader = |p: &str| load_case_file(p);
-    compile(&wf, &CompileOptions { event, loader: &loader })
+    compile(
+        &wf,
+        &CompileOptions {
+            event,
+            loader: &loader,
+        },
+    )
 }
 
 #[test]
@@ -94,8 +124,11 @@ fn valid_act_workflows_parse_and_compile() {
             failures.push(format!("unexpected warning: {w}"));
         }
         // Compile for the case's event (and for workflow_call when it is a callee).
-        let mut compile_events: Vec<&str> =
-            events.iter().filter(|(c, _)| *c == case).map(|(_, e)| e.as_str()).collect();
+        let mut compile_events: Vec<&str> = events
+            .iter()
+            .filter(|(c, _)| *c == case)
+            .map(|(_, e)| e.as_str())
+            .collect();
         if listens_to(&wf, "workflow_call") {
             compile_events.push("workflow_call");
         }
@@ -132,7 +165,10 @@ fn uses_workflow_case_resolves_its_local_reusable_workflows() {
     let source = load_case_file(file).expect("readable");
     let plan = compile_for(&source, file, "pull_request").expect("compiles");
     let json = serde_json::to_value(&plan).expect("a plan serializes");
-    assert_eq!(json["jobs"][0]["kind"]["Call"]["plan"]["jobs"][0]["id"], "reusable_workflow_job");
+    assert_eq!(
+        json["jobs"][0]["kind"]["Call"]["plan"]["jobs"][0]["id"],
+        "reusable_workflow_job"
+    );
     let mut out = String::new();
     common::render_plan(&mut out, &plan, "");
     insta::assert_snapshot!(out);
@@ -143,17 +179,58 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 const NOISE: &[&str] = &[
-    ":", "-", "- ", "[", "]", "{", "}", "\"", "'", "|", ">", "&a", "*a", "!!str ", "!", "%", "@", "`", "\t", "\n", "#",
-    "${{", "}}", "${{ insert }}", "?", ",", " ", "\u{feff}", "é", "---\n", "...\n", "\r", "\\", "0x", "~", "needs: x",
+    ":",
+    "-",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "|",
+    ">",
+    "&a",
+    "*a",
+    "!!str ",
+    "!",
+    "%",
+    "@",
+    "`",
+    "\t",
+    "\n",
+    "#",
+    "${{",
+    "}}",
+    "${{ insert }}",
+    "?",
+    ",",
+    " ",
+    "\u{feff}",
+    "é",
+    "---\n",
+    "...\n",
+    "\r",
+    "\\",
+    "0x",
+    "~",
+    "needs: x",
 ];
 
 fn mutate(src: &str, rng: &mut Lcg) -> String {
@@ -210,7 +287,13 @@ fn must_not_panic(source: &str, file: &str) {
         let diags = match parse(source, file) {
             Ok(wf) => {
                 for event in ["push", "pull_request", "workflow_call", "workflow_dispatch"] {
-                    let _ = compile(&wf, &CompileOptions { event, loader: &loader });
+                    let _ = compile(
+                        &wf,
+                        &CompileOptions {
+                            event,
+                            loader: &loader,
+                        },
+                    );
                 }
                 return;
             }
@@ -218,7 +301,10 @@ fn must_not_panic(source: &str, file: &str) {
         };
         assert!(!diags.0.is_empty(), "an error without diagnostics");
         for d in &diags.0 {
-            assert!(d.line >= 1 && d.col >= 1, "diagnostic without a position: {d}");
+            assert!(
+                d.line >= 1 && d.col >= 1,
+                "diagnostic without a position: {d}"
+            );
             let _ = d.to_string();
         }
     });

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use workflow::filter::{triggered, EventInfo};
+use workflow::filter::{EventInfo, triggered};
 use workflow::parse;
 
 const ON: &str = "on:
@@ -34,7 +34,13 @@ jobs:
 ";
 
 /// (event, ref, activity type, changed files, runs?)
-type Row<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a [&'a str]>, bool);
+type Row<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a [&'a str]>,
+    bool,
+);
 
 fn check(on: &str, rows: &[Row<'_>]) {
     let wf = parse(on, "wf.yml").unwrap();
@@ -47,7 +53,11 @@ fn check(on: &str, rows: &[Row<'_>]) {
             changed_paths: paths.as_deref(),
             workflow_name: Some("CI"),
         };
-        assert_eq!(triggered(&wf.on, &info), *want, "{event} {git_ref:?} {action:?} {paths:?}");
+        assert_eq!(
+            triggered(&wf.on, &info),
+            *want,
+            "{event} {git_ref:?} {action:?} {paths:?}"
+        );
     }
 }
 
@@ -59,21 +69,75 @@ fn branch_tag_path_and_type_filters() {
             ("push", Some("refs/heads/main"), None, None, true),
             ("push", Some("refs/heads/dev"), None, None, false),
             ("push", Some("refs/heads/releases/v1"), None, None, true),
-            ("push", Some("refs/heads/releases/v1-alpha"), None, None, false),
+            (
+                "push",
+                Some("refs/heads/releases/v1-alpha"),
+                None,
+                None,
+                false,
+            ),
             // Only branch filters: tag pushes do not run.
             ("push", Some("refs/tags/v1"), None, None, false),
-            ("push", Some("refs/heads/main"), None, Some(&["src/a.rs"]), true),
-            ("push", Some("refs/heads/main"), None, Some(&["README.md"]), false),
-            ("push", Some("refs/heads/main"), None, Some(&["src/docs/x.md"]), false),
-            ("push", Some("refs/heads/main"), None, Some(&["src/docs/x.md", "src/b.rs"]), true),
+            (
+                "push",
+                Some("refs/heads/main"),
+                None,
+                Some(&["src/a.rs"]),
+                true,
+            ),
+            (
+                "push",
+                Some("refs/heads/main"),
+                None,
+                Some(&["README.md"]),
+                false,
+            ),
+            (
+                "push",
+                Some("refs/heads/main"),
+                None,
+                Some(&["src/docs/x.md"]),
+                false,
+            ),
+            (
+                "push",
+                Some("refs/heads/main"),
+                None,
+                Some(&["src/docs/x.md", "src/b.rs"]),
+                true,
+            ),
             ("pull_request", Some("main"), Some("opened"), None, true),
             ("pull_request", Some("wip/x"), Some("opened"), None, false),
             // Default pull_request types: opened, synchronize, reopened.
             ("pull_request", Some("main"), Some("closed"), None, false),
-            ("pull_request", Some("main"), Some("synchronize"), Some(&["a.md", "b.md"]), false),
-            ("pull_request", Some("main"), Some("synchronize"), Some(&["a.md", "b.rs"]), true),
-            ("pull_request_target", Some("main"), Some("labeled"), None, true),
-            ("pull_request_target", Some("main"), Some("opened"), None, false),
+            (
+                "pull_request",
+                Some("main"),
+                Some("synchronize"),
+                Some(&["a.md", "b.md"]),
+                false,
+            ),
+            (
+                "pull_request",
+                Some("main"),
+                Some("synchronize"),
+                Some(&["a.md", "b.rs"]),
+                true,
+            ),
+            (
+                "pull_request_target",
+                Some("main"),
+                Some("labeled"),
+                None,
+                true,
+            ),
+            (
+                "pull_request_target",
+                Some("main"),
+                Some("opened"),
+                None,
+                false,
+            ),
             ("workflow_run", Some("main"), Some("completed"), None, true),
             ("workflow_run", Some("main"), Some("requested"), None, false),
             ("issues", None, Some("opened"), None, true),
@@ -93,7 +157,13 @@ fn tag_filters_only() {
             // Only tag filters: branch pushes do not run.
             ("push", Some("refs/heads/main"), None, None, false),
             // Path filters are not evaluated for tags.
-            ("push", Some("refs/tags/v2"), None, Some(&["README.md"]), true),
+            (
+                "push",
+                Some("refs/tags/v2"),
+                None,
+                Some(&["README.md"]),
+                true,
+            ),
         ],
     );
 }
@@ -101,6 +171,11 @@ fn tag_filters_only() {
 #[test]
 fn workflow_run_needs_a_listed_workflow() {
     let wf = parse(ON, "wf.yml").unwrap();
-    let info = EventInfo { event: "workflow_run", action: Some("completed"), workflow_name: Some("Deploy"), ..Default::default() };
+    let info = EventInfo {
+        event: "workflow_run",
+        action: Some("completed"),
+        workflow_name: Some("Deploy"),
+        ..Default::default()
+    };
     assert!(!triggered(&wf.on, &info));
 }

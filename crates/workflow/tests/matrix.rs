@@ -6,16 +6,25 @@
 use indexmap::IndexMap;
 use serde_json::json;
 use workflow::expr::MapContext;
-use workflow::matrix::{expand, filter, Leg};
+use workflow::matrix::{Leg, expand, filter};
 use workflow::parse;
 
 /// The matrix of job `a` in a workflow built around `matrix_yaml` (indented as the value
 /// of `matrix:`), expanded with a context holding `needs.setup.outputs`.
 fn legs(matrix_yaml: &str) -> Result<Vec<Leg>, String> {
-    let indented: String = matrix_yaml.lines().map(|l| format!("      {l}\n")).collect();
-    let source = format!("on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n     matrix:\n{indented}    steps: [{{run: echo}}]\n");
+    let indented: String = matrix_yaml
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let source = format!(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n     matrix:\n{indented}    steps: [{{run: echo}}]\n"
+    );
     let wf = parse(&source, "wf.yml").map_err(|d| d.to_string())?;
-    let matrix = wf.jobs["a"].strategy.as_ref().and_then(|s| s.matrix.clone()).ok_or("no matrix")?;
+    let matrix = wf.jobs["a"]
+        .strategy
+        .as_ref()
+        .and_then(|s| s.matrix.clone())
+        .ok_or("no matrix")?;
     let mut ctx = MapContext::default();
     ctx.contexts.insert(
         "needs".into(),
@@ -114,7 +123,9 @@ include:
 
 #[test]
 fn act_additional_properties() {
-    insta::assert_snapshot!(check("x: [0]\ny: [0]\nz: [0]\ninclude:\n  - def: val\n    z: 0"));
+    insta::assert_snapshot!(check(
+        "x: [0]\ny: [0]\nz: [0]\ninclude:\n  - def: val\n    z: 0"
+    ));
 }
 
 #[test]
@@ -201,7 +212,17 @@ fn evaluation_error_is_reported() {
 
 #[test]
 fn runaway_products_are_refused() {
-    let keys: String = (0..5).map(|k| format!("k{k}: [{}]\n", (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join(", "))).collect();
+    let keys: String = (0..5)
+        .map(|k| {
+            format!(
+                "k{k}: [{}]\n",
+                (0..20)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
     insta::assert_snapshot!(check(&keys));
 }
 

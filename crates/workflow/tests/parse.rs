@@ -636,7 +636,9 @@ jobs:
 
 #[test]
 fn errors_in_flow_style_and_tabs_keep_columns() {
-    assert_snapshot!(check("on: push\njobs: {a: {runs-on: x, stepz: [], steps: [{run: echo, bogus: 1}]}}\n"));
+    assert_snapshot!(check(
+        "on: push\njobs: {a: {runs-on: x, stepz: [], steps: [{run: echo, bogus: 1}]}}\n"
+    ));
 }
 
 #[test]
@@ -788,7 +790,10 @@ jobs:
 "
             ),
             (".github/workflows/callee.yml", CALLEE),
-            (".github/workflows/push-only.yml", "on: push\njobs: {a: {runs-on: x, steps: [{run: echo}]}}\n"),
+            (
+                ".github/workflows/push-only.yml",
+                "on: push\njobs: {a: {runs-on: x, steps: [{run: echo}]}}\n"
+            ),
         ]
     ));
 }
@@ -868,7 +873,10 @@ fn reusable_workflow_warnings_reach_the_plan() {
         "push",
         &[
             ("ci.yml", "on: push\njobs:\n  a:\n    uses: ./w.yml\n"),
-            ("w.yml", "on: workflow_call\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: echo\n        shell: fish\n"),
+            (
+                "w.yml",
+                "on: workflow_call\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: echo\n        shell: fish\n"
+            ),
         ]
     ));
 }
@@ -879,8 +887,14 @@ fn reusable_workflow_call_cycle() {
         "push",
         &[
             ("ci.yml", "on: push\njobs:\n  a:\n    uses: ./one.yml\n"),
-            ("one.yml", "on: workflow_call\njobs:\n  b:\n    uses: ./two.yml\n"),
-            ("two.yml", "on: workflow_call\njobs:\n  c:\n    uses: ./one.yml\n"),
+            (
+                "one.yml",
+                "on: workflow_call\njobs:\n  b:\n    uses: ./two.yml\n"
+            ),
+            (
+                "two.yml",
+                "on: workflow_call\njobs:\n  c:\n    uses: ./one.yml\n"
+            ),
         ]
     ));
 }
@@ -891,7 +905,10 @@ fn reusable_workflow_with_errors_reports_them_in_its_file() {
         "push",
         &[
             ("ci.yml", "on: push\njobs:\n  a:\n    uses: ./broken.yml\n"),
-            ("broken.yml", "on: workflow_call\njobs:\n  b:\n    runs-on: x\n    steps:\n      - uses: nope\n"),
+            (
+                "broken.yml",
+                "on: workflow_call\njobs:\n  b:\n    runs-on: x\n    steps:\n      - uses: nope\n"
+            ),
         ]
     ));
 }

@@ -5,21 +5,32 @@
 use std::fmt::Write;
 
 use workflow::{
-    compile, parse, ActionRef, BoolOrExpr, CallSecrets, CompileOptions, Env, Job, JobKind, NumberOrExpr, Permissions,
-    Plan, StepKind,
+    ActionRef, BoolOrExpr, CallSecrets, CompileOptions, Env, Job, JobKind, NumberOrExpr,
+    Permissions, Plan, StepKind, compile, parse,
 };
 
 /// Parses and compiles `files[0]` for `event`, with the other files reachable through the
 /// loader; renders the diagnostics (if any) or a plan summary.
 pub fn check_files(event: &str, files: &[(&str, &str)]) -> String {
     let (file, source) = files[0];
-    let loader = |path: &str| files.iter().find(|(p, _)| *p == path).map(|(_, s)| (*s).to_owned());
+    let loader = |path: &str| {
+        files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, s)| (*s).to_owned())
+    };
     let wf = match parse(source, file) {
         Ok(wf) => wf,
         Err(d) => return d.to_string(),
     };
     let mut out = String::new();
-    match compile(&wf, &CompileOptions { event, loader: &loader }) {
+    match compile(
+        &wf,
+        &CompileOptions {
+            event,
+            loader: &loader,
+        },
+    ) {
         Ok(plan) => {
             for w in &plan.warnings {
                 writeln!(out, "{w}").unwrap();
@@ -56,7 +67,11 @@ fn number_or_expr(n: &NumberOrExpr) -> String {
 }
 
 fn env(e: &Env) -> String {
-    let mut parts: Vec<String> = e.vars.iter().map(|(k, v)| format!("{k}={:?}", v.source())).collect();
+    let mut parts: Vec<String> = e
+        .vars
+        .iter()
+        .map(|(k, v)| format!("{k}={:?}", v.source()))
+        .collect();
     if let Some(x) = &e.expr {
         parts.push(format!("<{}>", x.source()));
     }
@@ -64,7 +79,12 @@ fn env(e: &Env) -> String {
 }
 
 pub fn render_plan(out: &mut String, plan: &Plan, indent: &str) {
-    writeln!(out, "{indent}plan {:?} for {} ({})", plan.name, plan.event, plan.file).unwrap();
+    writeln!(
+        out,
+        "{indent}plan {:?} for {} ({})",
+        plan.name, plan.event, plan.file
+    )
+    .unwrap();
     if let Some(r) = &plan.run_name {
         writeln!(out, "{indent}  run-name: {}", r.source()).unwrap();
     }
@@ -81,8 +101,13 @@ pub fn render_plan(out: &mut String, plan: &Plan, indent: &str) {
         .unwrap();
     }
     if let Some(c) = &plan.concurrency {
-        writeln!(out, "{indent}  concurrency: {} cancel={}", c.group.source(), bool_or_expr(&c.cancel_in_progress))
-            .unwrap();
+        writeln!(
+            out,
+            "{indent}  concurrency: {} cancel={}",
+            c.group.source(),
+            bool_or_expr(&c.cancel_in_progress)
+        )
+        .unwrap();
     }
     if let Some(p) = &plan.permissions {
         writeln!(out, "{indent}  permissions: {}", permissions(p)).unwrap();
@@ -109,15 +134,25 @@ pub fn render_plan(out: &mut String, plan: &Plan, indent: &str) {
                 "input {name}:{}{}{}{}",
                 i.kind,
                 if i.required { " required" } else { "" },
-                i.default.as_ref().map(|d| format!(" default={:?}", d.source())).unwrap_or_default(),
-                if i.options.is_empty() { String::new() } else { format!(" options={:?}", i.options) }
+                i.default
+                    .as_ref()
+                    .map(|d| format!(" default={:?}", d.source()))
+                    .unwrap_or_default(),
+                if i.options.is_empty() {
+                    String::new()
+                } else {
+                    format!(" options={:?}", i.options)
+                }
             ));
         }
         for (name, o) in &t.outputs {
             parts.push(format!("output {name}={:?}", o.value.source()));
         }
         for (name, req) in &t.secrets {
-            parts.push(format!("secret {name}{}", if *req { " required" } else { "" }));
+            parts.push(format!(
+                "secret {name}{}",
+                if *req { " required" } else { "" }
+            ));
         }
         writeln!(out, "{indent}  trigger: {}", parts.join("; ")).unwrap();
     }
@@ -129,12 +164,21 @@ pub fn render_plan(out: &mut String, plan: &Plan, indent: &str) {
 fn permissions(p: &Permissions) -> String {
     match p {
         Permissions::All(s) => s.clone(),
-        Permissions::Scopes(m) => m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" "),
+        Permissions::Scopes(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
 fn render_job(out: &mut String, job: &Job, indent: &str) {
-    write!(out, "{indent}job {} @{}:{}", job.id, job.span.line, job.span.col).unwrap();
+    write!(
+        out,
+        "{indent}job {} @{}:{}",
+        job.id, job.span.line, job.span.col
+    )
+    .unwrap();
     if let Some(n) = &job.name {
         write!(out, " name={:?}", n.source()).unwrap();
     }
@@ -151,7 +195,13 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
     writeln!(out).unwrap();
     let i = format!("{indent}  ");
     if let Some(e) = &job.environment {
-        writeln!(out, "{i}environment: {} url={:?}", e.name.source(), e.url.as_ref().map(|u| u.source())).unwrap();
+        writeln!(
+            out,
+            "{i}environment: {} url={:?}",
+            e.name.source(),
+            e.url.as_ref().map(|u| u.source())
+        )
+        .unwrap();
     }
     if let Some(c) = &job.container {
         writeln!(
@@ -167,20 +217,36 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
         .unwrap();
     }
     for (name, c) in &job.services {
-        writeln!(out, "{i}service {name}: {} env=[{}]", c.image.source(), env(&c.env)).unwrap();
+        writeln!(
+            out,
+            "{i}service {name}: {} env=[{}]",
+            c.image.source(),
+            env(&c.env)
+        )
+        .unwrap();
     }
     if let Some(s) = &job.strategy {
         writeln!(
             out,
             "{i}strategy: fail-fast={} max-parallel={} matrix={}",
             bool_or_expr(&s.fail_fast),
-            s.max_parallel.as_ref().map(number_or_expr).unwrap_or_else(|| "-".into()),
-            s.matrix.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "-".into())
+            s.max_parallel
+                .as_ref()
+                .map(number_or_expr)
+                .unwrap_or_else(|| "-".into()),
+            s.matrix
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into())
         )
         .unwrap();
     }
     if !job.outputs.is_empty() {
-        let o: Vec<String> = job.outputs.iter().map(|(k, v)| format!("{k}={:?}", v.source())).collect();
+        let o: Vec<String> = job
+            .outputs
+            .iter()
+            .map(|(k, v)| format!("{k}={:?}", v.source()))
+            .collect();
         writeln!(out, "{i}outputs: {}", o.join(" ")).unwrap();
     }
     if !job.env.vars.is_empty() || job.env.expr.is_some() {
@@ -199,10 +265,21 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
         writeln!(out, "{i}timeout-minutes: {}", number_or_expr(t)).unwrap();
     }
     if !matches!(job.continue_on_error, BoolOrExpr::Bool(false)) {
-        writeln!(out, "{i}continue-on-error: {}", bool_or_expr(&job.continue_on_error)).unwrap();
+        writeln!(
+            out,
+            "{i}continue-on-error: {}",
+            bool_or_expr(&job.continue_on_error)
+        )
+        .unwrap();
     }
     if let Some(c) = &job.concurrency {
-        writeln!(out, "{i}concurrency: {} cancel={}", c.group.source(), bool_or_expr(&c.cancel_in_progress)).unwrap();
+        writeln!(
+            out,
+            "{i}concurrency: {} cancel={}",
+            c.group.source(),
+            bool_or_expr(&c.cancel_in_progress)
+        )
+        .unwrap();
     }
     if let Some(p) = &job.permissions {
         writeln!(out, "{i}permissions: {}", permissions(p)).unwrap();
@@ -231,13 +308,21 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
                         let a = match action {
                             ActionRef::Local { path } => format!("local {path}"),
                             ActionRef::Docker { image } => format!("docker {image}"),
-                            ActionRef::Remote { owner, repo, path, git_ref } => {
+                            ActionRef::Remote {
+                                owner,
+                                repo,
+                                path,
+                                git_ref,
+                            } => {
                                 format!("remote {owner}/{repo} path={path:?} ref={git_ref}")
                             }
                         };
                         write!(out, " uses=[{a}]").unwrap();
                         if !with.is_empty() {
-                            let w: Vec<String> = with.iter().map(|(k, v)| format!("{k}={:?}", v.source())).collect();
+                            let w: Vec<String> = with
+                                .iter()
+                                .map(|(k, v)| format!("{k}={:?}", v.source()))
+                                .collect();
                             write!(out, " with=[{}]", w.join(" ")).unwrap();
                         }
                     }
@@ -249,7 +334,12 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
                     write!(out, " env=[{}]", env(&s.env)).unwrap();
                 }
                 if !matches!(s.continue_on_error, BoolOrExpr::Bool(false)) {
-                    write!(out, " continue-on-error={}", bool_or_expr(&s.continue_on_error)).unwrap();
+                    write!(
+                        out,
+                        " continue-on-error={}",
+                        bool_or_expr(&s.continue_on_error)
+                    )
+                    .unwrap();
                 }
                 if let Some(t) = &s.timeout_minutes {
                     write!(out, " timeout-minutes={}", number_or_expr(t)).unwrap();
@@ -258,13 +348,24 @@ fn render_job(out: &mut String, job: &Job, indent: &str) {
             }
         }
         JobKind::Call(call) => {
-            let with: Vec<String> = call.with.iter().map(|(k, v)| format!("{k}={:?}", v.source())).collect();
+            let with: Vec<String> = call
+                .with
+                .iter()
+                .map(|(k, v)| format!("{k}={:?}", v.source()))
+                .collect();
             let secrets = match &call.secrets {
                 CallSecrets::None => "none".to_owned(),
                 CallSecrets::Inherit => "inherit".to_owned(),
                 CallSecrets::Map(m) => m.keys().cloned().collect::<Vec<_>>().join(","),
             };
-            writeln!(out, "{i}calls {} with=[{}] secrets={}", call.uses, with.join(" "), secrets).unwrap();
+            writeln!(
+                out,
+                "{i}calls {} with=[{}] secrets={}",
+                call.uses,
+                with.join(" "),
+                secrets
+            )
+            .unwrap();
             match &call.plan {
                 Some(p) => render_plan(out, p, &format!("{i}  ")),
                 None => writeln!(out, "{i}  (not resolved at compile time)").unwrap(),
