@@ -197,3 +197,108 @@ async fn on_filters_decide_which_workflows_run() {
     assert_eq!(runs.len(), 1);
     server.stop().await;
 }
+
+const SMALL: &str = "name: ci\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ok\n";
+
+async fn small_repo(git: &GitDaemon) -> (String, String) {
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".github/workflows/ci.yml", SMALL);
+    let sha = tree.commit("ci");
+    tree.push("main");
+    (clone_url, sha)
+}
+
+#[tokio::test]
+async fn github_push_reports_statuses_the_github_way() {
+    let git = GitDaemon::start();
+    let (clone_url, sha) = small_repo(&git).await;
+    let mut forge = StandInForge::start(0).await;
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Github, Some(&forge.url))],
+        ..ServerSetup::default()
+    })
+    .await;
+    // GitHub's push payload (trimmed to the documented fields slipway reads and a few more).
+    let body = json!({
+        "ref": "refs/heads/main", "before": ZERO, "after": sha, "created": true, "deleted": false, "forced": false,
+        "compare": "https://github.com/team/app/compare/x", "base_ref": null,
+        "commits": [{"id": sha, "message": "ci", "added": [".github/workflows/ci.yml"], "removed": [], "modified": []}],
+        "head_commit": {"id": sha, "message": "ci"},
+        "repository": {"id": 1, "name": "app", "full_name": "team/app", "owner": {"login": "team"}, "clone_url": clone_url},
+        "pusher": {"name": "octocat", "email": "octocat@example.com"},
+        "sender": {"login": "octocat", "id": 1}
+    })
+    .to_string();
+    let sig = server::hooks::sign(SECRET, body.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/github", server.url))
+        .header("content-type", "application/json")
+        .header("user-agent", "GitHub-Hookshot/abc")
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("X-Hub-Signature-256", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let id = created(resp).await[0];
+    let run = server.finished(id).await;
+    assert_eq!((run.conclusion, run.actor.as_str()), (Some(Conclusion::Success), "octocat"));
+    let requests = forge.wait_for(2).await;
+    let expect = |state: &str, description: &str| Recorded {
+        path: format!("/repos/team/app/statuses/{sha}"),
+        authorization: Some(format!("Bearer {FORGE_TOKEN}")),
+        private_token: None,
+        body: json!({"state": state, "target_url": format!("https://ci.example.com/runs/{id}"), "description": description, "context": "slipway/ci (push)"}),
+    };
+    assert_eq!(requests, [expect("pending", "queued"), expect("success", "succeeded")]);
+    server.stop().await;
+    forge.stop().await;
+}
+
+#[tokio::test]
+async fn gitlab_push_reports_statuses_the_gitlab_way() {
+    let git = GitDaemon::start();
+    let (clone_url, sha) = small_repo(&git).await;
+    let mut forge = StandInForge::start(0).await;
+    let api = format!("{}/api/v4", forge.url);
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitlab, Some(&api))],
+        ..ServerSetup::default()
+    })
+    .await;
+    // GitLab's "Push Hook" payload.
+    let body = json!({
+        "object_kind": "push", "event_name": "push", "before": ZERO, "after": sha, "ref": "refs/heads/main",
+        "ref_protected": true, "checkout_sha": sha, "user_id": 4, "user_name": "John Smith", "user_username": "jsmith",
+        "project_id": 15,
+        "project": {"id": 15, "name": "app", "path_with_namespace": "team/app", "git_http_url": clone_url, "default_branch": "main"},
+        "commits": [{"id": sha, "message": "ci", "added": [".github/workflows/ci.yml"], "modified": [], "removed": []}],
+        "total_commits_count": 1
+    })
+    .to_string();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/gitlab", server.url))
+        .header("content-type", "application/json")
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("X-Gitlab-Token", SECRET)
+        .header("X-Gitlab-Event-UUID", "9cebe914-4827-408f-b014-cfa23a47a35f")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let id = created(resp).await[0];
+    let run = server.finished(id).await;
+    assert_eq!((run.conclusion, run.actor.as_str()), (Some(Conclusion::Success), "jsmith"));
+    let requests = forge.wait_for(2).await;
+    let expect = |state: &str, description: &str| Recorded {
+        path: format!("/api/v4/projects/team%2Fapp/statuses/{sha}"),
+        authorization: None,
+        private_token: Some(FORGE_TOKEN.to_owned()),
+        body: json!({"state": state, "target_url": format!("https://ci.example.com/runs/{id}"), "description": description, "name": "slipway/ci (push)"}),
+    };
+    assert_eq!(requests, [expect("pending", "queued"), expect("success", "succeeded")]);
+    server.stop().await;
+    forge.stop().await;
+}
