@@ -46,32 +46,56 @@ impl<'a> Inputs<'a> {
     pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
         // Actions accept `health-url` and `health_url` alike.
         let alt = name.replace('-', "_");
-        self.map.get(name).or_else(|| self.map.get(&alt)).map(String::as_str).map(str::trim).filter(|s| !s.is_empty())
+        self.map
+            .get(name)
+            .or_else(|| self.map.get(&alt))
+            .map(String::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     pub(crate) fn required(&self, name: &str) -> Result<&'a str, ActionError> {
-        self.get(name).ok_or_else(|| err(format!("slipway/{}: the input `{name}` is required", self.action)))
+        self.get(name).ok_or_else(|| {
+            err(format!(
+                "slipway/{}: the input `{name}` is required",
+                self.action
+            ))
+        })
     }
 
     pub(crate) fn duration(&self, name: &str, default: Duration) -> Result<Duration, ActionError> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => parse_duration(v).ok_or_else(|| {
-                err(format!("slipway/{}: input `{name}`: {v:?} is not a duration (e.g. 30, 30s, 500ms, 2m)", self.action))
+                err(format!(
+                    "slipway/{}: input `{name}`: {v:?} is not a duration (e.g. 30, 30s, 500ms, 2m)",
+                    self.action
+                ))
             }),
         }
     }
 
-    pub(crate) fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ActionError> {
+    pub(crate) fn number<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+    ) -> Result<T, ActionError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| err(format!("slipway/{}: input `{name}`: {v:?} is not a number", self.action))),
+            Some(v) => v.parse().map_err(|_| {
+                err(format!(
+                    "slipway/{}: input `{name}`: {v:?} is not a number",
+                    self.action
+                ))
+            }),
         }
     }
 
     /// `KEY=VALUE` lines (blank lines and `#` comments ignored).
     pub(crate) fn env(&self, name: &str) -> Result<Vec<(String, String)>, ActionError> {
-        let Some(text) = self.get(name) else { return Ok(Vec::new()) };
+        let Some(text) = self.get(name) else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -79,7 +103,12 @@ impl<'a> Inputs<'a> {
                 continue;
             }
             match line.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() && k.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Some((k, v))
+                    if !k.trim().is_empty()
+                        && k.trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
                     out.push((k.trim().to_owned(), v.to_owned()))
                 }
                 _ => {
@@ -97,10 +126,20 @@ impl<'a> Inputs<'a> {
     /// The `image` or `artifact` input (exactly one).
     fn source(&self, workspace: &Path) -> Result<Source, ActionError> {
         let s = match (self.get("image"), self.get("artifact")) {
-            (Some(_), Some(_)) => return Err(err(format!("slipway/{}: give `image` or `artifact`, not both", self.action))),
+            (Some(_), Some(_)) => {
+                return Err(err(format!(
+                    "slipway/{}: give `image` or `artifact`, not both",
+                    self.action
+                )));
+            }
             (Some(i), None) => Source::image(i, workspace),
             (None, Some(a)) => Source::artifact(a, workspace),
-            (None, None) => return Err(err(format!("slipway/{}: the input `image` or `artifact` is required", self.action))),
+            (None, None) => {
+                return Err(err(format!(
+                    "slipway/{}: the input `image` or `artifact` is required",
+                    self.action
+                )));
+            }
         };
         s.map_err(|e| err(format!("slipway/{}: {}", self.action, chain(&e))))
     }
@@ -128,7 +167,12 @@ fn rollout_options(inp: &Inputs<'_>, root: String) -> Result<Options, ActionErro
     o.post = inp.get("post").map(str::to_owned);
     o.env = inp.env("env")?;
     o.health = match (inp.get("health-url"), inp.get("health-cmd")) {
-        (Some(_), Some(_)) => return Err(err(format!("slipway/{}: give `health-url` or `health-cmd`, not both", inp.action))),
+        (Some(_), Some(_)) => {
+            return Err(err(format!(
+                "slipway/{}: give `health-url` or `health-cmd`, not both",
+                inp.action
+            )));
+        }
         (Some(u), None) => Some(Health::Url(u.to_owned())),
         (None, Some(c)) => Some(Health::Command(c.to_owned())),
         (None, None) => None,
@@ -162,7 +206,10 @@ pub async fn run(
         "deploy-local" => {
             let source = inp.source(workspace)?;
             let root = workspace.join(inp.required("root")?);
-            let root = root.to_str().ok_or_else(|| err(format!("slipway/{name}: `root` is not valid UTF-8")))?.to_owned();
+            let root = root
+                .to_str()
+                .ok_or_else(|| err(format!("slipway/{name}: `root` is not valid UTF-8")))?
+                .to_owned();
             let opts = rollout_options(&inp, root)?;
             let d = rollout::deploy(&crate::host::LocalHost, &source, &opts, log)
                 .await
@@ -174,8 +221,13 @@ pub async fn run(
             let ssh = ssh_options(&inp, workspace)?;
             let root = inp.required("root")?.to_owned();
             let opts = rollout_options(&inp, root)?;
-            log(&format!("Connecting to {}@{}:{}", ssh.user, ssh.host, ssh.port));
-            let host = crate::ssh::SshHost::connect(&ssh).await.map_err(|e| err(format!("slipway/{name}: {}", chain(&e))))?;
+            log(&format!(
+                "Connecting to {}@{}:{}",
+                ssh.user, ssh.host, ssh.port
+            ));
+            let host = crate::ssh::SshHost::connect(&ssh)
+                .await
+                .map_err(|e| err(format!("slipway/{name}: {}", chain(&e))))?;
             let result = rollout::deploy(&host, &source, &opts, log).await;
             host.close().await;
             let d = result.map_err(|e| err(format!("slipway/{name}: {}", chain(&e))))?;
@@ -197,16 +249,28 @@ fn ssh_options(inp: &Inputs<'_>, workspace: &Path) -> Result<crate::ssh::SshOpti
         Some((u, h)) => (Some(u), h),
         None => (None, host_in),
     };
-    let user = inp.get("user").or(user_from_host).unwrap_or("root").to_owned();
+    let user = inp
+        .get("user")
+        .or(user_from_host)
+        .unwrap_or("root")
+        .to_owned();
     let port = inp.number("port", 22u16)?;
     let key_in = inp.required("key")?;
-    let key = if key_in.starts_with("-----BEGIN") { key_in.to_owned() } else { workspace.join(key_in).display().to_string() };
+    let key = if key_in.starts_with("-----BEGIN") {
+        key_in.to_owned()
+    } else {
+        workspace.join(key_in).display().to_string()
+    };
     let known_in = inp.required("known-hosts")?;
     // A file path or the lines themselves.
     let known_hosts = if !known_in.contains(' ') {
         let p = workspace.join(known_in);
-        std::fs::read_to_string(&p)
-            .map_err(|e| err(format!("slipway/deploy-ssh: input `known-hosts`: reading {}: {e}", p.display())))?
+        std::fs::read_to_string(&p).map_err(|e| {
+            err(format!(
+                "slipway/deploy-ssh: input `known-hosts`: reading {}: {e}",
+                p.display()
+            ))
+        })?
     } else {
         known_in.to_owned()
     };
@@ -221,6 +285,7 @@ fn ssh_options(inp: &Inputs<'_>, workspace: &Path) -> Result<crate::ssh::SshOpti
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -234,16 +299,25 @@ mod tests {
     }
 
     fn map(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn env_lines() {
         let m = map(&[("env", "A=1\n# c\n\nB = x=y\n")]);
         let i = Inputs::new("deploy-local", &m);
-        assert_eq!(i.env("env").unwrap(), vec![("A".into(), "1".into()), ("B".into(), " x=y".into())]);
+        assert_eq!(
+            i.env("env").unwrap(),
+            vec![("A".into(), "1".into()), ("B".into(), " x=y".into())]
+        );
         let m = map(&[("env", "A=1\nnope")]);
-        let e = Inputs::new("deploy-local", &m).env("env").unwrap_err().to_string();
+        let e = Inputs::new("deploy-local", &m)
+            .env("env")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
     }
 
@@ -260,12 +334,46 @@ mod tests {
             }
         };
         check(&[], "deploy-local", "`image` or `artifact` is required").await;
-        check(&[("image", "oci:x"), ("artifact", "y")], "deploy-local", "not both").await;
+        check(
+            &[("image", "oci:x"), ("artifact", "y")],
+            "deploy-local",
+            "not both",
+        )
+        .await;
         check(&[("image", "oci:x")], "deploy-local", "`root` is required").await;
-        check(&[("image", "oci:x"), ("root", "r"), ("keep", "many")], "deploy-local", "`keep`").await;
-        check(&[("image", "oci:x"), ("root", "r"), ("health-timeout", "soon")], "deploy-local", "`health-timeout`").await;
-        check(&[("image", "oci:x"), ("root", "r"), ("health-url", "u"), ("health-cmd", "c")], "deploy-local", "not both").await;
-        check(&[("image", "oci:x"), ("host", "h")], "deploy-ssh", "`key` is required").await;
+        check(
+            &[("image", "oci:x"), ("root", "r"), ("keep", "many")],
+            "deploy-local",
+            "`keep`",
+        )
+        .await;
+        check(
+            &[
+                ("image", "oci:x"),
+                ("root", "r"),
+                ("health-timeout", "soon"),
+            ],
+            "deploy-local",
+            "`health-timeout`",
+        )
+        .await;
+        check(
+            &[
+                ("image", "oci:x"),
+                ("root", "r"),
+                ("health-url", "u"),
+                ("health-cmd", "c"),
+            ],
+            "deploy-local",
+            "not both",
+        )
+        .await;
+        check(
+            &[("image", "oci:x"), ("host", "h")],
+            "deploy-ssh",
+            "`key` is required",
+        )
+        .await;
         check(&[], "deploy-kubernetes", "not implemented").await;
         check(&[], "deploy-nowhere", "not a built-in action").await;
     }

@@ -20,10 +20,12 @@ use std::time::Duration;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use futures::StreamExt;
@@ -36,7 +38,9 @@ const APP_LABEL: &str = "slipway.app";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("unsupported docker-host {0:?} (use unix:///path/docker.sock, tcp://host:port or http://host:port)")]
+    #[error(
+        "unsupported docker-host {0:?} (use unix:///path/docker.sock, tcp://host:port or http://host:port)"
+    )]
     Endpoint(String),
     #[error("connecting to the Docker engine at {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
@@ -47,23 +51,43 @@ pub enum DockerError {
     #[error("invalid `ports` entry {0:?} (expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp])")]
     Port(String),
     #[error("container {container} failed: {reason}; rolled back: {old} keeps serving")]
-    RolledBack { container: String, reason: String, old: String },
-    #[error("container {container} failed: {reason}; it was removed (no earlier container of {app} existed)")]
-    FailedFirst { container: String, app: String, reason: String },
+    RolledBack {
+        container: String,
+        reason: String,
+        old: String,
+    },
+    #[error(
+        "container {container} failed: {reason}; it was removed (no earlier container of {app} existed)"
+    )]
+    FailedFirst {
+        container: String,
+        app: String,
+        reason: String,
+    },
     #[error("container {container} failed: {reason}; rolling back failed too: {rollback}")]
-    RollbackFailed { container: String, reason: String, rollback: String },
+    RollbackFailed {
+        container: String,
+        reason: String,
+        rollback: String,
+    },
 }
 
 fn engine_message(e: &BollardError) -> String {
     match e {
-        BollardError::DockerResponseServerError { status_code, message } => format!("{message} (HTTP {status_code})"),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} (HTTP {status_code})"),
         other => other.to_string(),
     }
 }
 
 fn api(action: impl Into<String>) -> impl FnOnce(BollardError) -> DockerError {
     let action = action.into();
-    move |e| DockerError::Api { action, message: engine_message(&e) }
+    move |e| DockerError::Api {
+        action,
+        message: engine_message(&e),
+    }
 }
 
 /// How the old container makes way.
@@ -117,7 +141,10 @@ pub fn connect(endpoint: Option<&str>) -> Result<Docker, DockerError> {
     } else {
         return Err(DockerError::Endpoint(shown));
     };
-    docker.map_err(|e| DockerError::Connect { endpoint: shown, message: e.to_string() })
+    docker.map_err(|e| DockerError::Connect {
+        endpoint: shown,
+        message: e.to_string(),
+    })
 }
 
 fn pull_reference(image: &str) -> (String, Option<String>) {
@@ -125,34 +152,53 @@ fn pull_reference(image: &str) -> (String, Option<String>) {
         return (image.to_owned(), None);
     }
     let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') { (image.to_owned(), None) } else { (image.to_owned(), Some("latest".to_owned())) }
+    if last.contains(':') {
+        (image.to_owned(), None)
+    } else {
+        (image.to_owned(), Some("latest".to_owned()))
+    }
 }
 
 fn registry_of(image: &str) -> String {
     match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first.to_owned(),
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_owned()
+        }
         _ => "https://index.docker.io/v1/".to_owned(),
     }
 }
 
 /// Pulls `image` when needed; returns its digest: the `@sha256:` of the reference, else the
 /// registry digest the engine recorded, else the image id.
-async fn ensure_image(docker: &Docker, d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<String, DockerError> {
+async fn ensure_image(
+    docker: &Docker,
+    d: &DockerDeploy,
+    log: crate::rollout::Log<'_>,
+) -> Result<String, DockerError> {
     let present = match docker.inspect_image(&d.image).await {
         Ok(_) => true,
-        Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => false,
+        Err(BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => false,
         Err(e) => return Err(api(format!("inspecting image {}", d.image))(e)),
     };
     if !present || d.always_pull {
         log(&format!("Pulling {}", d.image));
         let (from_image, tag) = pull_reference(&d.image);
-        let options = CreateImageOptions { from_image: Some(from_image), tag, ..Default::default() };
-        let credentials = d.credentials.as_ref().map(|(user, password)| DockerCredentials {
-            username: Some(user.clone()),
-            password: Some(password.clone()),
-            serveraddress: Some(registry_of(&d.image)),
+        let options = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
             ..Default::default()
-        });
+        };
+        let credentials = d
+            .credentials
+            .as_ref()
+            .map(|(user, password)| DockerCredentials {
+                username: Some(user.clone()),
+                password: Some(password.clone()),
+                serveraddress: Some(registry_of(&d.image)),
+                ..Default::default()
+            });
         let mut progress = docker.create_image(Some(options), None, credentials);
         while let Some(item) = progress.next().await {
             let message = match item {
@@ -160,31 +206,55 @@ async fn ensure_image(docker: &Docker, d: &DockerDeploy, log: crate::rollout::Lo
                 Err(e) => Some(engine_message(&e)),
             };
             if let Some(message) = message {
-                return Err(DockerError::Pull { image: d.image.clone(), message });
+                return Err(DockerError::Pull {
+                    image: d.image.clone(),
+                    message,
+                });
             }
         }
     }
     let info = docker
         .inspect_image(&d.image)
         .await
-        .map_err(|e| DockerError::Pull { image: d.image.clone(), message: engine_message(&e) })?;
+        .map_err(|e| DockerError::Pull {
+            image: d.image.clone(),
+            message: engine_message(&e),
+        })?;
     if let Some((_, digest)) = d.image.split_once('@') {
         return Ok(digest.to_owned());
     }
-    let repo = d.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(d.image.as_str(), |(r, _)| r);
+    let repo = d
+        .image
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or(d.image.as_str(), |(r, _)| r);
     let from_repo = info
         .repo_digests
         .unwrap_or_default()
         .into_iter()
-        .find_map(|rd| rd.split_once('@').filter(|(r, _)| *r == repo).map(|(_, dg)| dg.to_owned()));
+        .find_map(|rd| {
+            rd.split_once('@')
+                .filter(|(r, _)| *r == repo)
+                .map(|(_, dg)| dg.to_owned())
+        });
     Ok(from_repo.or(info.id).unwrap_or_default())
 }
 
 fn short(digest: &str) -> String {
-    digest.rsplit(':').next().unwrap_or(digest).chars().filter(char::is_ascii_alphanumeric).take(12).collect()
+    digest
+        .rsplit(':')
+        .next()
+        .unwrap_or(digest)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect()
 }
 
-fn parse_ports(ports: &[String]) -> Result<(HashMap<String, ()>, HashMap<String, Option<Vec<PortBinding>>>), DockerError> {
+type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+/// The exposed container ports and their host bindings.
+fn parse_ports(ports: &[String]) -> Result<(HashMap<String, ()>, PortBindings), DockerError> {
     let mut exposed = HashMap::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in ports {
@@ -195,7 +265,10 @@ fn parse_ports(ports: &[String]) -> Result<(HashMap<String, ()>, HashMap<String,
             [ip, h, c] => (Some(*ip), *h, *c),
             _ => return Err(DockerError::Port(p.clone())),
         };
-        if host.parse::<u16>().is_err() || container.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+        if host.parse::<u16>().is_err()
+            || container.parse::<u16>().is_err()
+            || !matches!(proto, "tcp" | "udp" | "sctp")
+        {
             return Err(DockerError::Port(p.clone()));
         }
         let key = format!("{container}/{proto}");
@@ -204,33 +277,71 @@ fn parse_ports(ports: &[String]) -> Result<(HashMap<String, ()>, HashMap<String,
             .entry(key)
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
-            .push(PortBinding { host_ip: ip.map(str::to_owned), host_port: Some(host.to_owned()) });
+            .push(PortBinding {
+                host_ip: ip.map(str::to_owned),
+                host_port: Some(host.to_owned()),
+            });
     }
     Ok((exposed, bindings))
 }
 
 async fn logs_tail(docker: &Docker, id: &str) -> String {
-    let options = LogsOptions { stdout: true, stderr: true, tail: "20".to_owned(), ..Default::default() };
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: "20".to_owned(),
+        ..Default::default()
+    };
     let mut logs = docker.logs(id, Some(options));
     let mut text = String::new();
     while let Some(Ok(chunk)) = logs.next().await {
         text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
     }
     let t = text.trim();
-    if t.is_empty() { "(no output)".into() } else { crate::host::tail_chars(t, 600) }
+    if t.is_empty() {
+        "(no output)".into()
+    } else {
+        crate::host::tail_chars(t, 600)
+    }
 }
 
 async fn remove(docker: &Docker, name: &str) -> Result<(), DockerError> {
-    match docker.remove_container(name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })).await {
-        Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+    match docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(())
+        | Err(BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
         Err(e) => Err(api(format!("removing container {name}"))(e)),
     }
 }
 
 async fn stop(docker: &Docker, name: &str, grace: Duration) -> Result<(), DockerError> {
     let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-    match docker.stop_container(name, Some(StopContainerOptions { t: Some(t), ..Default::default() })).await {
-        Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(t),
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(())
+        | Err(BollardError::DockerResponseServerError {
+            status_code: 304 | 404,
+            ..
+        }) => Ok(()),
         Err(e) => Err(api(format!("stopping container {name}"))(e)),
     }
 }
@@ -239,7 +350,11 @@ async fn stop(docker: &Docker, name: &str, grace: Duration) -> Result<(), Docker
 async fn app_containers(docker: &Docker, app: &str) -> Result<Vec<(String, bool)>, DockerError> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{APP_LABEL}={app}")])]);
     let mut list = docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await
         .map_err(api(format!("listing the containers of {app}")))?;
     list.sort_by_key(|c| c.created.unwrap_or(0));
@@ -267,7 +382,13 @@ async fn exec(docker: &Docker, container: &str, cmd: &str) -> Result<(i64, Strin
         .await
         .map_err(api(format!("creating an exec in {container}")))?;
     let started = docker
-        .start_exec(&exec.id, Some(StartExecOptions { detach: false, ..Default::default() }))
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions {
+                detach: false,
+                ..Default::default()
+            }),
+        )
         .await
         .map_err(api(format!("starting an exec in {container}")))?;
     let mut text = String::new();
@@ -276,16 +397,28 @@ async fn exec(docker: &Docker, container: &str, cmd: &str) -> Result<(i64, Strin
             text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
     }
-    let info = docker.inspect_exec(&exec.id).await.map_err(api(format!("inspecting an exec in {container}")))?;
-    Ok((info.exit_code.unwrap_or(-1), crate::host::tail_chars(text.trim(), 400)))
+    let info = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(api(format!("inspecting an exec in {container}")))?;
+    Ok((
+        info.exit_code.unwrap_or(-1),
+        crate::host::tail_chars(text.trim(), 400),
+    ))
 }
 
 /// Waits until `name` is healthy; the reason when it is not.
 async fn wait_healthy(docker: &Docker, name: &str, d: &DockerDeploy) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + d.health_timeout;
     loop {
-        let info = docker.inspect_container(name, None).await.map_err(|e| engine_message(&e))?;
+        let info = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| engine_message(&e))?;
         let state = info.state.unwrap_or_default();
         let restarts = info.restart_count.unwrap_or(0);
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
@@ -309,34 +442,48 @@ async fn wait_healthy(docker: &Docker, name: &str, d: &DockerDeploy) -> Result<(
             },
             None => match state.health.and_then(|h| h.status).map(|s| s.to_string()) {
                 Some(s) if s == "healthy" => return Ok(()),
-                Some(s) if s == "unhealthy" => return Err("the image's HEALTHCHECK reports unhealthy".into()),
+                Some(s) if s == "unhealthy" => {
+                    return Err("the image's HEALTHCHECK reports unhealthy".into());
+                }
                 Some(s) if !s.is_empty() && s != "none" => format!("HEALTHCHECK status {s}"),
                 // No health check at all: running is all we can know.
                 _ => return Ok(()),
             },
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("the health check did not pass within {:?} (last: {last})", d.health_timeout));
+            return Err(format!(
+                "the health check did not pass within {:?} (last: {last})",
+                d.health_timeout
+            ));
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }
 
 /// Deploys `d.image` as app `d.app`.
-pub async fn deploy(d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<Deployed, DockerError> {
+pub async fn deploy(
+    d: &DockerDeploy,
+    log: crate::rollout::Log<'_>,
+) -> Result<Deployed, DockerError> {
     let docker = connect(d.endpoint.as_deref())?;
     let digest = ensure_image(&docker, d, log).await?;
     let name = format!("{}-{}", d.app, short(&digest));
-    let old: Vec<(String, bool)> = app_containers(&docker, &d.app).await?.into_iter().filter(|(n, _)| *n != name).collect();
+    let old: Vec<(String, bool)> = app_containers(&docker, &d.app)
+        .await?
+        .into_iter()
+        .filter(|(n, _)| *n != name)
+        .collect();
     // A leftover of the same digest (a failed or repeated deploy): start from scratch.
     remove(&docker, &name).await?;
 
     let (exposed, bindings) = parse_ports(&d.ports)?;
-    let strategy = d.strategy.unwrap_or(if !d.ports.is_empty() || d.network.as_deref() == Some("host") {
-        Strategy::StopFirst
-    } else {
-        Strategy::StartFirst
-    });
+    let strategy = d.strategy.unwrap_or(
+        if !d.ports.is_empty() || d.network.as_deref() == Some("host") {
+            Strategy::StopFirst
+        } else {
+            Strategy::StartFirst
+        },
+    );
     let mut labels = HashMap::from([
         (APP_LABEL.to_owned(), d.app.clone()),
         ("slipway.digest".to_owned(), digest.clone()),
@@ -345,20 +492,30 @@ pub async fn deploy(d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<De
     labels.retain(|_, v| !v.is_empty());
     let body = ContainerCreateBody {
         image: Some(d.image.clone()),
-        cmd: d.command.as_ref().map(|c| vec!["sh".to_owned(), "-c".to_owned(), c.clone()]),
+        cmd: d
+            .command
+            .as_ref()
+            .map(|c| vec!["sh".to_owned(), "-c".to_owned(), c.clone()]),
         env: Some(d.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then(|| exposed.into_keys().collect()),
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             network_mode: d.network.clone(),
-            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()
     };
 
-    let running_old: Vec<String> = old.iter().filter(|(_, r)| *r).map(|(n, _)| n.clone()).collect();
+    let running_old: Vec<String> = old
+        .iter()
+        .filter(|(_, r)| *r)
+        .map(|(n, _)| n.clone())
+        .collect();
     if strategy == Strategy::StopFirst {
         for o in &running_old {
             log(&format!("Stopping {o} (stop-first)"));
@@ -368,10 +525,19 @@ pub async fn deploy(d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<De
     log(&format!("Starting {name} from {} ({digest})", d.image));
     let started: Result<(), String> = async {
         docker
-            .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
             .await
             .map_err(|e| format!("creating it: {}", engine_message(&e)))?;
-        docker.start_container(&name, None).await.map_err(|e| format!("starting it: {}", engine_message(&e)))?;
+        docker
+            .start_container(&name, None)
+            .await
+            .map_err(|e| format!("starting it: {}", engine_message(&e)))?;
         wait_healthy(&docker, &name, d).await
     }
     .await;
@@ -383,7 +549,11 @@ pub async fn deploy(d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<De
                 log(&format!("Removing {o}"));
                 remove(&docker, o).await?;
             }
-            Ok(Deployed { container: name, digest, replaced: old.into_iter().map(|(n, _)| n).collect() })
+            Ok(Deployed {
+                container: name,
+                digest,
+                replaced: old.into_iter().map(|(n, _)| n).collect(),
+            })
         }
         Err(reason) => {
             log(&format!("{name} failed: {reason}"));
@@ -392,38 +562,70 @@ pub async fn deploy(d: &DockerDeploy, log: crate::rollout::Log<'_>) -> Result<De
                 if strategy == Strategy::StopFirst {
                     for o in &running_old {
                         log(&format!("Restarting {o}"));
-                        docker.start_container(o, None).await.map_err(api(format!("restarting {o}")))?;
+                        docker
+                            .start_container(o, None)
+                            .await
+                            .map_err(api(format!("restarting {o}")))?;
                     }
                 }
                 Ok(())
             }
             .await;
             Err(match rollback {
-                Err(e) => DockerError::RollbackFailed { container: name, reason, rollback: e.to_string() },
-                Ok(()) if running_old.is_empty() => DockerError::FailedFirst { container: name, app: d.app.clone(), reason },
-                Ok(()) => DockerError::RolledBack { container: name, reason, old: running_old.join(", ") },
+                Err(e) => DockerError::RollbackFailed {
+                    container: name,
+                    reason,
+                    rollback: e.to_string(),
+                },
+                Ok(()) if running_old.is_empty() => DockerError::FailedFirst {
+                    container: name,
+                    app: d.app.clone(),
+                    reason,
+                },
+                Ok(()) => DockerError::RolledBack {
+                    container: name,
+                    reason,
+                    old: running_old.join(", "),
+                },
             })
         }
     }
 }
 
-pub(crate) async fn run_action(inp: &Inputs<'_>, log: crate::rollout::Log<'_>) -> Result<IndexMap<String, String>, ActionError> {
+pub(crate) async fn run_action(
+    inp: &Inputs<'_>,
+    log: crate::rollout::Log<'_>,
+) -> Result<IndexMap<String, String>, ActionError> {
     let fail = |m: String| ActionError(format!("slipway/deploy-docker: {m}"));
     if inp.get("artifact").is_some() {
-        return Err(fail("takes `image` (a reference the engine has or can pull), not `artifact`".into()));
+        return Err(fail(
+            "takes `image` (a reference the engine has or can pull), not `artifact`".into(),
+        ));
     }
     let image = inp.required("image")?.to_owned();
     let app = inp.required("name")?.to_owned();
-    if !app.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || app.starts_with(['-', '.', '_']) {
-        return Err(fail(format!("input `name`: {app:?} is not a valid container name (letters, digits, - _ .)")));
+    if !app
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || app.starts_with(['-', '.', '_'])
+    {
+        return Err(fail(format!(
+            "input `name`: {app:?} is not a valid container name (letters, digits, - _ .)"
+        )));
     }
     let credentials = match (inp.get("registry-username"), inp.get("registry-password")) {
         (Some(u), Some(p)) => Some((u.to_owned(), p.to_owned())),
         (None, None) => None,
-        _ => return Err(fail("give both `registry-username` and `registry-password`, or neither".into())),
+        _ => {
+            return Err(fail(
+                "give both `registry-username` and `registry-password`, or neither".into(),
+            ));
+        }
     };
     let health = match (inp.get("health-url"), inp.get("health-cmd")) {
-        (Some(_), Some(_)) => return Err(fail("give `health-url` or `health-cmd`, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(fail("give `health-url` or `health-cmd`, not both".into()));
+        }
         (Some(u), None) => Some(crate::rollout::Health::Url(u.to_owned())),
         (None, Some(c)) => Some(crate::rollout::Health::Command(c.to_owned())),
         (None, None) => None,
@@ -432,16 +634,29 @@ pub(crate) async fn run_action(inp: &Inputs<'_>, log: crate::rollout::Log<'_>) -
         None => None,
         Some("start-first") => Some(Strategy::StartFirst),
         Some("stop-first") => Some(Strategy::StopFirst),
-        Some(other) => return Err(fail(format!("input `strategy`: {other:?} is not start-first or stop-first"))),
+        Some(other) => {
+            return Err(fail(format!(
+                "input `strategy`: {other:?} is not start-first or stop-first"
+            )));
+        }
     };
     let always_pull = match inp.get("pull") {
         None | Some("missing") => false,
         Some("always") => true,
-        Some(other) => return Err(fail(format!("input `pull`: {other:?} is not missing or always"))),
+        Some(other) => {
+            return Err(fail(format!(
+                "input `pull`: {other:?} is not missing or always"
+            )));
+        }
     };
     let ports: Vec<String> = inp
         .get("ports")
-        .map(|p| p.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|p| {
+            p.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     parse_ports(&ports).map_err(|e| fail(e.to_string()))?;
     let d = DockerDeploy {
@@ -469,6 +684,7 @@ pub(crate) async fn run_action(inp: &Inputs<'_>, log: crate::rollout::Log<'_>) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -15,15 +15,31 @@ use async_trait::async_trait;
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
     #[error("`{command}` on {host} exited with status {status}: {stderr}")]
-    Remote { host: String, command: String, status: i32, stderr: String },
+    Remote {
+        host: String,
+        command: String,
+        status: i32,
+        stderr: String,
+    },
 }
 
-pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HostError + 'a {
-    move |source| HostError::Io { action, path: path.to_path_buf(), source }
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> HostError + 'a {
+    move |source| HostError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A finished command.
@@ -51,7 +67,11 @@ impl ExecOutput {
 
 pub(crate) fn tail_chars(s: &str, n: usize) -> String {
     let count = s.chars().count();
-    if count <= n { s.to_owned() } else { format!("...{}", s.chars().skip(count - n).collect::<String>()) }
+    if count <= n {
+        s.to_owned()
+    } else {
+        format!("...{}", s.chars().skip(count - n).collect::<String>())
+    }
 }
 
 /// The signals the supervisor sends.
@@ -82,11 +102,22 @@ pub trait Host: Send + Sync {
     /// removes it.
     async fn point_symlink(&self, link: &str, target: Option<&str>) -> Result<(), HostError>;
     /// Runs `sh -c script` in `cwd` with `env` added, and waits for it.
-    async fn exec(&self, script: &str, cwd: &str, env: &[(String, String)]) -> Result<ExecOutput, HostError>;
+    async fn exec(
+        &self,
+        script: &str,
+        cwd: &str,
+        env: &[(String, String)],
+    ) -> Result<ExecOutput, HostError>;
     /// Starts `sh -c command` in its own session (so it outlives this process and the step),
     /// in `cwd`, with a clean environment (PATH, HOME) plus `env`, stdin from /dev/null and
     /// stdout/stderr appended to `log`. Returns its pid (= its process group id).
-    async fn spawn_detached(&self, cwd: &str, command: &str, env: &[(String, String)], log: &str) -> Result<u32, HostError>;
+    async fn spawn_detached(
+        &self,
+        cwd: &str,
+        command: &str,
+        env: &[(String, String)],
+        log: &str,
+    ) -> Result<u32, HostError>;
     /// Signals the process group `pid`; a group that is gone is not an error.
     async fn signal_group(&self, pid: u32, signal: Signal) -> Result<(), HostError>;
 }
@@ -109,19 +140,30 @@ impl Host for LocalHost {
         match tokio::fs::read(path).await {
             Ok(b) => Ok(Some(b)),
             // ESRCH: a /proc/PID file whose process went away while we read it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc_esrch()) => Ok(None),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc_esrch()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(io_err("reading", Path::new(path))(e)),
         }
     }
 
     async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), HostError> {
         let tmp = format!("{path}.tmp");
-        tokio::fs::write(&tmp, bytes).await.map_err(io_err("writing", Path::new(&tmp)))?;
-        tokio::fs::rename(&tmp, path).await.map_err(io_err("renaming into place", Path::new(path)))
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(io_err("writing", Path::new(&tmp)))?;
+        tokio::fs::rename(&tmp, path)
+            .await
+            .map_err(io_err("renaming into place", Path::new(path)))
     }
 
     async fn mkdir_p(&self, path: &str) -> Result<(), HostError> {
-        tokio::fs::create_dir_all(path).await.map_err(io_err("creating", Path::new(path)))
+        tokio::fs::create_dir_all(path)
+            .await
+            .map_err(io_err("creating", Path::new(path)))
     }
 
     async fn remove_all(&self, path: &str) -> Result<(), HostError> {
@@ -136,7 +178,9 @@ impl Host for LocalHost {
     }
 
     async fn install(&self, staged: &Path, dst: &str) -> Result<(), HostError> {
-        tokio::fs::rename(staged, dst).await.map_err(io_err("moving a release into place at", Path::new(dst)))
+        tokio::fs::rename(staged, dst)
+            .await
+            .map_err(io_err("moving a release into place at", Path::new(dst)))
     }
 
     async fn point_symlink(&self, link: &str, target: Option<&str>) -> Result<(), HostError> {
@@ -145,11 +189,17 @@ impl Host for LocalHost {
         };
         let tmp = format!("{link}.tmp");
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp).map_err(io_err("creating the symlink", Path::new(&tmp)))?;
+        std::os::unix::fs::symlink(target, &tmp)
+            .map_err(io_err("creating the symlink", Path::new(&tmp)))?;
         fs::rename(&tmp, link).map_err(io_err("switching the symlink", Path::new(link)))
     }
 
-    async fn exec(&self, script: &str, cwd: &str, env: &[(String, String)]) -> Result<ExecOutput, HostError> {
+    async fn exec(
+        &self,
+        script: &str,
+        cwd: &str,
+        env: &[(String, String)],
+    ) -> Result<ExecOutput, HostError> {
         let out = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -159,25 +209,53 @@ impl Host for LocalHost {
             .output()
             .await
             .map_err(io_err("running `sh -c` in", Path::new(cwd)))?;
-        Ok(ExecOutput { status: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr })
+        Ok(ExecOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
     }
 
-    async fn spawn_detached(&self, cwd: &str, command: &str, env: &[(String, String)], log: &str) -> Result<u32, HostError> {
-        let logf = fs::OpenOptions::new().create(true).append(true).open(log).map_err(io_err("opening the service log", Path::new(log)))?;
-        let logf2 = logf.try_clone().map_err(io_err("opening the service log", Path::new(log)))?;
+    async fn spawn_detached(
+        &self,
+        cwd: &str,
+        command: &str,
+        env: &[(String, String)],
+        log: &str,
+    ) -> Result<u32, HostError> {
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_err("opening the service log", Path::new(log)))?;
+        let logf2 = logf
+            .try_clone()
+            .map_err(io_err("opening the service log", Path::new(log)))?;
         let mut cmd = tokio::process::Command::new("setsid");
-        cmd.arg("sh").arg("-c").arg(command).current_dir(cwd).env_clear();
+        cmd.arg("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(cwd)
+            .env_clear();
         for k in ["PATH", "HOME", "LANG"] {
             if let Some(v) = std::env::var_os(k) {
                 cmd.env(k, v);
             }
         }
-        cmd.envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(logf).stderr(logf2);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(logf)
+            .stderr(logf2);
         // Not a process-group leader, so `setsid` calls setsid(2) itself and execs: the pid
         // we get is the service's, and its session and group id. Dropping the handle leaves
         // it running (tokio reaps it if it exits while we live).
-        let child = cmd.spawn().map_err(io_err("starting the service (setsid sh -c) in", Path::new(cwd)))?;
-        child.id().ok_or_else(|| io_err("starting the service in", Path::new(cwd))(io::Error::other("it exited at once")))
+        let child = cmd.spawn().map_err(io_err(
+            "starting the service (setsid sh -c) in",
+            Path::new(cwd),
+        ))?;
+        child.id().ok_or_else(|| {
+            io_err("starting the service in", Path::new(cwd))(io::Error::other("it exited at once"))
+        })
     }
 
     async fn signal_group(&self, pid: u32, signal: Signal) -> Result<(), HostError> {
@@ -189,7 +267,10 @@ impl Host for LocalHost {
         let raw = i32::try_from(pid).unwrap_or(i32::MAX);
         match killpg(nix::unistd::Pid::from_raw(raw), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(io_err("signalling the process group", Path::new(&format!("/proc/{pid}")))(e.into())),
+            Err(e) => Err(io_err(
+                "signalling the process group",
+                Path::new(&format!("/proc/{pid}")),
+            )(e.into())),
         }
     }
 }
@@ -200,7 +281,10 @@ fn libc_esrch() -> i32 {
 
 /// Quotes `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -208,6 +292,7 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -76,12 +76,22 @@ impl Releases {
     /// The id the next release of `digest` gets.
     pub fn next_id(&self, digest: &str) -> String {
         let hex = digest.rsplit(':').next().unwrap_or(digest);
-        let short: String = hex.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+        let short: String = hex
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
         format!("{:04}-{short}", self.next)
     }
 
     /// Records a new pending release and returns its id.
-    pub fn begin(&mut self, digest: &str, source: &str, command: Option<String>, env: Vec<(String, String)>) -> String {
+    pub fn begin(
+        &mut self,
+        digest: &str,
+        source: &str,
+        command: Option<String>,
+        env: Vec<(String, String)>,
+    ) -> String {
         let id = self.next_id(digest);
         self.releases.push(Release {
             id: id.clone(),
@@ -162,10 +172,15 @@ impl Releases {
 /// Refuses ids that could name anything outside `releases/` (they come from `releases.json`,
 /// which a person may have edited).
 pub fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') && !id.starts_with('.')
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !id.starts_with('.')
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -200,22 +215,35 @@ mod tests {
     #[test]
     fn prune_keeps_newest_and_current() {
         let mut r = Releases::default();
-        let ids: Vec<String> = (0..6).map(|i| deploy(&mut r, &format!("sha256:{i}"))).collect();
+        let ids: Vec<String> = (0..6)
+            .map(|i| deploy(&mut r, &format!("sha256:{i}")))
+            .collect();
         assert_eq!(r.prune(3), ids[..3].to_vec());
         assert_eq!(r.releases.len(), 3);
         // A rollback made an old release current: it survives pruning.
         let mut r = Releases::default();
-        let ids: Vec<String> = (0..4).map(|i| deploy(&mut r, &format!("sha256:{i}"))).collect();
+        let ids: Vec<String> = (0..4)
+            .map(|i| deploy(&mut r, &format!("sha256:{i}")))
+            .collect();
         r.activate(&ids[0]);
         assert_eq!(r.prune(2), vec![ids[1].clone(), ids[2].clone()]);
-        assert_eq!(r.prune(0), vec![ids[3].clone()], "keep 0 still keeps the current release");
+        assert_eq!(
+            r.prune(0),
+            vec![ids[3].clone()],
+            "keep 0 still keeps the current release"
+        );
         assert_eq!(r.current.as_deref(), Some(ids[0].as_str()));
     }
 
     #[test]
     fn round_trips_through_json() {
         let mut r = Releases::default();
-        let id = r.begin("sha256:aa", "oci:x", Some("httpd".into()), vec![("A".into(), "1".into())]);
+        let id = r.begin(
+            "sha256:aa",
+            "oci:x",
+            Some("httpd".into()),
+            vec![("A".into(), "1".into())],
+        );
         r.activate(&id);
         assert_eq!(Releases::parse(Some(&r.to_json())).unwrap(), r);
         assert_eq!(Releases::parse(None).unwrap(), Releases::default());

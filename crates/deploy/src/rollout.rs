@@ -36,19 +36,49 @@ pub enum RolloutError {
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
     #[error("preparing {source_name}")]
-    Source { source_name: String, source: SourceError },
+    Source {
+        source_name: String,
+        source: SourceError,
+    },
     #[error("{path} on {host} is not a valid releases file (fix or remove it)")]
-    State { host: String, path: String, source: serde_json::Error },
+    State {
+        host: String,
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("{path} on {host} names an unsafe release id {id:?}")]
-    UnsafeId { host: String, path: String, id: String },
-    #[error("`pre` failed in release {release} (exit status {status}): {output}; nothing was switched")]
-    Pre { release: String, status: i32, output: String },
+    UnsafeId {
+        host: String,
+        path: String,
+        id: String,
+    },
+    #[error(
+        "`pre` failed in release {release} (exit status {status}): {output}; nothing was switched"
+    )]
+    Pre {
+        release: String,
+        status: i32,
+        output: String,
+    },
     #[error("release {release} failed: {reason}; rolled back: {previous} keeps serving")]
-    RolledBack { release: String, reason: String, previous: String },
-    #[error("release {release} failed: {reason}; there is no previous release, so nothing is serving")]
+    RolledBack {
+        release: String,
+        reason: String,
+        previous: String,
+    },
+    #[error(
+        "release {release} failed: {reason}; there is no previous release, so nothing is serving"
+    )]
     NoPrevious { release: String, reason: String },
-    #[error("release {release} failed: {reason}; rolling back to {previous} failed too: {rollback}")]
-    RollbackFailed { release: String, reason: String, previous: String, rollback: String },
+    #[error(
+        "release {release} failed: {reason}; rolling back to {previous} failed too: {rollback}"
+    )]
+    RollbackFailed {
+        release: String,
+        reason: String,
+        previous: String,
+        rollback: String,
+    },
     #[error("unpacking {source_name} panicked")]
     Join { source_name: String },
 }
@@ -112,10 +142,18 @@ fn state_path(root: &str) -> String {
 async fn load(host: &dyn Host, root: &str) -> Result<Releases, RolloutError> {
     let path = state_path(root);
     let bytes = host.read_file(&path).await?;
-    let r = Releases::parse(bytes.as_deref()).map_err(|source| RolloutError::State { host: host.name(), path: path.clone(), source })?;
+    let r = Releases::parse(bytes.as_deref()).map_err(|source| RolloutError::State {
+        host: host.name(),
+        path: path.clone(),
+        source,
+    })?;
     for rel in &r.releases {
         if !is_safe_id(&rel.id) {
-            return Err(RolloutError::UnsafeId { host: host.name(), path, id: rel.id.clone() });
+            return Err(RolloutError::UnsafeId {
+                host: host.name(),
+                path,
+                id: rel.id.clone(),
+            });
         }
     }
     Ok(r)
@@ -126,7 +164,12 @@ async fn save(host: &dyn Host, root: &str, r: &Releases) -> Result<(), HostError
 }
 
 /// Deploys `source` onto `host` under `opts.root`.
-pub async fn deploy(host: &dyn Host, source: &Source, opts: &Options, log: Log<'_>) -> Result<Deployed, RolloutError> {
+pub async fn deploy(
+    host: &dyn Host,
+    source: &Source,
+    opts: &Options,
+    log: Log<'_>,
+) -> Result<Deployed, RolloutError> {
     let root = opts.root.trim_end_matches('/');
     let root = if root.is_empty() { "/" } else { root };
     host.mkdir_p(&format!("{root}/releases")).await?;
@@ -136,13 +179,27 @@ pub async fn deploy(host: &dyn Host, source: &Source, opts: &Options, log: Log<'
         let s = source.clone();
         tokio::task::spawn_blocking(move || s.digest())
             .await
-            .map_err(|_| RolloutError::Join { source_name: source.describe() })?
-            .map_err(|e| RolloutError::Source { source_name: source.describe(), source: e })?
+            .map_err(|_| RolloutError::Join {
+                source_name: source.describe(),
+            })?
+            .map_err(|e| RolloutError::Source {
+                source_name: source.describe(),
+                source: e,
+            })?
     };
     let id = state.next_id(&digest);
-    log(&format!("Installing {} ({digest}) as release {id} on {}", source.describe(), host.name()));
+    log(&format!(
+        "Installing {} ({digest}) as release {id} on {}",
+        source.describe(),
+        host.name()
+    ));
     install(host, source, root, &id).await?;
-    let id2 = state.begin(&digest, &source.describe(), opts.command.clone(), opts.env.clone());
+    let id2 = state.begin(
+        &digest,
+        &source.describe(),
+        opts.command.clone(),
+        opts.env.clone(),
+    );
     debug_assert_eq!(id, id2);
     save(host, root, &state).await?;
     let release_dir = format!("{root}/releases/{id}");
@@ -153,7 +210,11 @@ pub async fn deploy(host: &dyn Host, source: &Source, opts: &Options, log: Log<'
         if !out.success() {
             state.fail(&id, state.current.clone().as_deref());
             save(host, root, &state).await?;
-            return Err(RolloutError::Pre { release: id, status: out.status, output: out.tail() });
+            return Err(RolloutError::Pre {
+                release: id,
+                status: out.status,
+                output: out.tail(),
+            });
         }
     }
 
@@ -165,7 +226,17 @@ pub async fn deploy(host: &dyn Host, source: &Source, opts: &Options, log: Log<'
     };
     if let Err(reason) = outcome {
         log(&format!("Release {id} failed: {reason}"));
-        return Err(roll_back(host, root, &mut state, &id, previous.as_deref(), reason, opts, log).await);
+        return Err(roll_back(
+            host,
+            root,
+            &mut state,
+            &id,
+            previous.as_deref(),
+            reason,
+            opts,
+            log,
+        )
+        .await);
     }
 
     state.activate(&id);
@@ -176,23 +247,44 @@ pub async fn deploy(host: &dyn Host, source: &Source, opts: &Options, log: Log<'
         host.remove_all(&format!("{root}/releases/{p}")).await?;
     }
     log(&format!("Release {id} is live ({})", host.name()));
-    Ok(Deployed { release: id, digest, previous, pruned })
+    Ok(Deployed {
+        release: id,
+        digest,
+        previous,
+        pruned,
+    })
 }
 
-async fn install(host: &dyn Host, source: &Source, root: &str, id: &str) -> Result<(), RolloutError> {
+async fn install(
+    host: &dyn Host,
+    source: &Source,
+    root: &str,
+    id: &str,
+) -> Result<(), RolloutError> {
     let staging_parent = host.local_staging(root);
     let tmp = match &staging_parent {
         Some(p) => tempfile::Builder::new().prefix(".staging-").tempdir_in(p),
-        None => tempfile::Builder::new().prefix("slipway-release-").tempdir(),
+        None => tempfile::Builder::new()
+            .prefix("slipway-release-")
+            .tempdir(),
     }
-    .map_err(|e| HostError::Io { action: "creating a staging directory for", path: PathBuf::from(root), source: e })?;
+    .map_err(|e| HostError::Io {
+        action: "creating a staging directory for",
+        path: PathBuf::from(root),
+        source: e,
+    })?;
     let staged = tmp.path().join("tree");
     {
         let (s, dst) = (source.clone(), staged.clone());
         tokio::task::spawn_blocking(move || s.unpack(&dst))
             .await
-            .map_err(|_| RolloutError::Join { source_name: source.describe() })?
-            .map_err(|e| RolloutError::Source { source_name: source.describe(), source: e })?;
+            .map_err(|_| RolloutError::Join {
+                source_name: source.describe(),
+            })?
+            .map_err(|e| RolloutError::Source {
+                source_name: source.describe(),
+                source: e,
+            })?;
     }
     let dst = format!("{root}/releases/{id}");
     host.remove_all(&dst).await?;
@@ -201,16 +293,29 @@ async fn install(host: &dyn Host, source: &Source, root: &str, id: &str) -> Resu
 }
 
 /// Stops what serves, points `current` at `id` and starts its service.
-async fn switch_to(host: &dyn Host, root: &str, id: &str, opts: &Options, log: Log<'_>) -> Result<Option<Service>, RolloutError> {
+async fn switch_to(
+    host: &dyn Host,
+    root: &str,
+    id: &str,
+    opts: &Options,
+    log: Log<'_>,
+) -> Result<Option<Service>, RolloutError> {
     if let Some(old) = supervisor::stop(host, root, opts.stop_timeout).await? {
-        log(&format!("Stopped the service of release {} (pid {})", old.release, old.pid));
+        log(&format!(
+            "Stopped the service of release {} (pid {})",
+            old.release, old.pid
+        ));
     }
-    host.point_symlink(&format!("{root}/current"), Some(&format!("releases/{id}"))).await?;
+    host.point_symlink(&format!("{root}/current"), Some(&format!("releases/{id}")))
+        .await?;
     log(&format!("current -> releases/{id}"));
     match &opts.command {
         Some(cmd) => {
             let svc = supervisor::start(host, root, id, cmd, &opts.env).await?;
-            log(&format!("Started the service of release {id} (pid {})", svc.pid));
+            log(&format!(
+                "Started the service of release {id} (pid {})",
+                svc.pid
+            ));
             Ok(Some(svc))
         }
         None => Ok(None),
@@ -218,16 +323,28 @@ async fn switch_to(host: &dyn Host, root: &str, id: &str, opts: &Options, log: L
 }
 
 /// Health check, then `post`; the reason on failure.
-async fn check(host: &dyn Host, root: &str, id: &str, svc: Option<&Service>, opts: &Options, log: Log<'_>) -> Result<(), String> {
+async fn check(
+    host: &dyn Host,
+    root: &str,
+    id: &str,
+    svc: Option<&Service>,
+    opts: &Options,
+    log: Log<'_>,
+) -> Result<(), String> {
     let dir = format!("{root}/releases/{id}");
     if let Some(health) = &opts.health {
-        log(&format!("Health check: {}", match health {
-            Health::Url(u) => format!("GET {u}"),
-            Health::Command(c) => format!("`{c}`"),
-        }));
+        log(&format!(
+            "Health check: {}",
+            match health {
+                Health::Url(u) => format!("GET {u}"),
+                Health::Command(c) => format!("`{c}`"),
+            }
+        ));
         wait_healthy(host, root, &dir, health, svc, opts).await?;
         if let Some(svc) = svc
-            && !supervisor::is_running(host, svc).await.map_err(|e| e.to_string())?
+            && !supervisor::is_running(host, svc)
+                .await
+                .map_err(|e| e.to_string())?
         {
             return Err(format!(
                 "the health check passed but the service is not running (something else answered?); its log: {}",
@@ -236,22 +353,44 @@ async fn check(host: &dyn Host, root: &str, id: &str, svc: Option<&Service>, opt
         }
         log("Healthy");
     } else if let Some(svc) = svc
-        && !supervisor::is_running(host, svc).await.map_err(|e| e.to_string())?
+        && !supervisor::is_running(host, svc)
+            .await
+            .map_err(|e| e.to_string())?
     {
-        return Err(format!("the service exited at once; its log: {}", supervisor::log_tail(host, root, &svc.release).await));
+        return Err(format!(
+            "the service exited at once; its log: {}",
+            supervisor::log_tail(host, root, &svc.release).await
+        ));
     }
     if let Some(post) = &opts.post {
         log(&format!("Running post in {dir}"));
-        let out = host.exec(post, &dir, &opts.env).await.map_err(|e| e.to_string())?;
+        let out = host
+            .exec(post, &dir, &opts.env)
+            .await
+            .map_err(|e| e.to_string())?;
         if !out.success() {
-            return Err(format!("`post` exited with status {}: {}", out.status, out.tail()));
+            return Err(format!(
+                "`post` exited with status {}: {}",
+                out.status,
+                out.tail()
+            ));
         }
     }
     Ok(())
 }
 
-async fn wait_healthy(host: &dyn Host, root: &str, dir: &str, health: &Health, svc: Option<&Service>, opts: &Options) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| format!("building an HTTP client: {e}"))?;
+async fn wait_healthy(
+    host: &dyn Host,
+    root: &str,
+    dir: &str,
+    health: &Health,
+    svc: Option<&Service>,
+    opts: &Options,
+) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("building an HTTP client: {e}"))?;
     let deadline = tokio::time::Instant::now() + opts.health_timeout;
     let mut attempts = 0u32;
     loop {
@@ -269,7 +408,9 @@ async fn wait_healthy(host: &dyn Host, root: &str, dir: &str, health: &Health, s
             },
         };
         if let Some(svc) = svc
-            && !supervisor::is_running(host, svc).await.map_err(|e| e.to_string())?
+            && !supervisor::is_running(host, svc)
+                .await
+                .map_err(|e| e.to_string())?
         {
             return Err(format!(
                 "the service exited before it became healthy ({last}); its log: {}",
@@ -311,12 +452,21 @@ async fn roll_back(
     let result: Result<(), RolloutError> = async {
         supervisor::stop(host, root, opts.stop_timeout).await?;
         let prev = previous.and_then(|p| state.get(p)).cloned();
-        host.point_symlink(&format!("{root}/current"), prev.as_ref().map(|p| format!("releases/{}", p.id)).as_deref()).await?;
+        host.point_symlink(
+            &format!("{root}/current"),
+            prev.as_ref()
+                .map(|p| format!("releases/{}", p.id))
+                .as_deref(),
+        )
+        .await?;
         if let Some(p) = &prev {
             log(&format!("Rolled back: current -> releases/{}", p.id));
             if let Some(cmd) = &p.command {
                 let svc = supervisor::start(host, root, &p.id, cmd, &p.env).await?;
-                log(&format!("Restarted the service of release {} (pid {})", p.id, svc.pid));
+                log(&format!(
+                    "Restarted the service of release {} (pid {})",
+                    p.id, svc.pid
+                ));
             }
         }
         state.fail(id, prev.as_ref().map(|p| p.id.as_str()));
@@ -325,8 +475,15 @@ async fn roll_back(
     }
     .await;
     match (result, previous) {
-        (Ok(()), Some(p)) => RolloutError::RolledBack { release: id.into(), reason, previous: format!("release {p}") },
-        (Ok(()), None) => RolloutError::NoPrevious { release: id.into(), reason },
+        (Ok(()), Some(p)) => RolloutError::RolledBack {
+            release: id.into(),
+            reason,
+            previous: format!("release {p}"),
+        },
+        (Ok(()), None) => RolloutError::NoPrevious {
+            release: id.into(),
+            reason,
+        },
         (Err(e), p) => RolloutError::RollbackFailed {
             release: id.into(),
             reason,

@@ -16,11 +16,21 @@ use sha2::{Digest as _, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("reading the OCI layout {dir}")]
-    Layout { dir: PathBuf, source: oci::layout::LayoutError },
+    Layout {
+        dir: PathBuf,
+        source: oci::layout::LayoutError,
+    },
     #[error("applying a layer of {image}")]
-    Layer { image: String, source: oci::layer::LayerError },
+    Layer {
+        image: String,
+        source: oci::layer::LayerError,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
@@ -31,13 +41,20 @@ pub enum SourceError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SourceError + 'a {
-    move |source| SourceError::Io { action, path: path.to_path_buf(), source }
+    move |source| SourceError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A deployable thing, as named by the `image` or `artifact` input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    OciLayout { dir: PathBuf, name: Option<String> },
+    OciLayout {
+        dir: PathBuf,
+        name: Option<String>,
+    },
     DockerArchive(PathBuf),
     ArtifactDir(PathBuf),
     /// A `.tar` or `.tar.gz`.
@@ -53,7 +70,10 @@ impl Source {
                 Some((d, n)) if !n.contains('/') && !d.is_empty() => (d, Some(n.to_owned())),
                 _ => (rest, None),
             };
-            return Ok(Source::OciLayout { dir: base.join(dir), name });
+            return Ok(Source::OciLayout {
+                dir: base.join(dir),
+                name,
+            });
         }
         if let Some(rest) = spec.strip_prefix("docker-archive:") {
             return Ok(Source::DockerArchive(base.join(rest)));
@@ -65,7 +85,11 @@ impl Source {
     pub fn artifact(spec: &str, base: &Path) -> Result<Source, SourceError> {
         let path = base.join(spec);
         let md = fs::metadata(&path).map_err(io_err("reading the artifact", &path))?;
-        Ok(if md.is_dir() { Source::ArtifactDir(path) } else { Source::ArtifactTar(path) })
+        Ok(if md.is_dir() {
+            Source::ArtifactDir(path)
+        } else {
+            Source::ArtifactTar(path)
+        })
     }
 
     /// How the source is shown in logs and `releases.json`.
@@ -82,11 +106,16 @@ impl Source {
     /// id, the tarball's sha256, or a hash over a directory's paths, modes and contents.
     pub fn digest(&self) -> Result<String, SourceError> {
         match self {
-            Source::OciLayout { dir, name } => Ok(resolve_oci(dir, name.as_deref())?.0.digest.to_string()),
+            Source::OciLayout { dir, name } => {
+                Ok(resolve_oci(dir, name.as_deref())?.0.digest.to_string())
+            }
             Source::DockerArchive(path) => {
                 let (_, config) = docker_archive_manifest(path)?;
                 let config_bytes = read_archive_member(path, &config)?;
-                Ok(format!("sha256:{}", hex::encode(Sha256::digest(&config_bytes))))
+                Ok(format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(&config_bytes))
+                ))
             }
             Source::ArtifactTar(path) => {
                 let mut h = Sha256::new();
@@ -104,9 +133,16 @@ impl Source {
             Source::OciLayout { dir, name } => {
                 let (_, manifest, layout) = resolve_oci(dir, name.as_deref())?;
                 for layer in &manifest.layers {
-                    let stream = oci::layer::open_layer(&layout, layer)
-                        .map_err(|source| SourceError::Layer { image: self.describe(), source })?;
-                    oci::layer::apply_layer(stream, dst).map_err(|source| SourceError::Layer { image: self.describe(), source })?;
+                    let stream = oci::layer::open_layer(&layout, layer).map_err(|source| {
+                        SourceError::Layer {
+                            image: self.describe(),
+                            source,
+                        }
+                    })?;
+                    oci::layer::apply_layer(stream, dst).map_err(|source| SourceError::Layer {
+                        image: self.describe(),
+                        source,
+                    })?;
                 }
                 Ok(())
             }
@@ -114,16 +150,23 @@ impl Source {
                 let (layers, _) = docker_archive_manifest(path)?;
                 let tmp = tempfile::tempdir().map_err(io_err("creating a temp dir for", path))?;
                 let f = File::open(path).map_err(io_err("opening", path))?;
-                tar::Archive::new(BufReader::new(f)).unpack(tmp.path()).map_err(io_err("unpacking", path))?;
+                tar::Archive::new(BufReader::new(f))
+                    .unpack(tmp.path())
+                    .map_err(io_err("unpacking", path))?;
                 for layer in layers {
                     let lp = tmp.path().join(&layer);
-                    let stream = maybe_gunzip(File::open(&lp).map_err(io_err("opening layer", &lp))?, &lp)?;
-                    oci::layer::apply_layer(stream, dst).map_err(|source| SourceError::Layer { image: self.describe(), source })?;
+                    let stream =
+                        maybe_gunzip(File::open(&lp).map_err(io_err("opening layer", &lp))?, &lp)?;
+                    oci::layer::apply_layer(stream, dst).map_err(|source| SourceError::Layer {
+                        image: self.describe(),
+                        source,
+                    })?;
                 }
                 Ok(())
             }
             Source::ArtifactTar(path) => {
-                let stream = maybe_gunzip(File::open(path).map_err(io_err("opening", path))?, path)?;
+                let stream =
+                    maybe_gunzip(File::open(path).map_err(io_err("opening", path))?, path)?;
                 let mut a = tar::Archive::new(stream);
                 a.set_preserve_permissions(true);
                 a.unpack(dst).map_err(io_err("unpacking", path))
@@ -136,29 +179,52 @@ impl Source {
 fn maybe_gunzip(f: File, path: &Path) -> Result<Box<dyn Read>, SourceError> {
     let mut r = BufReader::new(f);
     let peek = io::BufRead::fill_buf(&mut r).map_err(io_err("reading", path))?;
-    Ok(if peek.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::bufread::MultiGzDecoder::new(r)) } else { Box::new(r) })
+    Ok(if peek.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(r))
+    } else {
+        Box::new(r)
+    })
 }
 
 /// The top descriptor, the platform manifest and the layout.
-fn resolve_oci(dir: &Path, name: Option<&str>) -> Result<(Descriptor, Manifest, Layout), SourceError> {
-    let lerr = |source| SourceError::Layout { dir: dir.to_path_buf(), source };
+fn resolve_oci(
+    dir: &Path,
+    name: Option<&str>,
+) -> Result<(Descriptor, Manifest, Layout), SourceError> {
+    let lerr = |source| SourceError::Layout {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let layout = Layout::open(dir).map_err(lerr)?;
     let top = layout.resolve(name).map_err(lerr)?;
     let mut desc = top.clone();
     if media::is_index(&desc.media_type) {
         let index: Index = serde_json::from_slice(&layout.read_blob(&desc.digest).map_err(lerr)?)
-            .map_err(|e| SourceError::Invalid { path: dir.to_path_buf(), message: format!("index {}: {e}", desc.digest) })?;
+            .map_err(|e| SourceError::Invalid {
+            path: dir.to_path_buf(),
+            message: format!("index {}: {e}", desc.digest),
+        })?;
         let host = oci::manifest::host_platform();
         desc = index
             .manifests
             .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture))
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+            })
             .or_else(|| index.manifests.first())
             .cloned()
-            .ok_or_else(|| SourceError::Invalid { path: dir.to_path_buf(), message: "the image index lists no manifest".into() })?;
+            .ok_or_else(|| SourceError::Invalid {
+                path: dir.to_path_buf(),
+                message: "the image index lists no manifest".into(),
+            })?;
     }
     let manifest: Manifest = serde_json::from_slice(&layout.read_blob(&desc.digest).map_err(lerr)?)
-        .map_err(|e| SourceError::Invalid { path: dir.to_path_buf(), message: format!("manifest {}: {e}", desc.digest) })?;
+        .map_err(|e| SourceError::Invalid {
+            path: dir.to_path_buf(),
+            message: format!("manifest {}: {e}", desc.digest),
+        })?;
     Ok((top, manifest, layout))
 }
 
@@ -173,15 +239,27 @@ struct ArchiveEntry {
 /// The layer paths and the config path of a docker-archive's (first) image.
 fn docker_archive_manifest(path: &Path) -> Result<(Vec<String>, String), SourceError> {
     let bytes = read_archive_member(path, "manifest.json")?;
-    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&bytes)
-        .map_err(|e| SourceError::Invalid { path: path.to_path_buf(), message: format!("manifest.json: {e}") })?;
+    let entries: Vec<ArchiveEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("manifest.json: {e}"),
+        })?;
     let first = entries
         .into_iter()
         .next()
-        .ok_or_else(|| SourceError::Invalid { path: path.to_path_buf(), message: "manifest.json lists no image".into() })?;
+        .ok_or_else(|| SourceError::Invalid {
+            path: path.to_path_buf(),
+            message: "manifest.json lists no image".into(),
+        })?;
     for p in first.layers.iter().chain([&first.config]) {
-        if Path::new(p).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            return Err(SourceError::Invalid { path: path.to_path_buf(), message: format!("manifest.json names an unsafe path {p:?}") });
+        if Path::new(p)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(SourceError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("manifest.json names an unsafe path {p:?}"),
+            });
         }
     }
     Ok((first.layers, first.config))
@@ -199,7 +277,10 @@ fn read_archive_member(path: &Path, member: &str) -> Result<Vec<u8>, SourceError
             return Ok(v);
         }
     }
-    Err(SourceError::Invalid { path: path.to_path_buf(), message: format!("not a docker-archive: it has no {member}") })
+    Err(SourceError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("not a docker-archive: it has no {member}"),
+    })
 }
 
 fn mode_of(md: &fs::Metadata) -> u32 {
@@ -222,9 +303,16 @@ fn hash_file(path: &Path, h: &mut Sha256) -> Result<(), SourceError> {
 fn dir_digest(dir: &Path) -> Result<String, SourceError> {
     let mut h = Sha256::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name().min_depth(1) {
-        let entry = entry.map_err(|e| SourceError::Io { action: "walking", path: dir.to_path_buf(), source: e.into() })?;
+        let entry = entry.map_err(|e| SourceError::Io {
+            action: "walking",
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
         let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        let md = entry.path().symlink_metadata().map_err(io_err("reading", entry.path()))?;
+        let md = entry
+            .path()
+            .symlink_metadata()
+            .map_err(io_err("reading", entry.path()))?;
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update([0]);
         if md.file_type().is_symlink() {
@@ -244,16 +332,24 @@ fn dir_digest(dir: &Path) -> Result<String, SourceError> {
 
 fn copy_tree(src: &Path, dst: &Path) -> Result<(), SourceError> {
     for entry in walkdir::WalkDir::new(src).min_depth(1) {
-        let entry = entry.map_err(|e| SourceError::Io { action: "walking", path: src.to_path_buf(), source: e.into() })?;
+        let entry = entry.map_err(|e| SourceError::Io {
+            action: "walking",
+            path: src.to_path_buf(),
+            source: e.into(),
+        })?;
         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
         let to = dst.join(rel);
-        let md = entry.path().symlink_metadata().map_err(io_err("reading", entry.path()))?;
+        let md = entry
+            .path()
+            .symlink_metadata()
+            .map_err(io_err("reading", entry.path()))?;
         if md.file_type().is_symlink() {
             let t = fs::read_link(entry.path()).map_err(io_err("reading", entry.path()))?;
             std::os::unix::fs::symlink(t, &to).map_err(io_err("creating", &to))?;
         } else if md.is_dir() {
             fs::create_dir_all(&to).map_err(io_err("creating", &to))?;
-            fs::set_permissions(&to, md.permissions()).map_err(io_err("setting the mode of", &to))?;
+            fs::set_permissions(&to, md.permissions())
+                .map_err(io_err("setting the mode of", &to))?;
         } else {
             fs::copy(entry.path(), &to).map_err(io_err("copying to", &to))?;
         }
@@ -266,25 +362,41 @@ pub fn tar_dir(dir: &Path, out: impl io::Write) -> Result<(), SourceError> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
-    b.append_dir_all(".", dir).map_err(io_err("archiving", dir))?;
+    b.append_dir_all(".", dir)
+        .map_err(io_err("archiving", dir))?;
     b.into_inner().map_err(io_err("archiving", dir))?;
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn image_specs() {
         let base = Path::new("/w");
-        assert_eq!(Source::image("oci:out", base).unwrap(), Source::OciLayout { dir: "/w/out".into(), name: None });
+        assert_eq!(
+            Source::image("oci:out", base).unwrap(),
+            Source::OciLayout {
+                dir: "/w/out".into(),
+                name: None
+            }
+        );
         assert_eq!(
             Source::image("oci:/abs/out:v1", base).unwrap(),
-            Source::OciLayout { dir: "/abs/out".into(), name: Some("v1".into()) }
+            Source::OciLayout {
+                dir: "/abs/out".into(),
+                name: Some("v1".into())
+            }
         );
-        assert_eq!(Source::image("docker-archive:img.tar", base).unwrap(), Source::DockerArchive("/w/img.tar".into()));
-        let e = Source::image("registry.example/app@sha256:00", base).unwrap_err().to_string();
+        assert_eq!(
+            Source::image("docker-archive:img.tar", base).unwrap(),
+            Source::DockerArchive("/w/img.tar".into())
+        );
+        let e = Source::image("registry.example/app@sha256:00", base)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("oci:DIR"), "{e}");
     }
 
@@ -298,7 +410,10 @@ mod tests {
         let d1 = s.digest().unwrap();
         let out = tempfile::tempdir().unwrap();
         s.unpack(&out.path().join("r")).unwrap();
-        assert_eq!(Source::ArtifactDir(out.path().join("r")).digest().unwrap(), d1);
+        assert_eq!(
+            Source::ArtifactDir(out.path().join("r")).digest().unwrap(),
+            d1
+        );
         assert_eq!(fs::read(out.path().join("r/link")).unwrap(), b"one");
         fs::write(a.path().join("sub/f"), b"two").unwrap();
         assert_ne!(s.digest().unwrap(), d1);
@@ -312,7 +427,8 @@ mod tests {
         let plain = tars.path().join("a.tar");
         tar_dir(a.path(), File::create(&plain).unwrap()).unwrap();
         let gz = tars.path().join("a.tar.gz");
-        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
         io::copy(&mut File::open(&plain).unwrap(), &mut enc).unwrap();
         enc.finish().unwrap();
         for t in [plain, gz] {

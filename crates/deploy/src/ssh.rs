@@ -28,24 +28,52 @@ pub enum SshError {
         "the host key of {addr} ({fingerprint}) is not in known_hosts; it is never trusted on first use: \
          add it to the `known-hosts` input (ssh-keyscan -p {port} {host})"
     )]
-    UnknownHostKey { addr: String, host: String, port: u16, fingerprint: String },
+    UnknownHostKey {
+        addr: String,
+        host: String,
+        port: u16,
+        fingerprint: String,
+    },
     #[error(
         "host key mismatch for {addr}: the server offered {fingerprint}, which differs from the key known_hosts \
          lists for it (line {line}); refusing to connect (the host was reinstalled, or someone is in the middle)"
     )]
-    HostKeyMismatch { addr: String, fingerprint: String, line: usize },
+    HostKeyMismatch {
+        addr: String,
+        fingerprint: String,
+        line: usize,
+    },
     #[error("reading the known_hosts entries")]
     KnownHosts { source: russh::keys::Error },
     #[error("reading the private key {what}")]
-    Key { what: String, source: russh::keys::Error },
+    Key {
+        what: String,
+        source: russh::keys::Error,
+    },
     #[error("{user}@{addr} refused the private key {what}")]
-    AuthRejected { user: String, addr: String, what: String },
+    AuthRejected {
+        user: String,
+        addr: String,
+        what: String,
+    },
     #[error("ssh {user}@{addr}: {action}")]
-    Protocol { user: String, addr: String, action: String, source: russh::Error },
+    Protocol {
+        user: String,
+        addr: String,
+        action: String,
+        source: Box<russh::Error>,
+    },
     #[error("ssh {user}@{addr}: the channel closed before `{command}` reported an exit status")]
-    NoExitStatus { user: String, addr: String, command: String },
+    NoExitStatus {
+        user: String,
+        addr: String,
+        command: String,
+    },
     #[error("writing a temporary file for {what}")]
-    Temp { what: &'static str, source: io::Error },
+    Temp {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 /// Where and how to connect.
@@ -76,18 +104,35 @@ struct Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, server_key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        server_key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
             // Host certificates would need @cert-authority lines; not supported: refuse.
-            self.set(Verdict::Unknown { fingerprint: "a host certificate".into() });
+            self.set(Verdict::Unknown {
+                fingerprint: "a host certificate".into(),
+            });
             return Ok(false);
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        if self.known.iter().any(|(_, k)| k.key_data() == key.key_data()) {
+        if self
+            .known
+            .iter()
+            .any(|(_, k)| k.key_data() == key.key_data())
+        {
             return Ok(true);
         }
-        match self.known.iter().find(|(_, k)| k.algorithm() == key.algorithm()).or(self.known.first()) {
-            Some((line, _)) => self.set(Verdict::Mismatch { fingerprint, line: *line }),
+        match self
+            .known
+            .iter()
+            .find(|(_, k)| k.algorithm() == key.algorithm())
+            .or(self.known.first())
+        {
+            Some((line, _)) => self.set(Verdict::Mismatch {
+                fingerprint,
+                line: *line,
+            }),
             None => self.set(Verdict::Unknown { fingerprint }),
         }
         Ok(false)
@@ -116,60 +161,129 @@ impl SshHost {
         let known = known_keys(&opts.known_hosts, &opts.host, opts.port)?;
         let (key, what) = load_key(&opts.key)?;
         let verdict = Arc::new(Mutex::new(None));
-        let checker = Checker { known, verdict: verdict.clone() };
-        let config = Arc::new(client::Config { inactivity_timeout: None, nodelay: true, ..Default::default() });
+        let checker = Checker {
+            known,
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        });
         let timeout = opts.connect_timeout;
-        let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((opts.host.as_str(), opts.port)))
-            .await
-            .map_err(|_| SshError::Timeout { addr: addr.clone(), secs: timeout.as_secs() })?
-            .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
+        let tcp = tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((opts.host.as_str(), opts.port)),
+        )
+        .await
+        .map_err(|_| SshError::Timeout {
+            addr: addr.clone(),
+            secs: timeout.as_secs(),
+        })?
+        .map_err(|source| SshError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         // Many small request/response exchanges: Nagle + delayed ACKs would cost ~40ms each.
         let _ = tcp.set_nodelay(true);
         let connected = tokio::time::timeout(timeout, client::connect_stream(config, tcp, checker))
             .await
-            .map_err(|_| SshError::Timeout { addr: addr.clone(), secs: timeout.as_secs() })?;
+            .map_err(|_| SshError::Timeout {
+                addr: addr.clone(),
+                secs: timeout.as_secs(),
+            })?;
         let mut handle = match connected {
             Ok(h) => h,
             Err(source) => {
                 let v = verdict.lock().ok().and_then(|g| g.clone());
                 return Err(match v {
-                    Some(Verdict::Unknown { fingerprint }) => {
-                        SshError::UnknownHostKey { addr, host: opts.host.clone(), port: opts.port, fingerprint }
-                    }
-                    Some(Verdict::Mismatch { fingerprint, line }) => SshError::HostKeyMismatch { addr, fingerprint, line },
-                    None => SshError::Protocol { user: opts.user.clone(), addr, action: "handshake".into(), source },
+                    Some(Verdict::Unknown { fingerprint }) => SshError::UnknownHostKey {
+                        addr,
+                        host: opts.host.clone(),
+                        port: opts.port,
+                        fingerprint,
+                    },
+                    Some(Verdict::Mismatch { fingerprint, line }) => SshError::HostKeyMismatch {
+                        addr,
+                        fingerprint,
+                        line,
+                    },
+                    None => SshError::Protocol {
+                        user: opts.user.clone(),
+                        addr,
+                        action: "handshake".into(),
+                        source: Box::new(source),
+                    },
                 });
             }
         };
         let proto = |action: &str| {
             let (user, addr, action) = (opts.user.clone(), addr.clone(), action.to_owned());
-            move |source| SshError::Protocol { user, addr, action, source }
+            move |source| SshError::Protocol {
+                user,
+                addr,
+                action,
+                source: Box::new(source),
+            }
         };
-        let hash = handle.best_supported_rsa_hash().await.map_err(proto("negotiating the signature hash"))?.flatten();
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(proto("negotiating the signature hash"))?
+            .flatten();
         let auth = handle
-            .authenticate_publickey(opts.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(
+                opts.user.clone(),
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
             .await
             .map_err(proto("authenticating"))?;
         if !auth.success() {
-            return Err(SshError::AuthRejected { user: opts.user.clone(), addr, what });
+            return Err(SshError::AuthRejected {
+                user: opts.user.clone(),
+                addr,
+                what,
+            });
         }
-        Ok(SshHost { handle, user: opts.user.clone(), addr })
+        Ok(SshHost {
+            handle,
+            user: opts.user.clone(),
+            addr,
+        })
     }
 
     /// Runs `command` (a shell command line for the remote login shell), feeding `stdin`.
-    pub async fn run(&self, command: &str, stdin: Option<Stdin<'_>>) -> Result<ExecOutput, SshError> {
+    pub async fn run(
+        &self,
+        command: &str,
+        stdin: Option<Stdin<'_>>,
+    ) -> Result<ExecOutput, SshError> {
         let proto = |action: &str| {
             let (user, addr, action) = (self.user.clone(), self.addr.clone(), action.to_owned());
-            move |source| SshError::Protocol { user, addr, action, source }
+            move |source| SshError::Protocol {
+                user,
+                addr,
+                action,
+                source: Box::new(source),
+            }
         };
-        let mut ch = self.handle.channel_open_session().await.map_err(proto("opening a channel"))?;
-        ch.exec(true, command).await.map_err(proto("starting a command"))?;
+        let mut ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(proto("opening a channel"))?;
+        ch.exec(true, command)
+            .await
+            .map_err(proto("starting a command"))?;
         match stdin {
             Some(Stdin::Bytes(b)) => ch.data(b).await.map_err(proto("sending input"))?,
             Some(Stdin::File(p)) => {
                 let f = tokio::fs::File::open(p)
                     .await
-                    .map_err(|source| SshError::Temp { what: "the upload", source })?;
+                    .map_err(|source| SshError::Temp {
+                        what: "the upload",
+                        source,
+                    })?;
                 ch.data(f).await.map_err(proto("uploading"))?;
             }
             None => {}
@@ -181,7 +295,9 @@ impl SshHost {
             match msg {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(i32::try_from(exit_status).unwrap_or(-1)),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    status = Some(i32::try_from(exit_status).unwrap_or(-1))
+                }
                 ChannelMsg::ExitSignal { .. } => status = Some(-1),
                 _ => {}
             }
@@ -194,18 +310,30 @@ impl SshHost {
         Ok(out)
     }
 
-    async fn run_ok(&self, command: &str, stdin: Option<Stdin<'_>>) -> Result<ExecOutput, HostError> {
+    async fn run_ok(
+        &self,
+        command: &str,
+        stdin: Option<Stdin<'_>>,
+    ) -> Result<ExecOutput, HostError> {
         let out = self.run(command, stdin).await?;
         if out.success() {
             Ok(out)
         } else {
-            Err(HostError::Remote { host: self.name(), command: crate::host::tail_chars(command, 200), status: out.status, stderr: out.tail() })
+            Err(HostError::Remote {
+                host: self.name(),
+                command: crate::host::tail_chars(command, 200),
+                status: out.status,
+                stderr: out.tail(),
+            })
         }
     }
 
     /// Closes the connection.
     pub async fn close(self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
@@ -216,25 +344,43 @@ pub enum Stdin<'a> {
 }
 
 fn known_keys(text: &str, host: &str, port: u16) -> Result<Vec<(usize, PublicKey)>, SshError> {
-    let mut f = tempfile::NamedTempFile::new().map_err(|source| SshError::Temp { what: "known_hosts", source })?;
-    io::Write::write_all(&mut f, text.as_bytes()).map_err(|source| SshError::Temp { what: "known_hosts", source })?;
-    russh::keys::known_hosts::known_host_keys_path(host, port, f.path()).map_err(|source| SshError::KnownHosts { source })
+    let mut f = tempfile::NamedTempFile::new().map_err(|source| SshError::Temp {
+        what: "known_hosts",
+        source,
+    })?;
+    io::Write::write_all(&mut f, text.as_bytes()).map_err(|source| SshError::Temp {
+        what: "known_hosts",
+        source,
+    })?;
+    russh::keys::known_hosts::known_host_keys_path(host, port, f.path())
+        .map_err(|source| SshError::KnownHosts { source })
 }
 
 fn load_key(key: &str) -> Result<(russh::keys::PrivateKey, String), SshError> {
     if key.trim_start().starts_with("-----BEGIN") {
         let what = "(given inline)".to_owned();
-        let k = russh::keys::decode_secret_key(key.trim(), None).map_err(|source| SshError::Key { what: what.clone(), source })?;
+        let k =
+            russh::keys::decode_secret_key(key.trim(), None).map_err(|source| SshError::Key {
+                what: what.clone(),
+                source,
+            })?;
         Ok((k, what))
     } else {
         let what = key.to_owned();
-        let k = russh::keys::load_secret_key(PathBuf::from(key), None).map_err(|source| SshError::Key { what: what.clone(), source })?;
+        let k = russh::keys::load_secret_key(PathBuf::from(key), None).map_err(|source| {
+            SshError::Key {
+                what: what.clone(),
+                source,
+            }
+        })?;
         Ok((k, what))
     }
 }
 
 fn env_prefix(env: &[(String, String)]) -> String {
-    env.iter().map(|(k, v)| format!("{}={} ", k, sh_quote(v))).collect()
+    env.iter()
+        .map(|(k, v)| format!("{}={} ", k, sh_quote(v)))
+        .collect()
 }
 
 #[async_trait]
@@ -249,39 +395,79 @@ impl Host for SshHost {
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, HostError> {
         let p = sh_quote(path);
-        let out = self.run(&format!("if [ -e {p} ]; then cat {p}; else exit 111; fi"), None).await?;
+        let out = self
+            .run(
+                &format!("if [ -e {p} ]; then cat {p}; else exit 111; fi"),
+                None,
+            )
+            .await?;
         match out.status {
             0 => Ok(Some(out.stdout)),
             // A /proc file can vanish between the test and cat.
             111 => Ok(None),
             _ if path.starts_with("/proc/") => Ok(None),
-            status => Err(HostError::Remote { host: self.name(), command: format!("cat {p}"), status, stderr: out.tail() }),
+            status => Err(HostError::Remote {
+                host: self.name(),
+                command: format!("cat {p}"),
+                status,
+                stderr: out.tail(),
+            }),
         }
     }
 
     async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), HostError> {
         let (p, t) = (sh_quote(path), sh_quote(&format!("{path}.tmp")));
-        self.run_ok(&format!("cat > {t} && mv -f {t} {p}"), Some(Stdin::Bytes(bytes))).await.map(drop)
+        self.run_ok(
+            &format!("cat > {t} && mv -f {t} {p}"),
+            Some(Stdin::Bytes(bytes)),
+        )
+        .await
+        .map(drop)
     }
 
     async fn mkdir_p(&self, path: &str) -> Result<(), HostError> {
-        self.run_ok(&format!("mkdir -p {}", sh_quote(path)), None).await.map(drop)
+        self.run_ok(&format!("mkdir -p {}", sh_quote(path)), None)
+            .await
+            .map(drop)
     }
 
     async fn remove_all(&self, path: &str) -> Result<(), HostError> {
-        self.run_ok(&format!("rm -rf {}", sh_quote(path)), None).await.map(drop)
+        self.run_ok(&format!("rm -rf {}", sh_quote(path)), None)
+            .await
+            .map(drop)
     }
 
     async fn install(&self, staged: &Path, dst: &str) -> Result<(), HostError> {
-        let tar = tempfile::NamedTempFile::new().map_err(|source| SshError::Temp { what: "the upload", source })?;
-        let (dir, file) = (staged.to_path_buf(), tar.reopen().map_err(|source| SshError::Temp { what: "the upload", source })?);
+        let tar = tempfile::NamedTempFile::new().map_err(|source| SshError::Temp {
+            what: "the upload",
+            source,
+        })?;
+        let (dir, file) = (
+            staged.to_path_buf(),
+            tar.reopen().map_err(|source| SshError::Temp {
+                what: "the upload",
+                source,
+            })?,
+        );
         tokio::task::spawn_blocking(move || crate::source::tar_dir(&dir, io::BufWriter::new(file)))
             .await
-            .map_err(|_| HostError::Io { action: "archiving", path: staged.to_path_buf(), source: io::Error::other("the archiver panicked") })?
-            .map_err(|e| HostError::Io { action: "archiving", path: staged.to_path_buf(), source: io::Error::other(e.to_string()) })?;
+            .map_err(|_| HostError::Io {
+                action: "archiving",
+                path: staged.to_path_buf(),
+                source: io::Error::other("the archiver panicked"),
+            })?
+            .map_err(|e| HostError::Io {
+                action: "archiving",
+                path: staged.to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })?;
         let (d, part) = (sh_quote(dst), sh_quote(&format!("{dst}.partial")));
-        let cmd = format!("rm -rf {part} && mkdir -p {part} && tar -x -C {part} && rm -rf {d} && mv -T {part} {d}");
-        self.run_ok(&cmd, Some(Stdin::File(tar.path()))).await.map(drop)
+        let cmd = format!(
+            "rm -rf {part} && mkdir -p {part} && tar -x -C {part} && rm -rf {d} && mv -T {part} {d}"
+        );
+        self.run_ok(&cmd, Some(Stdin::File(tar.path())))
+            .await
+            .map(drop)
     }
 
     async fn point_symlink(&self, link: &str, target: Option<&str>) -> Result<(), HostError> {
@@ -296,12 +482,28 @@ impl Host for SshHost {
         self.run_ok(&cmd, None).await.map(drop)
     }
 
-    async fn exec(&self, script: &str, cwd: &str, env: &[(String, String)]) -> Result<ExecOutput, HostError> {
-        let cmd = format!("cd {} && {}sh -c {}", sh_quote(cwd), env_prefix(env), sh_quote(script));
+    async fn exec(
+        &self,
+        script: &str,
+        cwd: &str,
+        env: &[(String, String)],
+    ) -> Result<ExecOutput, HostError> {
+        let cmd = format!(
+            "cd {} && {}sh -c {}",
+            sh_quote(cwd),
+            env_prefix(env),
+            sh_quote(script)
+        );
         Ok(self.run(&cmd, None).await?)
     }
 
-    async fn spawn_detached(&self, cwd: &str, command: &str, env: &[(String, String)], log: &str) -> Result<u32, HostError> {
+    async fn spawn_detached(
+        &self,
+        cwd: &str,
+        command: &str,
+        env: &[(String, String)],
+        log: &str,
+    ) -> Result<u32, HostError> {
         // In a non-interactive shell a background job stays in the shell's process group, so
         // `setsid` is not a group leader: it calls setsid(2) and execs, keeping the pid.
         let cmd = format!(
@@ -327,7 +529,8 @@ impl Host for SshHost {
             Signal::Kill => "KILL",
         };
         // A group that is already gone makes kill fail; that is fine.
-        self.run(&format!("kill -{sig} -- -{pid} 2>/dev/null || true"), None).await?;
+        self.run(&format!("kill -{sig} -- -{pid} 2>/dev/null || true"), None)
+            .await?;
         Ok(())
     }
 }

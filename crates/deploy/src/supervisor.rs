@@ -58,7 +58,9 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 
 /// Whether `svc` is still running (not gone, not a zombie, not a recycled pid).
 pub async fn is_running(host: &dyn Host, svc: &Service) -> Result<bool, HostError> {
-    Ok(matches!(proc_stat(host, svc.pid).await?, Some((state, start)) if start == svc.start_time && state != 'Z' && state != 'X'))
+    Ok(
+        matches!(proc_stat(host, svc.pid).await?, Some((state, start)) if start == svc.start_time && state != 'Z' && state != 'X'),
+    )
 }
 
 /// The service recorded in `<root>/service.pid`, if any.
@@ -72,7 +74,11 @@ pub async fn recorded(host: &dyn Host, root: &str) -> Result<Option<Service>, Ho
         return Ok(None);
     };
     match (pid.parse(), start.parse()) {
-        (Ok(pid), Ok(start_time)) => Ok(Some(Service { pid, start_time, release: release.to_owned() })),
+        (Ok(pid), Ok(start_time)) => Ok(Some(Service {
+            pid,
+            start_time,
+            release: release.to_owned(),
+        })),
         _ => Ok(None),
     }
 }
@@ -89,16 +95,30 @@ pub async fn start(
     let mut env = env.to_vec();
     env.push(("SLIPWAY_RELEASE".into(), release.into()));
     env.push(("SLIPWAY_RELEASE_DIR".into(), dir.clone()));
-    let pid = host.spawn_detached(&dir, command, &env, &log_file(root, release)).await?;
+    let pid = host
+        .spawn_detached(&dir, command, &env, &log_file(root, release))
+        .await?;
     // The process exists until it is reaped, so its stat is readable even if it exited at once.
     let start_time = proc_stat(host, pid).await?.map(|(_, s)| s).unwrap_or(0);
-    let svc = Service { pid, start_time, release: release.to_owned() };
-    host.write_file(&pid_file(root), format!("{pid} {start_time} {release}\n").as_bytes()).await?;
+    let svc = Service {
+        pid,
+        start_time,
+        release: release.to_owned(),
+    };
+    host.write_file(
+        &pid_file(root),
+        format!("{pid} {start_time} {release}\n").as_bytes(),
+    )
+    .await?;
     Ok(svc)
 }
 
 /// Stops the recorded service, if it runs: SIGTERM to its group, `grace`, then SIGKILL.
-pub async fn stop(host: &dyn Host, root: &str, grace: Duration) -> Result<Option<Service>, SupervisorError> {
+pub async fn stop(
+    host: &dyn Host,
+    root: &str,
+    grace: Duration,
+) -> Result<Option<Service>, SupervisorError> {
     let Some(svc) = recorded(host, root).await? else {
         return Ok(None);
     };
@@ -108,7 +128,10 @@ pub async fn stop(host: &dyn Host, root: &str, grace: Duration) -> Result<Option
             tracing::warn!(pid = svc.pid, release = %svc.release, "Service ignored SIGTERM; killing it.");
             host.signal_group(svc.pid, Signal::Kill).await?;
             if !wait_stopped(host, &svc, KILL_WAIT).await? {
-                return Err(SupervisorError::Unkillable { pid: svc.pid, release: svc.release });
+                return Err(SupervisorError::Unkillable {
+                    pid: svc.pid,
+                    release: svc.release,
+                });
             }
         }
     }
@@ -138,6 +161,7 @@ pub async fn log_tail(host: &dyn Host, root: &str, release: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::host::LocalHost;
@@ -156,13 +180,24 @@ mod tests {
         std::fs::create_dir_all(format!("{root}/releases/r1")).unwrap();
         let h = LocalHost;
         // Ignores TERM: the supervisor must fall back to KILL. `exec sleep` keeps the pid.
-        let svc = start(&h, root, "r1", "trap '' TERM; echo started; exec sleep 300", &[]).await.unwrap();
+        let svc = start(
+            &h,
+            root,
+            "r1",
+            "trap '' TERM; echo started; exec sleep 300",
+            &[],
+        )
+        .await
+        .unwrap();
         assert!(is_running(&h, &svc).await.unwrap());
         assert_eq!(recorded(&h, root).await.unwrap(), Some(svc.clone()));
         let stopped = stop(&h, root, Duration::from_millis(200)).await.unwrap();
         assert_eq!(stopped, Some(svc.clone()));
         assert!(!is_running(&h, &svc).await.unwrap());
         assert_eq!(recorded(&h, root).await.unwrap(), None);
-        assert_eq!(stop(&h, root, Duration::from_millis(200)).await.unwrap(), None);
+        assert_eq!(
+            stop(&h, root, Duration::from_millis(200)).await.unwrap(),
+            None
+        );
     }
 }

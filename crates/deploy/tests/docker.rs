@@ -1,5 +1,7 @@
 //! `slipway/deploy-docker` against the real private dockerd, with busybox images made here.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;
@@ -10,13 +12,18 @@ use common::*;
 static N: AtomicU32 = AtomicU32::new(0);
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Runs the docker CLI against the test engine (with a private client config dir).
 fn docker(args: &[&str]) -> String {
     let bin = test_support::require_command("docker", "docker.io");
-    let cfg = std::env::temp_dir().join(format!("slipway-deploy-docker-cfg-{}", std::process::id()));
+    let cfg =
+        std::env::temp_dir().join(format!("slipway-deploy-docker-cfg-{}", std::process::id()));
     let out = Command::new(bin)
         .env("DOCKER_CONFIG", &cfg)
         .arg("-H")
@@ -24,7 +31,11 @@ fn docker(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -33,8 +44,15 @@ fn image(body: &str, cmd: &str) -> String {
     let tmp = unique("slipway-deploy-build");
     let tag = format!("slipway-deploy-test/site:{}", unique("v"));
     docker(&[
-        "run", "--network", "none", "--name", &tmp, &test_support::busybox_image(),
-        "sh", "-c", &format!("mkdir -p /www && printf '{body}' > /www/index.html"),
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &tmp,
+        &test_support::busybox_image(),
+        "sh",
+        "-c",
+        &format!("mkdir -p /www && printf '{body}' > /www/index.html"),
     ]);
     docker(&["commit", "-c", &format!("CMD {cmd}"), &tmp, &tag]);
     docker(&["rm", "-f", &tmp]);
@@ -46,7 +64,12 @@ struct RemoveApp(String);
 
 impl Drop for RemoveApp {
     fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=slipway.app={}", self.0)]);
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=slipway.app={}", self.0),
+        ]);
         for id in ids.split_whitespace() {
             docker(&["rm", "-f", id]);
         }
@@ -55,7 +78,14 @@ impl Drop for RemoveApp {
 
 /// Names and states of the app's containers.
 fn containers(app: &str) -> Vec<(String, String)> {
-    let out = docker(&["ps", "-a", "--filter", &format!("label=slipway.app={app}"), "--format", "{{.Names}} {{.State}}"]);
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=slipway.app={app}"),
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]);
     let mut v: Vec<(String, String)> = out
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(n, s)| (n.to_owned(), s.to_owned())))
@@ -64,10 +94,15 @@ fn containers(app: &str) -> Vec<(String, String)> {
     v
 }
 
-async fn deploy_docker(pairs: &[(&str, String)]) -> Result<indexmap::IndexMap<String, String>, String> {
+async fn deploy_docker(
+    pairs: &[(&str, String)],
+) -> Result<indexmap::IndexMap<String, String>, String> {
     let ws = test_support::tempdir();
     let lines = Lines::default();
-    let mut all = vec![("docker-host", test_support::docker_host()), ("health-timeout", "20s".to_string())];
+    let mut all = vec![
+        ("docker-host", test_support::docker_host()),
+        ("health-timeout", "20s".to_string()),
+    ];
     all.extend(pairs.iter().map(|(k, v)| (*k, v.clone())));
     deploy::action::run("deploy-docker", &inputs(&all), ws.path(), &lines.sink())
         .await
@@ -100,13 +135,31 @@ async fn stop_first_replaces_the_container_and_a_broken_image_rolls_back() {
     let two = deploy_docker(&base(&v2)).await.unwrap();
     assert_eq!(get(port).await.unwrap(), "v2\n");
     assert_eq!(two["previous"], one["container"]);
-    assert_eq!(containers(&app), vec![(two["container"].clone(), "running".to_owned())], "the old container is removed");
+    assert_eq!(
+        containers(&app),
+        vec![(two["container"].clone(), "running".to_owned())],
+        "the old container is removed"
+    );
 
     let e = deploy_docker(&base(&broken)).await.unwrap_err();
-    assert!(e.contains("rolled back") && e.contains(&format!("{} keeps serving", two["container"])), "{e}");
-    assert!(e.contains("exit code 3") && e.contains("broken image"), "the container's exit and log are reported: {e}");
-    assert_eq!(get(port).await.unwrap(), "v2\n", "the old container serves again");
-    assert_eq!(containers(&app), vec![(two["container"].clone(), "running".to_owned())], "the new container is removed");
+    assert!(
+        e.contains("rolled back") && e.contains(&format!("{} keeps serving", two["container"])),
+        "{e}"
+    );
+    assert!(
+        e.contains("exit code 3") && e.contains("broken image"),
+        "the container's exit and log are reported: {e}"
+    );
+    assert_eq!(
+        get(port).await.unwrap(),
+        "v2\n",
+        "the old container serves again"
+    );
+    assert_eq!(
+        containers(&app),
+        vec![(two["container"].clone(), "running".to_owned())],
+        "the new container is removed"
+    );
 }
 
 #[tokio::test]
@@ -132,12 +185,31 @@ async fn start_first_keeps_the_old_container_running_until_the_new_one_is_health
     let mut bad = base(&v2, "test -f /never");
     bad.push(("health-timeout", "1s".to_owned()));
     let e = deploy_docker(&bad).await.unwrap_err();
-    assert!(e.contains("did not pass within") && e.contains(&format!("{} keeps serving", one["container"])), "{e}");
-    assert_eq!(containers(&app), vec![(one["container"].clone(), "running".to_owned())]);
-    assert_eq!(docker(&["inspect", "-f", "{{.State.StartedAt}}", &one["container"]]), started_at, "never restarted");
+    assert!(
+        e.contains("did not pass within")
+            && e.contains(&format!("{} keeps serving", one["container"])),
+        "{e}"
+    );
+    assert_eq!(
+        containers(&app),
+        vec![(one["container"].clone(), "running".to_owned())]
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &one["container"]]),
+        started_at,
+        "never restarted"
+    );
     let two = deploy_docker(&base(&v2, ok)).await.unwrap();
-    assert_eq!(containers(&app), vec![(two["container"].clone(), "running".to_owned())]);
-    let labels = docker(&["inspect", "-f", "{{index .Config.Labels \"slipway.digest\"}}", &two["container"]]);
+    assert_eq!(
+        containers(&app),
+        vec![(two["container"].clone(), "running".to_owned())]
+    );
+    let labels = docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"slipway.digest\"}}",
+        &two["container"],
+    ]);
     assert_eq!(labels, two["digest"]);
 }
 
@@ -146,8 +218,17 @@ async fn a_first_deploy_that_fails_leaves_nothing_behind() {
     let app = unique("first");
     let _cleanup = RemoveApp(app.clone());
     let broken = image("x", "exit 1");
-    let e = deploy_docker(&[("image", broken), ("name", app.clone()), ("network", "none".into())]).await.unwrap_err();
-    assert!(e.contains("no earlier container") && e.contains("exit code 1"), "{e}");
+    let e = deploy_docker(&[
+        ("image", broken),
+        ("name", app.clone()),
+        ("network", "none".into()),
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("no earlier container") && e.contains("exit code 1"),
+        "{e}"
+    );
     assert_eq!(containers(&app), vec![]);
 }
 
@@ -191,7 +272,10 @@ async fn pulls_by_digest_from_the_registry_with_credentials() {
     .await
     .unwrap();
     assert_eq!(out["digest"], digest);
-    assert_eq!(out["container"], format!("{app}-{}", &digest["sha256:".len()..]["".len()..12]));
+    assert_eq!(
+        out["container"],
+        format!("{app}-{}", &digest["sha256:".len()..]["".len()..12])
+    );
 }
 
 #[tokio::test]
@@ -199,11 +283,42 @@ async fn bad_docker_inputs_are_named() {
     for (pairs, expect) in [
         (vec![("name", "x".to_string())], "`image` is required"),
         (vec![("image", "i".to_string())], "`name` is required"),
-        (vec![("image", "i".to_string()), ("name", "bad name".to_string())], "not a valid container name"),
-        (vec![("image", "i".to_string()), ("name", "a".to_string()), ("strategy", "yolo".to_string())], "`strategy`"),
-        (vec![("image", "i".to_string()), ("name", "a".to_string()), ("registry-username", "u".to_string())], "both"),
-        (vec![("image", "i".to_string()), ("name", "a".to_string()), ("ports", "80".to_string())], "invalid `ports` entry"),
-        (vec![("image", "i".to_string()), ("name", "a".to_string()), ("docker-host", "ftp://x".to_string())], "unsupported docker-host"),
+        (
+            vec![("image", "i".to_string()), ("name", "bad name".to_string())],
+            "not a valid container name",
+        ),
+        (
+            vec![
+                ("image", "i".to_string()),
+                ("name", "a".to_string()),
+                ("strategy", "yolo".to_string()),
+            ],
+            "`strategy`",
+        ),
+        (
+            vec![
+                ("image", "i".to_string()),
+                ("name", "a".to_string()),
+                ("registry-username", "u".to_string()),
+            ],
+            "both",
+        ),
+        (
+            vec![
+                ("image", "i".to_string()),
+                ("name", "a".to_string()),
+                ("ports", "80".to_string()),
+            ],
+            "invalid `ports` entry",
+        ),
+        (
+            vec![
+                ("image", "i".to_string()),
+                ("name", "a".to_string()),
+                ("docker-host", "ftp://x".to_string()),
+            ],
+            "unsupported docker-host",
+        ),
     ] {
         let e = deploy_docker(&pairs).await.unwrap_err();
         assert!(e.contains(expect), "{e:?} should contain {expect:?}");

@@ -1,5 +1,7 @@
 //! `slipway/deploy-local` end to end: real processes, a real HTTP service (busybox httpd).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
@@ -38,7 +40,10 @@ async fn deploys_switch_current_restart_the_service_and_prune() {
         .await
         .unwrap_or_else(|e| panic!("deploy {v}: {e}\n{}", lines.text()));
         assert_eq!(get(port).await.unwrap(), format!("version {v}\n"));
-        assert_eq!(read_link(&root.join("current")), format!("releases/{}", out["release"]));
+        assert_eq!(
+            read_link(&root.join("current")),
+            format!("releases/{}", out["release"])
+        );
         assert!(out["digest"].starts_with("sha256:"));
         if v > 1 {
             assert_eq!(out["previous"], ids[v - 2]);
@@ -50,15 +55,38 @@ async fn deploys_switch_current_restart_the_service_and_prune() {
     assert!(root.join("releases").join(&ids[1]).is_dir());
     let r = releases(&root);
     assert_eq!(r.current.as_deref(), Some(ids[2].as_str()));
-    let st: Vec<_> = r.releases.iter().map(|x| (x.id.clone(), x.status)).collect();
-    assert_eq!(st, vec![(ids[1].clone(), Status::Superseded), (ids[2].clone(), Status::Active)]);
+    let st: Vec<_> = r
+        .releases
+        .iter()
+        .map(|x| (x.id.clone(), x.status))
+        .collect();
+    assert_eq!(
+        st,
+        vec![
+            (ids[1].clone(), Status::Superseded),
+            (ids[2].clone(), Status::Active)
+        ]
+    );
     // Ordered ids: counter first.
     assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
     // The service runs detached: its own session, recorded in service.pid.
-    let svc = deploy::supervisor::recorded(&deploy::host::LocalHost, root.to_str().unwrap()).await.unwrap().unwrap();
+    let svc = deploy::supervisor::recorded(&deploy::host::LocalHost, root.to_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(svc.release, ids[2]);
-    assert_eq!(nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(svc.pid as i32))).unwrap().as_raw(), svc.pid as i32);
-    assert!(root.join("releases").join(&ids[2]).join(".slipway-service.log").is_file());
+    assert_eq!(
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(svc.pid as i32)))
+            .unwrap()
+            .as_raw(),
+        svc.pid as i32
+    );
+    assert!(
+        root.join("releases")
+            .join(&ids[2])
+            .join(".slipway-service.log")
+            .is_file()
+    );
 }
 
 /// Deploys v1 (healthy), then `bad` inputs for v2, and checks v1 still serves.
@@ -77,7 +105,9 @@ async fn rollback_case(bad: &[(&str, String)], expect: &str) {
             ("health-timeout", "20s".to_string()),
         ]
     };
-    let first = deploy::action::run("deploy-local", &inputs(&base(&v1)), ws.path(), &|_| {}).await.unwrap();
+    let first = deploy::action::run("deploy-local", &inputs(&base(&v1)), ws.path(), &|_| {})
+        .await
+        .unwrap();
     let v2 = site(ws.path(), "v2", "version 2\n");
     let mut second = base(&v2);
     for (k, v) in bad {
@@ -85,27 +115,51 @@ async fn rollback_case(bad: &[(&str, String)], expect: &str) {
         second.push((k, v.clone()));
     }
     let lines = Lines::default();
-    let e = deploy::action::run("deploy-local", &inputs(&second), ws.path(), &lines.sink()).await.unwrap_err().to_string();
-    assert!(e.contains("rolled back") && e.contains(&first["release"]) && e.contains("keeps serving"), "{e}");
+    let e = deploy::action::run("deploy-local", &inputs(&second), ws.path(), &lines.sink())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rolled back") && e.contains(&first["release"]) && e.contains("keeps serving"),
+        "{e}"
+    );
     assert!(e.contains(expect), "{e:?} should contain {expect:?}");
-    assert_eq!(get(port).await.unwrap(), "version 1\n", "the previous release serves again");
-    assert_eq!(read_link(&root.join("current")), format!("releases/{}", first["release"]));
+    assert_eq!(
+        get(port).await.unwrap(),
+        "version 1\n",
+        "the previous release serves again"
+    );
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", first["release"])
+    );
     let r = releases(&root);
     assert_eq!(r.current.as_deref(), Some(first["release"].as_str()));
     assert_eq!(r.releases.last().map(|x| x.status), Some(Status::Failed));
-    assert_eq!(r.get(&first["release"]).map(|x| x.status), Some(Status::Active));
+    assert_eq!(
+        r.get(&first["release"]).map(|x| x.status),
+        Some(Status::Active)
+    );
     assert!(lines.text().contains("Rolled back"), "{}", lines.text());
 }
 
 #[tokio::test]
 async fn a_service_that_exits_at_start_rolls_back() {
-    rollback_case(&[("command", "echo cannot start >&2; exit 3".into())], "cannot start").await;
+    rollback_case(
+        &[("command", "echo cannot start >&2; exit 3".into())],
+        "cannot start",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_health_command_that_never_passes_rolls_back() {
     rollback_case(
-        &[("health-url", String::new()), ("health-cmd", "test -f ready".into()), ("health-timeout", "1s".into())],
+        &[
+            ("health-url", String::new()),
+            ("health-cmd", "test -f ready".into()),
+            ("health-timeout", "1s".into()),
+        ],
         "did not pass within",
     )
     .await;
@@ -113,7 +167,11 @@ async fn a_health_command_that_never_passes_rolls_back() {
 
 #[tokio::test]
 async fn a_failing_post_rolls_back() {
-    rollback_case(&[("post", "echo migration failed >&2; exit 1".into())], "migration failed").await;
+    rollback_case(
+        &[("post", "echo migration failed >&2; exit 1".into())],
+        "migration failed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -123,7 +181,10 @@ async fn a_failing_pre_changes_nothing() {
     let v1 = site(ws.path(), "v1", "1");
     let first = deploy::action::run(
         "deploy-local",
-        &inputs(&[("artifact", v1.display().to_string()), ("root", "srv".into())]),
+        &inputs(&[
+            ("artifact", v1.display().to_string()),
+            ("root", "srv".into()),
+        ]),
         ws.path(),
         &|_| {},
     )
@@ -132,15 +193,25 @@ async fn a_failing_pre_changes_nothing() {
     let v2 = site(ws.path(), "v2", "2");
     let e = deploy::action::run(
         "deploy-local",
-        &inputs(&[("artifact", v2.display().to_string()), ("root", "srv".into()), ("pre", "exit 7".into())]),
+        &inputs(&[
+            ("artifact", v2.display().to_string()),
+            ("root", "srv".into()),
+            ("pre", "exit 7".into()),
+        ]),
         ws.path(),
         &|_| {},
     )
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("`pre` failed") && e.contains("status 7") && e.contains("nothing was switched"), "{e}");
-    assert_eq!(read_link(&root.join("current")), format!("releases/{}", first["release"]));
+    assert!(
+        e.contains("`pre` failed") && e.contains("status 7") && e.contains("nothing was switched"),
+        "{e}"
+    );
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", first["release"])
+    );
 }
 
 #[tokio::test]
@@ -163,7 +234,10 @@ async fn first_deploy_that_fails_leaves_nothing_current() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("no previous release") && e.contains("the service exited"), "{e}");
+    assert!(
+        e.contains("no previous release") && e.contains("the service exited"),
+        "{e}"
+    );
     assert!(fs::symlink_metadata(root.join("current")).is_err());
     assert_eq!(releases(&root).current, None);
 }
@@ -176,14 +250,20 @@ async fn a_corrupt_releases_file_is_refused_by_name() {
     let v1 = site(ws.path(), "v1", "1");
     let e = deploy::action::run(
         "deploy-local",
-        &inputs(&[("artifact", v1.display().to_string()), ("root", "srv".into())]),
+        &inputs(&[
+            ("artifact", v1.display().to_string()),
+            ("root", "srv".into()),
+        ]),
         ws.path(),
         &|_| {},
     )
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("releases.json") && e.contains("not a valid releases file"), "{e}");
+    assert!(
+        e.contains("releases.json") && e.contains("not a valid releases file"),
+        "{e}"
+    );
 }
 
 /// An OCI layout with two layers, the second deleting a file of the first (a whiteout).
@@ -197,20 +277,47 @@ async fn oci_layout_images_unpack_in_layer_order_with_whiteouts() {
     fs::write(files.join("app"), "app v1").unwrap();
     fs::write(files.join("old"), "stale").unwrap();
     let layout = oci::layout::Layout::create(&ws.path().join("img")).unwrap();
-    let e = |path: &str, kind: Kind| Entry { path: path.into(), kind, mode: 0o755, uid: 0, gid: 0 };
+    let e = |path: &str, kind: Kind| Entry {
+        path: path.into(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+    };
     let l1 = write_layer(
         &layout,
         vec![
             e("srv", Kind::Dir),
-            e("srv/app", Kind::File { source: files.join("app") }),
-            e("srv/old", Kind::File { source: files.join("old") }),
+            e(
+                "srv/app",
+                Kind::File {
+                    source: files.join("app"),
+                },
+            ),
+            e(
+                "srv/old",
+                Kind::File {
+                    source: files.join("old"),
+                },
+            ),
         ],
         0,
         Compression::Gzip,
     )
     .unwrap();
-    let l2 = write_layer(&layout, vec![e("srv/old", Kind::Whiteout)], 0, Compression::None).unwrap();
-    let config = layout.write_json(media::OCI_CONFIG, &serde_json::json!({"architecture": "amd64", "os": "linux"})).unwrap();
+    let l2 = write_layer(
+        &layout,
+        vec![e("srv/old", Kind::Whiteout)],
+        0,
+        Compression::None,
+    )
+    .unwrap();
+    let config = layout
+        .write_json(
+            media::OCI_CONFIG,
+            &serde_json::json!({"architecture": "amd64", "os": "linux"}),
+        )
+        .unwrap();
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media::OCI_MANIFEST.into()),

@@ -1,5 +1,7 @@
 //! `slipway/deploy-ssh` against a real OpenSSH server on a loopback port.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
@@ -7,7 +9,12 @@ use std::fs;
 use common::*;
 use test_support::sshd::{Sshd, generate_key, known_hosts_line};
 
-fn ssh_inputs(sshd: &Sshd, root: &str, artifact: &std::path::Path, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+fn ssh_inputs(
+    sshd: &Sshd,
+    root: &str,
+    artifact: &std::path::Path,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = vec![
         ("artifact", artifact.display().to_string()),
         ("host", "127.0.0.1".into()),
@@ -39,11 +46,19 @@ async fn deploys_twice_over_ssh_and_current_points_at_the_second() {
         let lines = Lines::default();
         let out = deploy::action::run(
             "deploy-ssh",
-            &inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &site, &[
-                ("command", httpd_command(port)),
-                ("health-url", format!("http://127.0.0.1:{port}/")),
-                ("pre", "test -f www/index.html && echo pre-ran > ../pre-ran".into()),
-            ])),
+            &inputs(&ssh_inputs(
+                &sshd,
+                root.to_str().unwrap(),
+                &site,
+                &[
+                    ("command", httpd_command(port)),
+                    ("health-url", format!("http://127.0.0.1:{port}/")),
+                    (
+                        "pre",
+                        "test -f www/index.html && echo pre-ran > ../pre-ran".into(),
+                    ),
+                ],
+            )),
             ws.path(),
             &lines.sink(),
         )
@@ -52,13 +67,28 @@ async fn deploys_twice_over_ssh_and_current_points_at_the_second() {
         assert_eq!(get(port).await.unwrap(), format!("ssh version {v}\n"));
         ids.push(out["release"].clone());
     }
-    assert_eq!(read_link(&root.join("current")), format!("releases/{}", ids[1]));
-    assert_eq!(fs::read_to_string(root.join("releases/www/index.html")).ok(), None);
-    assert_eq!(fs::read_to_string(root.join("releases").join(&ids[0]).join("www/index.html")).unwrap(), "ssh version 1\n");
-    assert!(root.join("releases/pre-ran").is_file(), "pre ran in the release dir");
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", ids[1])
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("releases/www/index.html")).ok(),
+        None
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("releases").join(&ids[0]).join("www/index.html")).unwrap(),
+        "ssh version 1\n"
+    );
+    assert!(
+        root.join("releases/pre-ran").is_file(),
+        "pre ran in the release dir"
+    );
     assert!(!root.join("current.tmp").exists());
     let state = fs::read_to_string(root.join("releases.json")).unwrap();
-    assert!(state.contains(&ids[0]) && state.contains("\"active\""), "{state}");
+    assert!(
+        state.contains(&ids[0]) && state.contains("\"active\""),
+        "{state}"
+    );
 }
 
 #[tokio::test]
@@ -72,10 +102,21 @@ async fn a_failing_health_check_over_ssh_rolls_back() {
     let v1 = site(ws.path(), "v1", "one\n");
     let first = deploy::action::run(
         "deploy-ssh",
-        &inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &v1, &[
-            ("command", httpd_command(port)),
-            ("health-cmd", format!("{} wget -q -O- http://127.0.0.1:{port}/", test_support::require_command("busybox", "busybox-static").display())),
-        ])),
+        &inputs(&ssh_inputs(
+            &sshd,
+            root.to_str().unwrap(),
+            &v1,
+            &[
+                ("command", httpd_command(port)),
+                (
+                    "health-cmd",
+                    format!(
+                        "{} wget -q -O- http://127.0.0.1:{port}/",
+                        test_support::require_command("busybox", "busybox-static").display()
+                    ),
+                ),
+            ],
+        )),
         ws.path(),
         &|_| {},
     )
@@ -84,20 +125,31 @@ async fn a_failing_health_check_over_ssh_rolls_back() {
     let v2 = site(ws.path(), "v2", "two\n");
     let e = deploy::action::run(
         "deploy-ssh",
-        &inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &v2, &[
-            ("command", httpd_command(port)),
-            ("health-cmd", "test -f does-not-exist".into()),
-            ("health-timeout", "1s".into()),
-        ])),
+        &inputs(&ssh_inputs(
+            &sshd,
+            root.to_str().unwrap(),
+            &v2,
+            &[
+                ("command", httpd_command(port)),
+                ("health-cmd", "test -f does-not-exist".into()),
+                ("health-timeout", "1s".into()),
+            ],
+        )),
         ws.path(),
         &|_| {},
     )
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("rolled back") && e.contains(&first["release"]) && e.contains("did not pass"), "{e}");
+    assert!(
+        e.contains("rolled back") && e.contains(&first["release"]) && e.contains("did not pass"),
+        "{e}"
+    );
     assert_eq!(get(port).await.unwrap(), "one\n");
-    assert_eq!(read_link(&root.join("current")), format!("releases/{}", first["release"]));
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", first["release"])
+    );
 }
 
 async fn refused(known_hosts: String, key: Option<String>, expect: &[&str]) {
@@ -106,14 +158,22 @@ async fn refused(known_hosts: String, key: Option<String>, expect: &[&str]) {
     let remote = test_support::tempdir();
     let root = remote.path().join("app");
     let v1 = site(ws.path(), "v1", "one\n");
-    let mut extra = vec![("known-hosts", known_hosts.replace("PORT", &sshd.port().to_string()))];
+    let mut extra = vec![(
+        "known-hosts",
+        known_hosts.replace("PORT", &sshd.port().to_string()),
+    )];
     if let Some(k) = key {
         extra.push(("key", k));
     }
-    let e = deploy::action::run("deploy-ssh", &inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &v1, &extra)), ws.path(), &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = deploy::action::run(
+        "deploy-ssh",
+        &inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &v1, &extra)),
+        ws.path(),
+        &|_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     for x in expect {
         assert!(e.contains(x), "{e:?} should contain {x:?}");
     }
@@ -124,7 +184,12 @@ async fn refused(known_hosts: String, key: Option<String>, expect: &[&str]) {
 async fn a_wrong_host_key_is_refused() {
     let keys = test_support::tempdir();
     let (_, other) = generate_key(keys.path(), "impostor");
-    refused(known_hosts_line(0, &other).replace("]:0", "]:PORT"), None, &["host key mismatch", "SHA256:", "refusing"]).await;
+    refused(
+        known_hosts_line(0, &other).replace("]:0", "]:PORT"),
+        None,
+        &["host key mismatch", "SHA256:", "refusing"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -132,7 +197,16 @@ async fn an_unknown_host_is_never_trusted_on_first_use() {
     let keys = test_support::tempdir();
     let (_, other) = generate_key(keys.path(), "elsewhere");
     // Only a key for another port: this host is unknown.
-    refused(known_hosts_line(1, &other), None, &["not in known_hosts", "never trusted on first use", "ssh-keyscan"]).await;
+    refused(
+        known_hosts_line(1, &other),
+        None,
+        &[
+            "not in known_hosts",
+            "never trusted on first use",
+            "ssh-keyscan",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -144,14 +218,22 @@ async fn an_unknown_client_key_is_rejected_by_the_server() {
     let v1 = site(ws.path(), "v1", "x");
     let e = deploy::action::run(
         "deploy-ssh",
-        &inputs(&ssh_inputs(&sshd, "/tmp/never", &v1, &[("key", stranger.display().to_string())])),
+        &inputs(&ssh_inputs(
+            &sshd,
+            "/tmp/never",
+            &v1,
+            &[("key", stranger.display().to_string())],
+        )),
         ws.path(),
         &|_| {},
     )
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("refused the private key") && e.contains("stranger"), "{e}");
+    assert!(
+        e.contains("refused the private key") && e.contains("stranger"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -177,5 +259,8 @@ async fn an_unreachable_host_gives_a_clear_error() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains(&format!("connecting to 127.0.0.1:{port}")) && e.contains("refused"), "{e}");
+    assert!(
+        e.contains(&format!("connecting to 127.0.0.1:{port}")) && e.contains("refused"),
+        "{e}"
+    );
 }

@@ -31,7 +31,8 @@ pub fn generate_key(dir: &Path, name: &str) -> (PathBuf, String) {
         .status()
         .expect("running ssh-keygen");
     assert!(st.success(), "ssh-keygen failed for {}", path.display());
-    let public = std::fs::read_to_string(path.with_extension("pub")).expect("reading the generated public key");
+    let public = std::fs::read_to_string(path.with_extension("pub"))
+        .expect("reading the generated public key");
     (path, public.trim().to_owned())
 }
 
@@ -42,12 +43,17 @@ impl Sshd {
             Path::new(SSHD).is_file(),
             "{SSHD} is missing: apt-get install openssh-server (scripts/test does this when run as root)"
         );
-        std::fs::create_dir_all("/run/sshd").expect("creating /run/sshd (sshd's privilege separation dir)");
-        let dir = tempfile::Builder::new().prefix("slipway-sshd-").tempdir().expect("creating a temp dir");
+        std::fs::create_dir_all("/run/sshd")
+            .expect("creating /run/sshd (sshd's privilege separation dir)");
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-sshd-")
+            .tempdir()
+            .expect("creating a temp dir");
         let d = dir.path();
         let (_, host_public) = generate_key(d, "host_ed25519");
         let (_, client_public) = generate_key(d, "id_ed25519");
-        std::fs::write(d.join("authorized_keys"), format!("{client_public}\n")).expect("writing authorized_keys");
+        std::fs::write(d.join("authorized_keys"), format!("{client_public}\n"))
+            .expect("writing authorized_keys");
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .expect("finding a free port")
@@ -72,8 +78,17 @@ impl Sshd {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting sshd");
-        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-        let mut sshd = Sshd { child, dir, port, host_public, user };
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into());
+        let mut sshd = Sshd {
+            child,
+            dir,
+            port,
+            host_public,
+            user,
+        };
         sshd.wait_listening(&log);
         sshd
     }
@@ -82,14 +97,21 @@ impl Sshd {
         // sshd gives no readiness signal on a pipe; poll its port (and notice an early exit).
         for _ in 0..500 {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sshd exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+                panic!(
+                    "sshd exited with {status}: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
             }
             if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("sshd did not listen on port {} within 10s: {}", self.port, std::fs::read_to_string(log).unwrap_or_default());
+        panic!(
+            "sshd did not listen on port {} within 10s: {}",
+            self.port,
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 
     pub fn port(&self) -> u16 {

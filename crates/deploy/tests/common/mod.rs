@@ -1,5 +1,5 @@
 //! Helpers shared by the deploy integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,11 @@ use indexmap::IndexMap;
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An artifact directory serving `body` at `/` with busybox httpd.
@@ -23,7 +27,10 @@ pub fn site(parent: &Path, name: &str, body: &str) -> PathBuf {
 
 pub fn httpd_command(port: u16) -> String {
     let busybox = test_support::require_command("busybox", "busybox-static");
-    format!("exec {} httpd -f -p 127.0.0.1:{port} -h www", busybox.display())
+    format!(
+        "exec {} httpd -f -p 127.0.0.1:{port} -h www",
+        busybox.display()
+    )
 }
 
 /// GET http://127.0.0.1:port/ once.
@@ -43,7 +50,10 @@ pub async fn get(port: u16) -> Result<String, String> {
 }
 
 pub fn inputs(pairs: &[(&str, String)]) -> IndexMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// Collects log lines.
@@ -66,9 +76,15 @@ pub struct StopService(pub PathBuf);
 impl Drop for StopService {
     fn drop(&mut self) {
         if let Ok(t) = fs::read_to_string(self.0.join("service.pid"))
-            && let Some(pid) = t.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())
+            && let Some(pid) = t
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
         {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
