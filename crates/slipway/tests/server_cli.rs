@@ -59,8 +59,16 @@ fn fresh_postgres() -> String {
 
 /// Starts `slipway server` and returns it with its URL (read from its stderr).
 fn start_server(dir: &Path, config: &Path, database: &str) -> (Proc, String) {
-    let mut child = slipway()
-        .args(["server", "--listen", "127.0.0.1:0", "--no-agent", "--database", database])
+    start_server_on(dir, config, Some(database), "127.0.0.1:0")
+}
+
+fn start_server_on(dir: &Path, config: &Path, database: Option<&str>, listen: &str) -> (Proc, String) {
+    let mut cmd = slipway();
+    cmd.args(["server", "--listen", listen, "--no-agent"]);
+    if let Some(db) = database {
+        cmd.args(["--database", db]);
+    }
+    let mut child = cmd
         .arg("--data")
         .arg(dir.join("data"))
         .arg("--config")
@@ -327,5 +335,64 @@ async fn a_job_of_an_agent_killed_with_sigkill_is_retried_on_another_agent() {
         }
     }
     assert!(rescuer.terminate().success());
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_with_sigkill_loses_nothing_and_its_running_job_ends_after_restart() {
+    let dir = test_support::tempdir();
+    let go = dir.path().join("go");
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        &format!(
+            "name: ci\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n          echo before-kill\n          while [ ! -e {go} ]; do sleep 0.05; done\n          echo after-restart\n",
+            go = go.display()
+        ),
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut forge = start_forge().await;
+    let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "30s");
+    // SQLite in the data directory this time.
+    let (mut server, url) = start_server_on(dir.path(), &config, None, "127.0.0.1:0");
+    let mut agent = start_agent(dir.path(), &url, "a1");
+    let run = push_webhook(&url, &clone_url, &sha, "delivery-1").await;
+    forge.wait_for(1).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/api/v1/runs/{run}/logs?follow=true"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .expect("follow");
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("before-kill") {
+        let bytes = stream.next().await.expect("the stream goes on").expect("bytes");
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    drop(stream);
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().expect("reaped");
+    let listen = url.trim_start_matches("http://").to_owned();
+    let (mut server, _) = start_server_on(dir.path(), &config, None, &listen);
+    std::fs::write(&go, "").expect("releasing the step");
+    let statuses = forge.wait_for(2).await;
+    assert_eq!(statuses[1].1["state"], "success", "{statuses:?}");
+    let (ok, out) = cli(&["logs", &run.to_string(), "--server", &url, "--token", ALICE]);
+    assert!(ok && out.contains("before-kill") && out.contains("after-restart"), "{out}");
+    let jobs: Vec<protocol::Job> = reqwest::Client::new()
+        .get(format!("{url}/api/v1/runs/{run}/jobs"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .expect("jobs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((jobs[0].attempt, jobs[0].result), (1, Some(protocol::Conclusion::Success)), "the lease outlived the restart");
+    assert!(agent.terminate().success());
     assert!(server.terminate().success());
 }
