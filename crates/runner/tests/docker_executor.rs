@@ -40,6 +40,11 @@ async fn client() -> Docker {
         .expect("test dockerd answers")
 }
 
+async fn is_podman(docker: &Docker) -> bool {
+    let version = docker.version().await.expect("engine version");
+    version.components.unwrap_or_default().iter().any(|c| c.name.contains("Podman"))
+}
+
 fn busybox() -> ContainerSpec {
     ContainerSpec { image: test_support::busybox_image(), ..Default::default() }
 }
@@ -167,6 +172,18 @@ async fn scripts_in_mounts_run_by_the_same_path_with_env_and_cwd() {
 }
 
 #[tokio::test]
+async fn output_nobody_reads_does_not_stall_wait() {
+    let executor = executor("undrained");
+    let host = executor.prepare(job("build")).await.expect("prepare");
+    // Far more than the in-memory pipes hold.
+    let mut process =
+        host.spawn(sh("head -c 4000000 /dev/zero; head -c 4000000 /dev/zero >&2; exit 4")).await.expect("spawn");
+    assert_eq!(process.wait().await.expect("wait").code(), Some(4));
+    host.cleanup().await;
+    assert_clean(&executor).await;
+}
+
+#[tokio::test]
 async fn missing_program_reports_exit_127() {
     let executor = executor("missing");
     let host = executor.prepare(job("build")).await.expect("prepare");
@@ -213,7 +230,10 @@ async fn healthy_service_is_reachable_by_its_alias() {
     let id = services[0].id.clone().expect("id");
     let info = docker.inspect_container(&id, None).await.expect("inspect");
     let health = info.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string());
-    assert_eq!(health.as_deref(), Some("healthy"));
+    // Podman without systemd never runs health checks itself; the executor runs them there.
+    if !is_podman(&docker).await {
+        assert_eq!(health.as_deref(), Some("healthy"));
+    }
     let env = info.config.and_then(|c| c.env).unwrap_or_default();
     assert!(env.contains(&"MODE=test".to_owned()), "{env:?}");
 
@@ -236,7 +256,8 @@ async fn healthy_service_is_reachable_by_its_alias() {
         .expect("run_container");
     let step = finish(step).await;
     assert_eq!(step.status.code(), Some(0), "stderr: {}", step.stderr);
-    assert_eq!(step.stdout, out.stdout.lines().next().map(|l| format!("{l}\n")).unwrap_or_default());
+    // Both saw the service's /etc/hostname.
+    assert_eq!(step.stdout.trim(), out.stdout.trim());
     host.cleanup().await;
     assert_clean(&executor).await;
 }

@@ -542,7 +542,11 @@ impl DockerExecutor {
                 .map_err(|e| DockerError::api(format!("starting the job container ({})", job_spec.image), e))?;
             Ok::<_, DockerError>(())
         };
-        tokio::try_join!(health, job)?;
+        // Not try_join: a failed health wait must not abandon a container create in flight,
+        // which could then land after the cleanup.
+        let (health, job) = tokio::join!(health, job);
+        health?;
+        job?;
 
         Ok(DockerJob {
             scope: scope.clone(),

@@ -28,7 +28,7 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{KillContainerOptions, RemoveContainerOptions, WaitContainerOptions};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWriteExt, SimplexStream, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -239,8 +239,10 @@ fn start(
     pid_tx: Option<watch::Sender<PidState>>,
     target: Target,
 ) -> DockerProcess {
-    let (out_r, out_w) = tokio::io::simplex(PIPE_CAPACITY);
-    let (err_r, err_w) = tokio::io::simplex(PIPE_CAPACITY);
+    // Duplex, not simplex: dropping a reader makes pending and later writes fail instead of
+    // blocking, so output nobody reads cannot stall the pump.
+    let (out_r, out_w) = tokio::io::duplex(PIPE_CAPACITY);
+    let (err_r, err_w) = tokio::io::duplex(PIPE_CAPACITY);
     let (exit_tx, exit_rx) = oneshot::channel();
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let sent = Arc::new(AtomicU8::new(0));
@@ -259,7 +261,7 @@ fn start(
 
 /// One output pipe; after the reader goes away further output is dropped.
 struct Sink {
-    writer: Option<WriteHalf<SimplexStream>>,
+    writer: Option<DuplexStream>,
 }
 
 impl Sink {
@@ -326,8 +328,8 @@ impl PidLine {
 async fn pump(
     docker: Docker,
     mut output: OutputStream,
-    out_w: WriteHalf<SimplexStream>,
-    err_w: WriteHalf<SimplexStream>,
+    out_w: DuplexStream,
+    err_w: DuplexStream,
     pid_tx: Option<watch::Sender<PidState>>,
     finish: Finish,
     exit_tx: oneshot::Sender<Result<i64, String>>,
