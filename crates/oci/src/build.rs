@@ -1150,9 +1150,10 @@ fn glob_in(root: &Path, pattern: &Path, ignore: Option<&Ignore>) -> Vec<(PathBuf
     let Ok(glob) = globset::GlobBuilder::new(&pattern.to_string_lossy()).literal_separator(true).build() else { return vec![] };
     let m = glob.compile_matcher();
     let depth = pattern.components().count();
+    let deep = pattern.to_string_lossy().contains("**");
     walkdir::WalkDir::new(root)
-        .min_depth(depth)
-        .max_depth(depth)
+        .min_depth(if deep { 1 } else { depth })
+        .max_depth(if deep { usize::MAX } else { depth })
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
