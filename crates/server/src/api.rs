@@ -17,12 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::Deserialize;
-use store::sql::{JobStatus, RunId, RunStatus};
+use store::sql::{RunId, RunStatus};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 
 use crate::agent_api::bearer;
-use crate::{AppState, Change, error_response, internal, now_ms};
+use crate::{AppState, Change, error_response, internal};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -294,19 +294,11 @@ async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
     if run.status == RunStatus::Done {
         return error_response(StatusCode::CONFLICT, format!("run {id} has already finished"));
     }
-    if let Err(e) = state.db().cancel_run(run.id, now_ms()).await {
-        return internal(e);
-    }
-    tracing::info!(run_id = %run.id, "Run cancelled.");
-    // Nothing running: the run is done now. Else agents learn it from their heartbeats.
-    let running = match state.db().jobs(run.id).await {
-        Ok(jobs) => jobs.iter().any(|j| j.status == JobStatus::Running),
+    match crate::scheduler::cancel(&state, run.id).await {
+        Ok(true) => {}
+        Ok(false) => return error_response(StatusCode::CONFLICT, format!("run {id} has already finished")),
         Err(e) => return internal(e),
-    };
-    if !running && let Err(e) = crate::scheduler::advance(&state, run.id).await {
-        return internal(e);
     }
-    state.changed(Change::Run(id));
     StatusCode::ACCEPTED.into_response()
 }
 

@@ -83,16 +83,41 @@ fn decide(state: &AppState, run: &store::sql::Run, job: &Job, jobs: &[Job]) -> D
     }
 }
 
+/// Whether an older run of the same concurrency group is still active (then this run waits).
+async fn gated(state: &AppState, run: &store::sql::Run) -> Result<bool, ServerError> {
+    let Some(group) = &run.concurrency_group else { return Ok(false) };
+    Ok(state.db().active_in_group(run.repository, group).await?.iter().any(|r| r.id < run.id))
+}
+
+/// Cancels a run: waiting jobs end now; running ones when their agents hear of it. When
+/// nothing is running the run finishes at once. `false`: unknown or already finished.
+pub(crate) async fn cancel(state: &AppState, run: RunId) -> Result<bool, ServerError> {
+    if !state.db().cancel_run(run, now_ms()).await? {
+        return Ok(false);
+    }
+    tracing::info!(run_id = %run, "Run cancelled.");
+    let running = state.db().jobs(run).await?.iter().any(|j| j.status == JobStatus::Running);
+    if !running {
+        Box::pin(advance(state, run)).await?;
+    }
+    state.changed(Change::Run(run.0));
+    Ok(true)
+}
+
 /// Queues or skips the pending jobs of `run` whose needs are done (repeatedly, as skipping
 /// one may settle others), and finishes the run when every job is done.
 pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), ServerError> {
     let Some(run) = state.db().run(run_id).await? else { return Ok(()) };
+    let waits = gated(state, &run).await?;
     let mut queued = false;
     loop {
         let jobs = state.db().jobs(run_id).await?;
         let mut progressed = false;
         for job in jobs.iter().filter(|j| j.status == JobStatus::Pending) {
             let needs = needs_of(job);
+            if waits && needs.is_empty() && !run.cancel_requested {
+                continue;
+            }
             let ready = needs.iter().all(|n| jobs.iter().find(|j| &j.key == n).is_none_or(|j| j.status == JobStatus::Done));
             if !ready {
                 continue;
@@ -127,6 +152,12 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
                 if state.db().finish_run(run_id, conclusion, reason.as_deref(), now_ms()).await? {
                     tracing::info!(run_id = %run_id, conclusion = %conclusion, "Run finished.");
                     state.run_finished(run_id).await;
+                    // The next run of its concurrency group may start now.
+                    if let Some(group) = &run.concurrency_group
+                        && let Some(next) = state.db().active_in_group(run.repository, group).await?.first()
+                    {
+                        Box::pin(advance(state, next.id)).await?;
+                    }
                 }
             }
             break;

@@ -91,8 +91,24 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
                 (run, vec![job])
             }
             Planned::Ok { plan, source, files } => {
-                let run = new_run(repo_id, &path, &plan.name, &trigger, &sha, repo, source, files)?;
-                (run, jobs_of(&plan))
+                let mut run = new_run(repo_id, &path, &plan.name, &trigger, &sha, repo, source, files)?;
+                let mut jobs = jobs_of(&plan);
+                if let Some((group, cancel_in_progress)) = concurrency(state, repo, &plan, &trigger, &sha) {
+                    for older in state.db().active_in_group(repo_id, &group).await? {
+                        // cancel-in-progress: every older run; else only those not started
+                        // (at most one running and one waiting per group).
+                        if cancel_in_progress || older.status == store::sql::RunStatus::Queued {
+                            crate::scheduler::cancel(state, older.id).await?;
+                        }
+                    }
+                    if !state.db().active_in_group(repo_id, &group).await?.is_empty() {
+                        for job in &mut jobs {
+                            job.status = JobStatus::Pending;
+                        }
+                    }
+                    run.concurrency_group = Some(group);
+                }
+                (run, jobs)
             }
         };
         let (run_id, _) = state.db().create_run(&run, &jobs, now_ms()).await?;
@@ -105,6 +121,47 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
     }
     state.jobs_queued();
     Ok(created)
+}
+
+/// The workflow's `concurrency:` group (evaluated with `github`, `inputs` and `vars`) and
+/// whether it cancels runs in progress.
+fn concurrency(
+    state: &AppState,
+    repo: &RepositoryConfig,
+    plan: &workflow::Plan,
+    trigger: &Trigger,
+    sha: &str,
+) -> Option<(String, bool)> {
+    let c = plan.concurrency.as_ref()?;
+    let mut ctx = workflow::expr::MapContext::default();
+    let ref_name = trigger
+        .git_ref
+        .strip_prefix("refs/heads/")
+        .or_else(|| trigger.git_ref.strip_prefix("refs/tags/"))
+        .unwrap_or(&trigger.git_ref);
+    ctx.contexts.insert(
+        "github".into(),
+        json!({
+            "repository": repo.name, "ref": trigger.git_ref, "ref_name": ref_name, "sha": sha,
+            "event_name": trigger.event, "actor": trigger.actor, "workflow": plan.name,
+            "server_url": state.external_url(), "event": trigger.payload,
+        }),
+    );
+    ctx.contexts.insert("inputs".into(), json!(trigger.inputs));
+    ctx.contexts.insert("vars".into(), json!(repo.vars));
+    let group = match c.group.eval_string(&ctx) {
+        Ok(g) if !g.is_empty() => g,
+        Ok(_) => return None,
+        Err(error) => {
+            tracing::warn!(repository = %repo.name, %error, "Evaluating the concurrency group failed; ignoring it.");
+            return None;
+        }
+    };
+    let cancel = match &c.cancel_in_progress {
+        workflow::BoolOrExpr::Bool(b) => *b,
+        workflow::BoolOrExpr::Expr(t) => t.eval(&ctx).is_ok_and(|v| workflow::expr::truthy(&v)),
+    };
+    Some((group, cancel))
 }
 
 enum Planned {
@@ -187,6 +244,7 @@ fn new_run(
         git_ref: trigger.git_ref.clone(),
         sha: sha.to_owned(),
         actor: trigger.actor.clone(),
+        concurrency_group: None,
         spec: serde_json::to_string(&spec).map_err(|e| ServerError::Internal(format!("encoding a run spec: {e}")))?,
     })
 }

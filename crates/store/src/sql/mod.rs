@@ -160,6 +160,8 @@ pub struct NewRun {
     pub actor: String,
     /// Opaque to the store: what an agent needs to run the jobs (the server's JSON).
     pub spec: String,
+    /// The run's `concurrency:` group, evaluated.
+    pub concurrency_group: Option<String>,
 }
 
 /// What [`Db::create_run`] needs for each job.
@@ -196,6 +198,7 @@ pub struct Run {
     pub conclusion: Option<Conclusion>,
     pub reason: Option<String>,
     pub spec: String,
+    pub concurrency_group: Option<String>,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -278,7 +281,7 @@ pub struct Db {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.repository_id, p.name AS repository_name, r.workflow_file, r.workflow_name, \
-    r.event, r.git_ref, r.sha, r.actor, r.status, r.conclusion, r.reason, r.spec, r.cancel_requested, \
+    r.event, r.git_ref, r.sha, r.actor, r.status, r.conclusion, r.reason, r.spec, r.concurrency_group, r.cancel_requested, \
     r.created_at, r.started_at, r.finished_at";
 
 const JOB_COLUMNS: &str = "id, run_id, job_key, name, needs, labels, condition, status, result, reason, agent_id, \
@@ -451,8 +454,8 @@ impl Db {
         let reason = jobs.iter().find_map(|j| j.result.as_ref().map(|(_, r)| r.clone())).filter(|_| all_done);
         let row = sqlx::query(
             "INSERT INTO runs (repository_id, workflow_file, workflow_name, event, git_ref, sha, actor, status,
-                conclusion, reason, spec, created_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                conclusion, reason, spec, created_at, finished_at, concurrency_group)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(run.repository.0)
         .bind(&run.workflow_file)
@@ -467,6 +470,7 @@ impl Db {
         .bind(&run.spec)
         .bind(now)
         .bind(finished)
+        .bind(run.concurrency_group.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(q("creating a run"))?;
@@ -535,6 +539,21 @@ impl Db {
             .fetch_all(&self.pool)
             .await
             .map_err(q("listing runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The runs of `repository` in concurrency group `group` that are not done, oldest first.
+    pub async fn active_in_group(&self, repository: RepoId, group: &str) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs r JOIN repositories p ON p.id = r.repository_id
+             WHERE r.repository_id = $1 AND r.concurrency_group = $2 AND r.status <> 'done' ORDER BY r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(repository.0)
+            .bind(group)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("listing the runs of a concurrency group"))?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -993,6 +1012,7 @@ fn run_from_row(row: &AnyRow) -> Result<Run> {
         conclusion: get::<Option<String>>(row, "conclusion")?.map(|c| c.parse()).transpose()?,
         reason: get(row, "reason")?,
         spec: get(row, "spec")?,
+        concurrency_group: get(row, "concurrency_group")?,
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
         created_at: get(row, "created_at")?,
         started_at: get(row, "started_at")?,

@@ -9,7 +9,8 @@
 use super::Backend;
 
 /// `(version, statements)`, in order. Never edit a released migration: add a new one.
-pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[(
+pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
     1,
     &[
         "CREATE TABLE repositories (
@@ -92,7 +93,15 @@ pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[(
             last_seen_at BIGINT NOT NULL
         )",
     ],
-)];
+    ),
+    (
+        2,
+        &[
+            "ALTER TABLE runs ADD COLUMN concurrency_group TEXT",
+            "CREATE INDEX runs_concurrency ON runs (repository_id, concurrency_group, status)",
+        ],
+    ),
+];
 
 /// One migration statement in the backend's dialect.
 pub(crate) fn render(statement: &str, backend: Backend) -> String {

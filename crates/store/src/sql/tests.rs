@@ -51,6 +51,7 @@ fn new_run(repository: RepoId) -> NewRun {
         sha: "abc".into(),
         actor: "alice".into(),
         spec: "{}".into(),
+        concurrency_group: None,
     }
 }
 
@@ -325,6 +326,25 @@ async fn agents_authenticate_by_token_hash_and_are_counted() {
         assert!(db.agent_by_token("hash-x", 200).await.expect("auth").is_none());
         assert_eq!(db.count_agents(150).await.expect("count"), 1);
         assert_eq!(db.count_agents(201).await.expect("count"), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_are_listed_by_concurrency_group() {
+    each(|db| async move {
+        let r = repo(&db).await;
+        let grouped = |g: &str| NewRun { concurrency_group: Some(g.into()), ..new_run(r) };
+        let q = [job("a", "[]", JobStatus::Queued)];
+        let (one, _) = db.create_run(&grouped("deploy"), &q, 1).await.expect("create");
+        let (two, _) = db.create_run(&grouped("deploy"), &q, 2).await.expect("create");
+        db.create_run(&grouped("other"), &q, 3).await.expect("create");
+        db.create_run(&new_run(r), &q, 4).await.expect("create");
+        let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(db.active_in_group(r, "deploy").await.expect("group")), [one, two]);
+        db.finish_run(one, Conclusion::Success, None, 5).await.expect("finish");
+        assert_eq!(ids(db.active_in_group(r, "deploy").await.expect("group")), [two]);
+        assert_eq!(db.run(two).await.expect("run").expect("exists").concurrency_group.as_deref(), Some("deploy"));
     })
     .await;
 }
