@@ -136,7 +136,11 @@ pub async fn receive(
         }
         Err(e) => {
             tracing::error!(%forge, %delivery, error = %e, "Webhook could not start runs.");
-            error_response(StatusCode::BAD_GATEWAY, e.to_string())
+            // Let the forge's redelivery through.
+            if let Err(error) = state.db().forget_delivery(forge_kind.as_str(), delivery).await {
+                tracing::error!(%error, "Forgetting a failed delivery failed.");
+            }
+            error_response(StatusCode::BAD_GATEWAY, format!("{e:#}"))
         }
     }
 }

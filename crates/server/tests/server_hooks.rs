@@ -58,6 +58,10 @@ async fn bad_webhooks_are_refused_with_a_reason_and_nothing_is_queued() {
         .await
         .expect("post");
     check(resp, 401, "bad or missing signature").await;
+    // The repository can't be fetched: 502, and the forge's redelivery is not a "replay".
+    let fetchable = gitea_push("team/app", "git://x", "refs/heads/main", "0", "0123456789abcdef0123456789abcdef01234567", &[]).to_string();
+    check(post_gitea(&url, "push", "d7", fetchable.as_bytes(), SECRET).await, 502, "git").await;
+    check(post_gitea(&url, "push", "d7", fetchable.as_bytes(), SECRET).await, 502, "git").await;
     no_runs(&server).await;
     server.stop().await;
 }

@@ -437,6 +437,16 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Forgets a delivery id (its processing failed, so a redelivery must be accepted).
+    pub async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM deliveries WHERE delivery_id = $1")
+            .bind(format!("{source}:{delivery_id}"))
+            .execute(&self.pool)
+            .await
+            .map_err(q("forgetting a webhook delivery"))?;
+        Ok(())
+    }
+
     // --- runs -----------------------------------------------------------------------------
 
     /// Creates a run and its jobs in one transaction. The run is `Done` right away when

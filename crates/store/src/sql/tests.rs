@@ -92,6 +92,8 @@ async fn deliveries_are_deduplicated_per_source() {
         assert!(db.record_delivery("gitea", "d-1", 1).await.expect("first"));
         assert!(!db.record_delivery("gitea", "d-1", 2).await.expect("replay"));
         assert!(db.record_delivery("github", "d-1", 3).await.expect("other source"));
+        db.forget_delivery("gitea", "d-1").await.expect("forget");
+        assert!(db.record_delivery("gitea", "d-1", 4).await.expect("redelivery after a failure"));
     })
     .await;
 }
