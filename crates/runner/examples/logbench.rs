@@ -1,5 +1,6 @@
 //! Log throughput: a step printing N MiB of lines (with a secret to mask) through the runner,
 //! events consumed and counted. `cargo run --release -p runner --example logbench -- 1024`
+//! With `steps N`: one job of N trivial `run:` steps (per-step overhead).
 
 use std::time::Instant;
 
@@ -8,12 +9,21 @@ use runner::{Event, Platform, RunOptions};
 
 #[tokio::main]
 async fn main() {
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let args: Vec<String> = std::env::args().collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = format!(
+    let steps_mode = args.get(1).is_some_and(|a| a == "steps");
+    let n: u64 = args.get(if steps_mode { 2 } else { 1 }).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let mib = n;
+    let yaml = if steps_mode {
+        let mut y = "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n".to_owned();
+        for i in 0..n {
+            y.push_str(&format!("      - run: echo step {i}\n"));
+        }
+        y
+    } else { format!(
         "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n      - run: yes 'a log line of typical length with some words in it and the s3cr3t-value inside' | head -c {}\n",
         mib * 1024 * 1024
-    );
+    ) };
     let wf = workflow::parse(&yaml, "bench.yml").expect("parse");
     let plan = workflow::compile(&wf, &workflow::CompileOptions { event: "push", loader: &|_: &str| None }).expect("compile");
     let mut secrets = IndexMap::new();

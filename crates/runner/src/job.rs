@@ -132,6 +132,7 @@ pub(crate) struct JobRun {
     pub action_seq: usize,
     pub is_host: bool,
     pub pre_done: IndexMap<usize, Arc<ActionDef>>,
+    pub has_bash: Option<bool>,
 }
 
 fn sanitize(id: &str) -> String {
@@ -294,12 +295,30 @@ pub(crate) async fn run_steps_job(
     };
 
     // Executor.
+    let (container, services) = match job_containers(job, &mut ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            system(e).await;
+            timer.abort();
+            return (JobResult::Failure, Map::new());
+        }
+    };
+    let docker_available = shared.options.docker_host.is_some()
+        || shared.host_env.get("DOCKER_HOST").is_some_and(|h| !h.is_empty());
+    // A job with `container:`/`services:` needs a container engine even when its label
+    // maps to the host.
+    let platform = match platform {
+        Platform::Host if (container.is_some() || !services.is_empty()) && docker_available => {
+            Platform::Docker { image: String::new() }
+        }
+        p => p,
+    };
     let is_host = platform == Platform::Host;
     let spec = JobSpec {
         job_id: leg_id.to_owned(),
         mounts: vec![dirs.root.clone(), dirs.tool_cache.clone(), shared.options.cache_dir.clone(), shared.artifact_dir.clone()],
-        container: None,
-        services: IndexMap::new(),
+        container,
+        services,
     };
     let prepared = match &platform {
         Platform::Host => shared.host.prepare(spec).await,
@@ -343,6 +362,7 @@ pub(crate) async fn run_steps_job(
         action_seq: 0,
         is_host,
         pre_done: IndexMap::new(),
+        has_bash: None,
     };
     let mut top = Scope {
         steps: Map::new(),
@@ -863,11 +883,12 @@ impl JobRun {
         let shell_name = match shell {
             Some(s) => s.to_owned(),
             None => {
-                if !self.is_host || crate::executor::host::which("bash", env.get("PATH").map(String::as_str), wd).is_some() {
-                    "bash".to_owned()
+                let bash = if self.is_host {
+                    crate::executor::host::which("bash", env.get("PATH").map(String::as_str), wd).is_some()
                 } else {
-                    "sh".to_owned()
-                }
+                    self.container_has_bash(&env).await
+                };
+                if bash { "bash".to_owned() } else { "sh".to_owned() }
             }
         };
         let (program, template, ext) = shell_template(&shell_name);
@@ -1268,6 +1289,29 @@ pub(crate) fn run_container_spec(
 }
 
 impl JobRun {
+    /// Whether `bash` is on the PATH of the job container (asked once per job).
+    async fn container_has_bash(&mut self, env: &IndexMap<String, String>) -> bool {
+        if let Some(b) = self.has_bash {
+            return b;
+        }
+        let probe = Command {
+            program: "sh".into(),
+            args: vec!["-c".into(), "command -v bash".into()],
+            env: env.clone(),
+            cwd: self.dirs.workspace.clone(),
+        };
+        let found = match self.host.spawn(probe).await {
+            Ok(mut p) => {
+                drop(p.take_stdout());
+                drop(p.take_stderr());
+                p.wait().await.is_ok_and(|s| s.success())
+            }
+            Err(_) => false,
+        };
+        self.has_bash = Some(found);
+        found
+    }
+
     /// Runs a container step (`docker://` or a docker action) and reads its output.
     pub(crate) async fn run_container_step(
         &mut self,
@@ -1342,6 +1386,44 @@ impl JobRun {
         }
         self.finish_process(end, files_res, step_no, cmd).await
     }
+}
+
+/// The job's `container:` and `services:` as executor specs.
+fn job_containers(job: &Job, ctx: &mut Ctx) -> Result<(Option<ContainerSpec>, IndexMap<String, ContainerSpec>), String> {
+    let one = |c: &workflow::Container, alias: Option<&str>| -> Result<ContainerSpec, String> {
+        let ev = |t: &Template| t.eval_string(&*ctx).map_err(|e| format!("evaluating `{}`: {e}", t.source()));
+        let image = ev(&c.image)?;
+        let credentials = match &c.credentials {
+            Some((u, p)) => Some((ev(u)?, ev(p)?)),
+            None => None,
+        };
+        let ports = c.ports.iter().map(ev).collect::<Result<Vec<_>, _>>()?;
+        let volumes = c.volumes.iter().map(ev).collect::<Result<Vec<_>, _>>()?;
+        let options = c.options.as_ref().map(ev).transpose()?;
+        let env = eval_env(&c.env, &mut ctx.clone())?;
+        Ok(ContainerSpec {
+            image,
+            env,
+            ports,
+            volumes,
+            options: options.filter(|o| !o.trim().is_empty()),
+            credentials,
+            alias: alias.map(str::to_owned),
+            ..ContainerSpec::default()
+        })
+    };
+    let container = match &job.container {
+        Some(c) => Some(one(c, None)?).filter(|c| !c.image.is_empty()),
+        None => None,
+    };
+    let mut services = IndexMap::new();
+    for (k, c) in &job.services {
+        let spec = one(c, Some(k))?;
+        if !spec.image.is_empty() {
+            services.insert(k.clone(), spec);
+        }
+    }
+    Ok((container, services))
 }
 
 pub(crate) fn input_env_name(name: &str) -> String {

@@ -121,11 +121,11 @@ pub(crate) async fn docker_container(
     job: &JobSpec,
     spec: ContainerSpec,
 ) -> Result<Box<dyn Process>, ExecError> {
-    let _ = job;
-    Err(ExecError::Docker(format!(
-        "cannot run `{}` on {docker_host}: the docker executor is not available in this build",
-        spec.image
-    )))
+    let executor = docker::DockerExecutor::new(docker::DockerOptions {
+        endpoint: Some(docker_host.to_owned()),
+        ..docker::DockerOptions::new()
+    })?;
+    executor.run_standalone(job, spec).await
 }
 
 /// Prepares a job on the docker executor (`Platform::Docker`): the job container runs
@@ -137,7 +137,7 @@ pub(crate) async fn prepare_docker(
 ) -> Result<Box<dyn JobHost>, ExecError> {
     let executor = docker::DockerExecutor::new(docker::DockerOptions {
         endpoint: options.docker_host.clone(),
-        default_image: Some(image.to_owned()),
+        default_image: Some(image.to_owned()).filter(|i| !i.is_empty()),
         ..docker::DockerOptions::new()
     })?;
     executor.prepare(spec).await

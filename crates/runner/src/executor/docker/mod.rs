@@ -480,11 +480,7 @@ async fn create_container(scope: &Scope, name: &str, body: ContainerCreateBody) 
 
 impl DockerExecutor {
     async fn prepare_in(&self, scope: &Scope, engine: Engine, spec: JobSpec) -> Result<DockerJob, DockerError> {
-        for mount in &spec.mounts {
-            if !mount.is_absolute() {
-                return Err(DockerError::RelativeMount(mount.clone()));
-            }
-        }
+        check_mounts(&spec.mounts).await?;
         let job_spec = match (spec.container, &self.inner.options.default_image) {
             (Some(c), _) => c,
             (None, Some(image)) => ContainerSpec { image: image.clone(), ..Default::default() },
@@ -576,6 +572,23 @@ impl Executor for DockerExecutor {
     }
 }
 
+/// Mounts must be absolute. A missing directory is created (the engine refuses to bind a
+/// path that does not exist, and a directory the runner fills later, such as a cache, may
+/// not exist yet); with a remote engine this creates it on this machine only.
+async fn check_mounts(mounts: &[PathBuf]) -> Result<(), DockerError> {
+    for mount in mounts {
+        if !mount.is_absolute() {
+            return Err(DockerError::RelativeMount(mount.clone()));
+        }
+        if tokio::fs::metadata(mount).await.is_err() {
+            tokio::fs::create_dir_all(mount)
+                .await
+                .map_err(|e| DockerError::Other(format!("creating mount directory {}: {e}", mount.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates, attaches to and starts a step container; it is removed once it has exited.
 async fn run_step_container(
     scope: &Scope,
@@ -615,11 +628,7 @@ impl DockerExecutor {
     /// docker action): the engine host's network, `job.mounts` at the same paths, labelled
     /// with this run and `job.job_id`, removed once it has exited.
     pub async fn run_standalone(&self, job: &JobSpec, spec: ContainerSpec) -> Result<Box<dyn Process>, ExecError> {
-        for mount in &job.mounts {
-            if !mount.is_absolute() {
-                return Err(DockerError::RelativeMount(mount.clone()).into());
-            }
-        }
+        check_mounts(&job.mounts).await?;
         let docker = self.client().await?;
         let mut scope = Scope::new(docker, self.run_id(), &job.job_id);
         scope.host_network = true;
