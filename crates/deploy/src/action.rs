@@ -18,7 +18,7 @@ fn err(msg: impl Into<String>) -> ActionError {
     ActionError(msg.into())
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -234,9 +234,7 @@ pub async fn run(
             Ok(outputs(&d))
         }
         "deploy-docker" => crate::docker::run_action(&inp, log).await,
-        "deploy-kubernetes" => Err(err(
-            "slipway/deploy-kubernetes is not implemented yet (server-side apply with kube-rs is planned; see docs/actions.md)",
-        )),
+        "deploy-kubernetes" => crate::kubernetes::run_action(&inp, workspace, log).await,
         other => Err(err(format!(
             "slipway/{other} is not a built-in action (there are deploy-local, deploy-ssh, deploy-docker, deploy-kubernetes)"
         ))),
@@ -374,7 +372,12 @@ mod tests {
             "`key` is required",
         )
         .await;
-        check(&[], "deploy-kubernetes", "not implemented").await;
+        check(
+            &[("image", "i")],
+            "deploy-kubernetes",
+            "`manifests` is required",
+        )
+        .await;
         check(&[], "deploy-nowhere", "not a built-in action").await;
     }
 }

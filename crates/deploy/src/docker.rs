@@ -1,7 +1,8 @@
 //! The `docker` target: replace an app's container on a Docker (or Podman) engine.
 //!
 //! Every container of app `NAME` carries the label `slipway.app=NAME` and is named
-//! `NAME-<12 hex of the image digest>`. A deploy:
+//! `NAME-<12 hex of the image digest>`; once healthy it gets the restart policy
+//! `unless-stopped`. A deploy:
 //!
 //! 1. makes sure the image is present (pulls it, with credentials when given, unless the
 //!    engine has it; `pull: always` pulls anyway) and resolves its digest
@@ -502,10 +503,6 @@ pub async fn deploy(
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             network_mode: d.network.clone(),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -545,6 +542,20 @@ pub async fn deploy(
     match started {
         Ok(()) => {
             log(&format!("{name} is healthy"));
+            // Only now: with a restart policy from the start, a crashing container would be
+            // restarted during the check and its exit code lost.
+            let policy = RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            };
+            let update = bollard::models::ContainerUpdateBody {
+                restart_policy: Some(policy),
+                ..Default::default()
+            };
+            docker
+                .update_container(&name, update)
+                .await
+                .map_err(api(format!("setting the restart policy of {name}")))?;
             for (o, _) in &old {
                 log(&format!("Removing {o}"));
                 remove(&docker, o).await?;

@@ -1,4 +1,4 @@
-//! Deploy targets: `local` release directories, SSH hosts, Docker hosts (Kubernetes to come).
+//! Deploy targets: `local` release directories, SSH hosts, Docker hosts, Kubernetes.
 //!
 //! CONTRACT used by the runner's built-in `slipway/deploy-*` actions: [`action::run`].
 //!
@@ -10,6 +10,7 @@
 //!   [`supervisor`], health check, roll back on failure, prune.
 //! - [`source`]: what is deployed (an OCI layout, a docker-archive, an artifact dir/tarball).
 //! - [`docker`]: the Docker-host target (replace a container: start new, check, remove old).
+//! - [`kubernetes`]: server-side apply of manifests, rollout wait, prune by app label.
 //!
 //! Not here: deployment records, environments and approvals (the server's), pulling images
 //! from a registry for `local`/`ssh`.
@@ -17,6 +18,7 @@
 pub mod action;
 pub mod docker;
 pub mod host;
+pub mod kubernetes;
 pub mod release;
 pub mod rollout;
 pub mod source;
