@@ -146,7 +146,9 @@ async fn scripts_in_mounts_run_by_the_same_path_with_env_and_cwd() {
     std::fs::write(&script, "echo \"pwd=$(pwd) greeting=$GREETING\"\necho from-container > \"$OUT\"\nexit 7\n")
         .expect("writing the script");
     let mut spec = job("mounts");
-    spec.mounts = vec![root.clone()];
+    // A mount directory that does not exist yet is created.
+    let cache = root.join("cache/not-yet");
+    spec.mounts = vec![root.clone(), cache.clone()];
     let host = executor.prepare(spec).await.expect("prepare");
 
     let mut env = IndexMap::new();
@@ -163,6 +165,10 @@ async fn scripts_in_mounts_run_by_the_same_path_with_env_and_cwd() {
         std::fs::read_to_string(root.join("out.txt")).expect("file written in the container"),
         "from-container\n"
     );
+
+    assert!(cache.is_dir(), "{} was created", cache.display());
+    let listed = run(host.as_ref(), sh(&format!("test -d '{}' && echo mounted", cache.display()))).await;
+    assert_eq!(listed.stdout, "mounted\n");
 
     // The container's own environment (PATH) stays the base of every exec.
     let path = run(host.as_ref(), sh("echo $PATH")).await;
