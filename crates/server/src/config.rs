@@ -81,6 +81,8 @@ pub struct RepositoryConfig {
     pub forge_api: Option<String>,
     pub forge_token: Option<String>,
     pub webhook_secret: Option<String>,
+    /// Poll the repository (`git ls-remote`) this often, for forges without webhooks.
+    pub poll_interval: Option<Duration>,
     pub secrets: BTreeMap<String, String>,
     pub vars: BTreeMap<String, String>,
 }
@@ -187,11 +189,14 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         if repositories.iter().any(|x: &RepositoryConfig| x.name == r.name) {
             return Err(invalid(format!("repository `{}` is listed twice", r.name)));
         }
-        if let Some(p) = &r.poll_interval
-            && parse_duration(p).is_none()
-        {
-            return Err(invalid(format!("repository {}: poll_interval `{p}` is not a duration like 30s", r.name)));
-        }
+        let poll_interval = match &r.poll_interval {
+            Some(p) => Some(
+                parse_duration(p)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| invalid(format!("repository {}: poll_interval `{p}` is not a duration like 30s", r.name)))?,
+            ),
+            None => None,
+        };
         let n = r.name.clone();
         let opt = |what: &str, v: Option<String>| v.map(|v| resolve(&format!("repository {n} {what}"), v)).transpose();
         let mut secrets = BTreeMap::new();
@@ -202,6 +207,7 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             forge_api: opt("forge_api", r.forge_api)?.map(|u| u.trim_end_matches('/').to_owned()),
             forge_token: opt("forge_token", r.forge_token)?,
             webhook_secret: opt("webhook_secret", r.webhook_secret)?,
+            poll_interval,
             name: r.name,
             clone_url: r.clone_url,
             forge: r.forge,

@@ -12,7 +12,7 @@
 //! [`run`] (serve on a listener you bind, with the background tasks, until `shutdown`).
 //!
 //! What it does not do (yet): secrets/variables through the API, encrypted secrets at rest,
-//! polling, `concurrency:` groups, artifacts, re-runs, the web UI, the registry routes.
+//! job-level `concurrency:`, artifacts, re-runs, the web UI, the registry routes.
 
 pub mod agent;
 mod agent_api;
@@ -22,6 +22,7 @@ pub mod filters;
 pub mod git;
 pub mod hooks;
 mod metrics;
+mod poll;
 mod scheduler;
 pub mod status;
 pub mod trigger;
@@ -96,12 +97,14 @@ impl Options {
 }
 
 /// What changed (for SSE followers and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A log chunk, a step or a job of the run changed.
     Run(i64),
     /// The run finished.
     RunFinished(i64),
+    /// A poll of the repository (by name) completed.
+    Polled(String),
 }
 
 /// Shared state of the server (cheap to clone).
@@ -285,6 +288,11 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     let mut tasks: JoinSet<()> = JoinSet::new();
     let background = CancellationToken::new();
     tasks.spawn(scheduler::reap_leases(state.clone(), background.clone()));
+    for repo in state.config().repositories.clone() {
+        if let Some(interval) = repo.poll_interval {
+            tasks.spawn(poll::run(state.clone(), repo, interval, background.clone()));
+        }
+    }
     if let Some(rx) = state.0.status_rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let opts = status::Delivery { backoff: state.0.options.status_backoff, attempts: state.0.options.status_attempts };
         tasks.spawn(status::deliver(rx, opts, background.clone()));

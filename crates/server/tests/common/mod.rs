@@ -112,6 +112,7 @@ pub fn repo_config(name: &str, clone_url: &str, forge: Forge, forge_api: Option<
         forge_api: forge_api.map(str::to_owned),
         forge_token: Some(FORGE_TOKEN.to_owned()),
         webhook_secret: Some(SECRET.to_owned()),
+        poll_interval: None,
         secrets: [("GREETING".to_owned(), "s3cr3t-value".to_owned())].into(),
         vars: Default::default(),
     }

@@ -447,6 +447,42 @@ impl Db {
         Ok(())
     }
 
+    /// The refs the poller last saw for a repository (`None`: never polled).
+    pub async fn polled_refs(&self, repository: RepoId) -> Result<Option<Vec<(String, String)>>> {
+        let rows = sqlx::query("SELECT git_ref, sha FROM polled_refs WHERE repository_id = $1 ORDER BY git_ref")
+            .bind(repository.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("reading polled refs"))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let r: String = get(row, "git_ref")?;
+            // The empty ref marks "polled at least once".
+            if !r.is_empty() {
+                out.push((r, get(row, "sha")?));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Records what the poller saw for a ref (`""` marks the repository as polled).
+    pub async fn set_polled_ref(&self, repository: RepoId, git_ref: &str, sha: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO polled_refs (repository_id, git_ref, sha) VALUES ($1, $2, $3)
+             ON CONFLICT (repository_id, git_ref) DO UPDATE SET sha = excluded.sha",
+        )
+        .bind(repository.0)
+        .bind(git_ref)
+        .bind(sha)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording a polled ref"))?;
+        Ok(())
+    }
+
     // --- runs -----------------------------------------------------------------------------
 
     /// Creates a run and its jobs in one transaction. The run is `Done` right away when

@@ -101,6 +101,17 @@ pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX runs_concurrency ON runs (repository_id, concurrency_group, status)",
         ],
     ),
+    (
+        3,
+        &[
+            "CREATE TABLE polled_refs (
+                repository_id BIGINT NOT NULL REFERENCES repositories(id),
+                git_ref TEXT NOT NULL,
+                sha TEXT NOT NULL,
+                PRIMARY KEY (repository_id, git_ref)
+            )",
+        ],
+    ),
 ];
 
 /// One migration statement in the backend's dialect.

@@ -352,6 +352,20 @@ async fn runs_are_listed_by_concurrency_group() {
 }
 
 #[tokio::test]
+async fn polled_refs_remember_the_last_poll() {
+    each(|db| async move {
+        let r = repo(&db).await;
+        assert_eq!(db.polled_refs(r).await.expect("refs"), None);
+        db.set_polled_ref(r, "", "").await.expect("marker");
+        assert_eq!(db.polled_refs(r).await.expect("refs"), Some(vec![]));
+        db.set_polled_ref(r, "refs/heads/main", "a").await.expect("set");
+        db.set_polled_ref(r, "refs/heads/main", "b").await.expect("update");
+        assert_eq!(db.polled_refs(r).await.expect("refs"), Some(vec![("refs/heads/main".to_owned(), "b".to_owned())]));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn unsupported_urls_are_rejected_without_leaking_passwords() {
     let err = Db::connect("mysql://u:secret@h/db").await.expect_err("unsupported");
     let msg = err.to_string();
