@@ -199,7 +199,7 @@ pub(crate) fn run_plan(shared: Arc<Shared>, scope: Arc<PlanScope>) -> BoxFut<'st
         let mut started: HashSet<String> = HashSet::new();
         let mut set: JoinSet<JobOutcome> = JoinSet::new();
         let mut task_job: HashMap<tokio::task::Id, String> = HashMap::new();
-        for job in &plan.jobs {
+        for job in plan.jobs.iter().filter(|j| j.strategy.as_ref().is_none_or(|s| s.matrix.is_none())) {
             shared
                 .emit(Event::JobQueued {
                     job: format!("{}{}", scope.prefix, job.id),
@@ -423,6 +423,15 @@ async fn run_job(
         Some(Ok(_)) => legs.len().max(1),
         Some(Err(e)) => return skip(JobResult::Failure, Some(e)).await,
     };
+    for leg in legs.iter().flatten() {
+        shared
+            .emit(Event::JobQueued {
+                job: if leg.is_empty() { job_id.clone() } else { format!("{job_id} ({})", leg_suffix(leg)) },
+                name: job.name.as_ref().map_or_else(|| job.id.clone(), |n| n.source().to_owned()),
+                needs: job.needs.iter().map(|n| format!("{}{n}", scope.prefix)).collect(),
+            })
+            .await;
+    }
     let semaphore = Arc::new(Semaphore::new(max_parallel));
     let matrix_cancel = shared.cancel.child_token();
     let total = legs.len();

@@ -600,3 +600,86 @@ jobs:
     assert!(out.logs("call / inner").contains(&"flag=true is-bool=true name=x tok=***".to_owned()), "{:?}", out.logs("call / inner"));
     assert!(out.logs("use").contains(&"got done-x".to_owned()), "{}", out.dump());
 }
+
+#[tokio::test]
+async fn the_sandbox_lets_a_job_write_only_its_own_directories() {
+    test_support::require_command("bwrap", "bubblewrap");
+    let f = Fixture::new();
+    let mut o = f.options();
+    o.sandbox = true;
+    let outside = f.dir.path().join("outside.txt");
+    let out = run(
+        &format!(
+            r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo inside > ws.txt && cat ws.txt
+          echo tmp > "$RUNNER_TEMP/t.txt" && cat "$RUNNER_TEMP/t.txt"
+          if echo no > {outside} 2>/dev/null; then echo wrote-outside; else echo outside-denied; fi
+"##,
+            outside = outside.display()
+        ),
+        o,
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    let logs = out.logs("j");
+    for want in ["inside", "tmp", "outside-denied"] {
+        assert!(logs.contains(&want.to_owned()), "missing {want} in {logs:?}");
+    }
+    assert!(!outside.exists());
+}
+
+#[tokio::test]
+async fn events_come_in_order() {
+    let f = Fixture::new();
+    let out = run(
+        r##"
+on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo one
+  m:
+    needs: a
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        x: [1, 2]
+    steps:
+      - run: echo "x${{ matrix.x }}"
+"##,
+        f.options(),
+    )
+    .await;
+    let kinds: Vec<String> = out
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::RunStarted { jobs, .. } => format!("run_started {}", jobs.join(",")),
+            Event::JobQueued { job, .. } => format!("queued {job}"),
+            Event::JobStarted { job, .. } => format!("started {job}"),
+            Event::JobFinished { job, .. } => format!("finished {job}"),
+            Event::RunFinished { .. } => "run_finished".into(),
+            _ => String::new(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(kinds[0], "run_started a,m");
+    assert_eq!(kinds[1], "queued a");
+    assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+    let pos = |s: &str| kinds.iter().position(|k| k == s).unwrap_or_else(|| panic!("no {s} in {kinds:?}"));
+    assert!(pos("started a") < pos("finished a"));
+    assert!(pos("finished a") < pos("queued m (1)"));
+    assert!(pos("queued m (2)") < pos("finished m (2)"));
+    // Step events of a job are bracketed by the job's start and finish.
+    let a_step = out.events.iter().position(|e| matches!(e, Event::StepStarted { job, .. } if job == "a")).expect("step");
+    let a_log = out.events.iter().position(|e| matches!(e, Event::Log { job, line, .. } if job == "a" && line == "one")).expect("log");
+    let a_done = out.events.iter().position(|e| matches!(e, Event::StepFinished { job, .. } if job == "a")).expect("done");
+    assert!(a_step < a_log && a_log < a_done);
+}
