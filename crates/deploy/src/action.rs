@@ -143,6 +143,27 @@ impl<'a> Inputs<'a> {
         };
         s.map_err(|e| err(format!("slipway/{}: {}", self.action, chain(&e))))
     }
+
+    /// The source, pulled into `tmp` first when it names an image in a registry.
+    async fn pulled_source(&self, workspace: &Path, tmp: &Path) -> Result<Source, ActionError> {
+        let source = self.source(workspace)?;
+        if !matches!(source, Source::Pulled { .. }) {
+            return Ok(source);
+        }
+        let credentials = match (self.get("registry-username"), self.get("registry-password")) {
+            (Some(u), Some(p)) => Some((u.to_owned(), p.to_owned())),
+            (None, None) => None,
+            _ => {
+                return Err(err(format!(
+                    "slipway/{}: give both `registry-username` and `registry-password`, or neither",
+                    self.action
+                )));
+            }
+        };
+        crate::source::pull(source, tmp, credentials)
+            .await
+            .map_err(|e| err(format!("slipway/{}: {}", self.action, chain(&e))))
+    }
 }
 
 /// `30`, `30s`, `500ms`, `2m`, `1h`.
@@ -204,7 +225,8 @@ pub async fn run(
     let inp = Inputs::new(name, inputs);
     match name {
         "deploy-local" => {
-            let source = inp.source(workspace)?;
+            let tmp = pull_dir(name)?;
+            let source = inp.pulled_source(workspace, tmp.path()).await?;
             let root = workspace.join(inp.required("root")?);
             let root = root
                 .to_str()
@@ -217,7 +239,8 @@ pub async fn run(
             Ok(outputs(&d))
         }
         "deploy-ssh" => {
-            let source = inp.source(workspace)?;
+            let tmp = pull_dir(name)?;
+            let source = inp.pulled_source(workspace, tmp.path()).await?;
             let ssh = ssh_options(&inp, workspace)?;
             let root = inp.required("root")?.to_owned();
             let opts = rollout_options(&inp, root)?;
@@ -239,6 +262,18 @@ pub async fn run(
             "slipway/{other} is not a built-in action (there are deploy-local, deploy-ssh, deploy-docker, deploy-kubernetes)"
         ))),
     }
+}
+
+/// Where a registry image is pulled to (removed when the deploy ends).
+fn pull_dir(name: &str) -> Result<tempfile::TempDir, ActionError> {
+    tempfile::Builder::new()
+        .prefix("slipway-pull-")
+        .tempdir()
+        .map_err(|e| {
+            err(format!(
+                "slipway/{name}: creating a temporary directory: {e}"
+            ))
+        })
 }
 
 fn ssh_options(inp: &Inputs<'_>, workspace: &Path) -> Result<crate::ssh::SshOptions, ActionError> {

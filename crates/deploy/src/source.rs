@@ -34,10 +34,18 @@ pub enum SourceError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
-        "image {0:?}: deploy-local and deploy-ssh take `oci:DIR[:NAME]` or `docker-archive:FILE` \
-         (pulling from a registry is not supported for these targets yet)"
+        "image {0:?} is not `oci:DIR[:NAME]`, `docker-archive:FILE` or a registry reference: {1}"
     )]
-    Unsupported(String),
+    Unsupported(String, String),
+    #[error("pulling {reference}")]
+    Pull {
+        reference: String,
+        source: oci::registry::RegistryError,
+    },
+    #[error("reading registry credentials")]
+    Credentials {
+        source: oci::registry::credentials::CredentialsError,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SourceError + 'a {
@@ -59,6 +67,12 @@ pub enum Source {
     ArtifactDir(PathBuf),
     /// A `.tar` or `.tar.gz`.
     ArtifactTar(PathBuf),
+    /// An image pulled from a registry into the OCI layout `layout` (see [`pull`]).
+    Pulled {
+        reference: String,
+        layout: PathBuf,
+        digest: String,
+    },
 }
 
 impl Source {
@@ -78,7 +92,14 @@ impl Source {
         if let Some(rest) = spec.strip_prefix("docker-archive:") {
             return Ok(Source::DockerArchive(base.join(rest)));
         }
-        Err(SourceError::Unsupported(spec.to_owned()))
+        match spec.parse::<oci::Reference>() {
+            Ok(_) => Ok(Source::Pulled {
+                reference: spec.to_owned(),
+                layout: PathBuf::new(),
+                digest: String::new(),
+            }),
+            Err(e) => Err(SourceError::Unsupported(spec.to_owned(), e.to_string())),
+        }
     }
 
     /// Parses the `artifact` input: a directory or a tarball.
@@ -99,6 +120,7 @@ impl Source {
             Source::OciLayout { dir, name: None } => format!("oci:{}", dir.display()),
             Source::DockerArchive(p) => format!("docker-archive:{}", p.display()),
             Source::ArtifactDir(p) | Source::ArtifactTar(p) => p.display().to_string(),
+            Source::Pulled { reference, .. } => reference.clone(),
         }
     }
 
@@ -123,6 +145,7 @@ impl Source {
                 Ok(format!("sha256:{}", hex::encode(h.finalize())))
             }
             Source::ArtifactDir(dir) => dir_digest(dir),
+            Source::Pulled { digest, .. } => Ok(digest.clone()),
         }
     }
 
@@ -130,8 +153,12 @@ impl Source {
     pub fn unpack(&self, dst: &Path) -> Result<(), SourceError> {
         fs::create_dir_all(dst).map_err(io_err("creating", dst))?;
         match self {
-            Source::OciLayout { dir, name } => {
-                let (_, manifest, layout) = resolve_oci(dir, name.as_deref())?;
+            Source::OciLayout { dir, name: _ } | Source::Pulled { layout: dir, .. } => {
+                let name = match self {
+                    Source::OciLayout { name, .. } => name.as_deref(),
+                    _ => None,
+                };
+                let (_, manifest, layout) = resolve_oci(dir, name)?;
                 for layer in &manifest.layers {
                     let stream = oci::layer::open_layer(&layout, layer).map_err(|source| {
                         SourceError::Layer {
@@ -174,6 +201,61 @@ impl Source {
             Source::ArtifactDir(dir) => copy_tree(dir, dst),
         }
     }
+}
+
+/// Pulls a [`Source::Pulled`] (as parsed, without a layout yet) into the OCI layout `into`,
+/// with `credentials` for its registry (else the docker config's), for the host's platform.
+/// The digest is the reference's `@sha256:` when it has one, else the pulled manifest's.
+pub async fn pull(
+    source: Source,
+    into: &Path,
+    credentials: Option<(String, String)>,
+) -> Result<Source, SourceError> {
+    let Source::Pulled { reference, .. } = source else {
+        return Ok(source);
+    };
+    let r: oci::Reference = reference
+        .parse()
+        .map_err(|e: oci::reference::InvalidReference| {
+            SourceError::Unsupported(reference.clone(), e.to_string())
+        })?;
+    let creds = oci::registry::credentials::Credentials::from_docker_config()
+        .map_err(|source| SourceError::Credentials { source })?;
+    let creds = match credentials {
+        Some((username, password)) => creds.with(
+            &r.registry,
+            oci::registry::credentials::Credential { username, password },
+        ),
+        None => creds,
+    };
+    let perr = |source| SourceError::Pull {
+        reference: reference.clone(),
+        source,
+    };
+    let client = oci::registry::Client::new(creds, Default::default()).map_err(perr)?;
+    let layout = Layout::create(into).map_err(|source| SourceError::Layout {
+        dir: into.to_path_buf(),
+        source,
+    })?;
+    let pulled = client
+        .pull(&r, &oci::manifest::host_platform(), &layout)
+        .await
+        .map_err(perr)?;
+    layout
+        .add_manifest(pulled.descriptor.clone())
+        .map_err(|source| SourceError::Layout {
+            dir: into.to_path_buf(),
+            source,
+        })?;
+    let digest = r
+        .digest
+        .as_ref()
+        .map_or_else(|| pulled.descriptor.digest.to_string(), |d| d.to_string());
+    Ok(Source::Pulled {
+        reference,
+        layout: into.to_path_buf(),
+        digest,
+    })
 }
 
 fn maybe_gunzip(f: File, path: &Path) -> Result<Box<dyn Read>, SourceError> {

@@ -369,3 +369,55 @@ async fn docker_archive_images_unpack() {
     assert!(out["digest"].starts_with("sha256:"));
     assert!(ws.path().join("srv/current/bin/busybox").is_file());
 }
+
+/// An image by digest from the real distribution registry (htpasswd auth).
+#[tokio::test]
+async fn registry_images_are_pulled_by_digest_with_credentials() {
+    let reg = test_support::distribution();
+    let ws = test_support::tempdir();
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new(test_support::require_command("docker", "docker.io"))
+            .env("DOCKER_CONFIG", ws.path().join("docker-config"))
+            .arg("-H")
+            .arg(test_support::docker_host())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let repo = format!("{}/deploy-local/busybox-{}", reg.addr, std::process::id());
+    let tagged = format!("{repo}:v1");
+    docker(&["tag", &test_support::busybox_image(), &tagged]);
+    docker(&["login", "-u", &reg.user, "-p", &reg.password, &reg.addr]);
+    docker(&["push", &tagged]);
+    let repo_digest = docker(&["inspect", "-f", "{{index .RepoDigests 0}}", &tagged]);
+    docker(&["rmi", &tagged]);
+    let digest = repo_digest.split_once('@').unwrap().1.to_owned();
+    let image = format!("{repo}@{digest}");
+
+    let with = |password: &str| {
+        inputs(&[
+            ("image", image.clone()),
+            ("root", "srv".into()),
+            ("registry-username", reg.user.clone()),
+            ("registry-password", password.into()),
+        ])
+    };
+    let e = deploy::action::run("deploy-local", &with("wrong"), ws.path(), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("pulling {image}")), "{e}");
+    assert!(!ws.path().join("srv/current").exists());
+
+    let out = deploy::action::run("deploy-local", &with(&reg.password), ws.path(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(out["digest"], digest);
+    assert!(ws.path().join("srv/current/bin/busybox").is_file());
+}
