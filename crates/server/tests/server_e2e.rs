@@ -302,3 +302,50 @@ async fn gitlab_push_reports_statuses_the_gitlab_way() {
     server.stop().await;
     forge.stop().await;
 }
+
+#[tokio::test]
+async fn pull_request_webhooks_run_for_matching_types_and_base_branches() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/pr.yml",
+        "name: pr\non:\n  pull_request:\n    branches: [main]\njobs:\n  check:\n    runs-on: x\n    steps:\n      - run: echo \"checking ${{ github.event.pull_request.head.ref }} into ${{ github.event.pull_request.base.ref }}\"\n",
+    );
+    let base = tree.commit("base");
+    tree.push("main");
+    tree.write("feature.txt", "f\n");
+    let head = tree.commit("feature");
+    tree.push("feature");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let pr = |action: &str, base_ref: &str| {
+        json!({
+            "action": action,
+            "number": 7,
+            "pull_request": {
+                "id": 70, "number": 7, "title": "feature", "state": "open",
+                "head": {"ref": "feature", "sha": head, "repo": {"full_name": "team/app"}},
+                "base": {"ref": base_ref, "sha": base, "repo": {"full_name": "team/app"}},
+                "merged": false
+            },
+            "repository": {"id": 1, "name": "app", "full_name": "team/app", "clone_url": clone_url},
+            "sender": {"login": "bob"}
+        })
+        .to_string()
+    };
+    let runs = created(post_gitea(&server.url, "pull_request", "p1", pr("opened", "main").as_bytes(), SECRET).await).await;
+    assert_eq!(runs.len(), 1);
+    let run = server.finished(runs[0]).await;
+    assert_eq!((run.event.as_str(), run.git_ref.as_str(), run.sha.as_str(), run.actor.as_str()), ("pull_request", "refs/pull/7/head", head.as_str(), "bob"));
+    assert_eq!(run.conclusion, Some(Conclusion::Success));
+    assert!(server.log_text(runs[0]).await.contains("checking feature into main"));
+    let none = created(post_gitea(&server.url, "pull_request", "p2", pr("closed", "main").as_bytes(), SECRET).await).await;
+    assert_eq!(none, Vec::<i64>::new(), "closed is not a default type");
+    let none = created(post_gitea(&server.url, "pull_request", "p3", pr("opened", "release").as_bytes(), SECRET).await).await;
+    assert_eq!(none, Vec::<i64>::new(), "base branch filter");
+    server.stop().await;
+}

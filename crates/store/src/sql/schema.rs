@@ -11,88 +11,88 @@ use super::Backend;
 /// `(version, statements)`, in order. Never edit a released migration: add a new one.
 pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
     (
-    1,
-    &[
-        "CREATE TABLE repositories (
-            id {id},
-            name TEXT NOT NULL UNIQUE,
-            clone_url TEXT NOT NULL,
-            forge TEXT NOT NULL,
-            created_at BIGINT NOT NULL
-        )",
-        "CREATE TABLE runs (
-            id {id},
-            repository_id BIGINT NOT NULL REFERENCES repositories(id),
-            workflow_file TEXT NOT NULL,
-            workflow_name TEXT NOT NULL,
-            event TEXT NOT NULL,
-            git_ref TEXT NOT NULL,
-            sha TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            status TEXT NOT NULL,
-            conclusion TEXT,
-            reason TEXT,
-            spec TEXT NOT NULL,
-            cancel_requested BIGINT NOT NULL DEFAULT 0,
-            created_at BIGINT NOT NULL,
-            started_at BIGINT,
-            finished_at BIGINT
-        )",
-        "CREATE INDEX runs_repository ON runs (repository_id, id)",
-        "CREATE TABLE jobs (
-            id {id},
-            run_id BIGINT NOT NULL REFERENCES runs(id),
-            job_key TEXT NOT NULL,
-            name TEXT NOT NULL,
-            needs TEXT NOT NULL,
-            labels TEXT NOT NULL,
-            condition TEXT,
-            status TEXT NOT NULL,
-            result TEXT,
-            reason TEXT,
-            agent_id BIGINT,
-            lease_expires_at BIGINT,
-            attempt BIGINT NOT NULL DEFAULT 0,
-            outputs TEXT,
-            created_at BIGINT NOT NULL,
-            started_at BIGINT,
-            finished_at BIGINT,
-            UNIQUE (run_id, job_key)
-        )",
-        "CREATE INDEX jobs_status ON jobs (status, id)",
-        "CREATE TABLE steps (
-            job_id BIGINT NOT NULL REFERENCES jobs(id),
-            attempt BIGINT NOT NULL,
-            number BIGINT NOT NULL,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL,
-            conclusion TEXT,
-            started_at BIGINT,
-            finished_at BIGINT,
-            PRIMARY KEY (job_id, attempt, number)
-        )",
-        "CREATE TABLE log_chunks (
-            job_id BIGINT NOT NULL REFERENCES jobs(id),
-            attempt BIGINT NOT NULL,
-            seq BIGINT NOT NULL,
-            data {blob} NOT NULL,
-            created_at BIGINT NOT NULL,
-            PRIMARY KEY (job_id, attempt, seq)
-        )",
-        "CREATE TABLE deliveries (
-            delivery_id TEXT PRIMARY KEY,
-            source TEXT NOT NULL,
-            received_at BIGINT NOT NULL
-        )",
-        "CREATE TABLE agents (
-            id {id},
-            name TEXT NOT NULL,
-            labels TEXT NOT NULL,
-            token_hash TEXT NOT NULL UNIQUE,
-            created_at BIGINT NOT NULL,
-            last_seen_at BIGINT NOT NULL
-        )",
-    ],
+        1,
+        &[
+            "CREATE TABLE repositories (
+                id {id},
+                name TEXT NOT NULL UNIQUE,
+                clone_url TEXT NOT NULL,
+                forge TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            "CREATE TABLE runs (
+                id {id},
+                repository_id BIGINT NOT NULL REFERENCES repositories(id),
+                workflow_file TEXT NOT NULL,
+                workflow_name TEXT NOT NULL,
+                event TEXT NOT NULL,
+                git_ref TEXT NOT NULL,
+                sha TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                status TEXT NOT NULL,
+                conclusion TEXT,
+                reason TEXT,
+                spec TEXT NOT NULL,
+                cancel_requested BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT
+            )",
+            "CREATE INDEX runs_repository ON runs (repository_id, id)",
+            "CREATE TABLE jobs (
+                id {id},
+                run_id BIGINT NOT NULL REFERENCES runs(id),
+                job_key TEXT NOT NULL,
+                name TEXT NOT NULL,
+                needs TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                condition TEXT,
+                status TEXT NOT NULL,
+                result TEXT,
+                reason TEXT,
+                agent_id BIGINT,
+                lease_expires_at BIGINT,
+                attempt BIGINT NOT NULL DEFAULT 0,
+                outputs TEXT,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT,
+                UNIQUE (run_id, job_key)
+            )",
+            "CREATE INDEX jobs_status ON jobs (status, id)",
+            "CREATE TABLE steps (
+                job_id BIGINT NOT NULL REFERENCES jobs(id),
+                attempt BIGINT NOT NULL,
+                number BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                status TEXT NOT NULL,
+                conclusion TEXT,
+                started_at BIGINT,
+                finished_at BIGINT,
+                PRIMARY KEY (job_id, attempt, number)
+            )",
+            "CREATE TABLE log_chunks (
+                job_id BIGINT NOT NULL REFERENCES jobs(id),
+                attempt BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                data {blob} NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (job_id, attempt, seq)
+            )",
+            "CREATE TABLE deliveries (
+                delivery_id TEXT PRIMARY KEY,
+                source TEXT NOT NULL,
+                received_at BIGINT NOT NULL
+            )",
+            "CREATE TABLE agents (
+                id {id},
+                name TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at BIGINT NOT NULL,
+                last_seen_at BIGINT NOT NULL
+            )",
+        ],
     ),
     (
         2,
