@@ -215,10 +215,13 @@ async fn healthy_service_is_reachable_by_its_alias() {
     let mut spec = job("test");
     spec.services.insert(
         "web".into(),
-        web_service(
-            "--health-cmd 'wget -q -O /dev/null http://127.0.0.1:8080/hostname' --health-interval 100ms \
-             --health-retries 100 --network-alias www -e MODE=test",
-        ),
+        ContainerSpec {
+            ports: vec!["127.0.0.1::8080".into()],
+            ..web_service(
+                "--health-cmd 'wget -q -O /dev/null http://127.0.0.1:8080/hostname' --health-interval 100ms \
+                 --health-retries 100 --network-alias www -e MODE=test",
+            )
+        },
     );
     let host = executor.prepare(spec).await.expect("prepare");
 
@@ -242,6 +245,20 @@ async fn healthy_service_is_reachable_by_its_alias() {
     }
     let env = info.config.and_then(|c| c.env).unwrap_or_default();
     assert!(env.contains(&"MODE=test".to_owned()), "{env:?}");
+
+    // `ports:` publishes the service on the engine's host.
+    let published = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|ports| ports.get("8080/tcp").cloned().flatten())
+        .and_then(|bindings| bindings.into_iter().next())
+        .and_then(|b| b.host_port)
+        .expect("8080/tcp is published");
+    let mut conn = tokio::net::TcpStream::connect(format!("127.0.0.1:{published}")).await.expect("connecting");
+    tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /hostname HTTP/1.0\r\n\r\n").await.expect("request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.expect("response");
+    assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "{response}");
 
     let out = run(
         host.as_ref(),
