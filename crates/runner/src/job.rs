@@ -1315,16 +1315,33 @@ impl JobRun {
     /// Runs a container step (`docker://` or a docker action) and reads its output.
     pub(crate) async fn run_container_step(
         &mut self,
-        spec: ContainerSpec,
+        mut spec: ContainerSpec,
         step_no: usize,
         timeout: Option<Duration>,
     ) -> StepResult {
-        let mut cmd = CmdState::default();
+        let (files, paths) = match self.step_files() {
+            Ok(f) => f,
+            Err(e) => {
+                self.annotate(Some(step_no), "error", e).await;
+                return StepResult::failed();
+            }
+        };
+        for (k, v) in [
+            ("GITHUB_ENV", &paths.env),
+            ("GITHUB_OUTPUT", &paths.output),
+            ("GITHUB_STATE", &paths.state),
+            ("GITHUB_PATH", &paths.path),
+            ("GITHUB_STEP_SUMMARY", &paths.summary),
+        ] {
+            spec.env.insert(k.to_owned(), v.clone());
+        }
+        let mut cmd = CmdState { allow_unsecure: allow_unsecure(&spec.env), ..CmdState::default() };
         let end = match self.host.run_container(spec).await {
             Ok(proc) => self.drive(proc, step_no, timeout, &mut cmd).await,
             Err(e) => ProcEnd::Error(e.to_string()),
         };
-        self.finish_process(end, Ok(()), step_no, cmd).await
+        let files_res = self.read_step_files(&files, step_no, &mut cmd).await;
+        self.finish_process(end, files_res, step_no, cmd).await
     }
 
     /// Runs a node script of an action (`main`, `pre` or `post`).
@@ -1431,3 +1448,26 @@ pub(crate) fn input_env_name(name: &str) -> String {
 }
 
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(shell: &str, program: &str, args: &[&str], ext: &str) {
+        let (p, a, e) = shell_template(shell);
+        assert_eq!((p.as_str(), a.iter().map(String::as_str).collect::<Vec<_>>(), e), (program, args.to_vec(), ext), "shell {shell:?}");
+    }
+
+    #[test]
+    fn shells() {
+        check("bash", "bash", &["--noprofile", "--norc", "-eo", "pipefail", "{0}"], ".sh");
+        check("sh", "sh", &["-e", "{0}"], ".sh");
+        check("python", "python", &["{0}"], ".py");
+        check("pwsh", "pwsh", &["-command", ". '{0}'"], ".ps1");
+        check("node", "node", &["{0}"], ".js");
+        check("bash -x {0}", "bash", &["-x", "{0}"], ".sh");
+        check("cp {0} action.yml", "cp", &["{0}", "action.yml"], ".sh");
+        check("python3 -u {0}", "python3", &["-u", "{0}"], ".py");
+        check("perl \"-e\" '{0}'", "perl", &["-e", "{0}"], ".sh");
+    }
+}

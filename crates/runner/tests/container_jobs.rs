@@ -69,3 +69,46 @@ jobs:
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     assert!(out.logs("j").contains(&"from-host".to_owned()), "{:?}", out.logs("j"));
 }
+
+#[tokio::test]
+async fn a_docker_action_with_inputs_runs_in_the_engine() {
+    let docker = test_support::docker_host();
+    let image = test_support::busybox_image();
+    let f = Fixture::new();
+    f.write(
+        "actions/greet/action.yml",
+        &format!(
+            r##"
+name: greet
+inputs:
+  who:
+    default: nobody
+runs:
+  using: docker
+  image: docker://{image}
+  entrypoint: sh
+  args:
+    - -c
+    - echo "hello ${{{{ inputs.who }}}} env=$INPUT_WHO" && echo "said=yes" >> "$GITHUB_OUTPUT"
+"##
+        ),
+    );
+    let mut o = f.options();
+    o.docker_host = Some(docker);
+    let out = run(
+        r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: ./actions/greet
+        with:
+          who: docker
+"##,
+        o,
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    assert!(out.logs("j").contains(&"hello docker env=docker".to_owned()), "{:?}", out.logs("j"));
+}

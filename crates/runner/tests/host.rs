@@ -683,3 +683,28 @@ jobs:
     let a_done = out.events.iter().position(|e| matches!(e, Event::StepFinished { job, .. } if job == "a")).expect("done");
     assert!(a_step < a_log && a_log < a_done);
 }
+
+#[tokio::test]
+async fn hash_files_hashes_workspace_files() {
+    let f = Fixture::new();
+    let out = run(
+        r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo content > lock.txt
+      - run: |
+          echo "h=${{ hashFiles('**/lock.txt') }}"
+          echo "none=${{ hashFiles('nothing/**') }}"
+"##,
+        f.options(),
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    let logs = out.logs("j");
+    let h = logs.iter().find_map(|l| l.strip_prefix("h=")).expect("hash line");
+    assert_eq!(h.len(), 64, "{h}");
+    assert!(logs.contains(&"none=".to_owned()), "{logs:?}");
+}

@@ -525,24 +525,36 @@ impl DockerExecutor {
             started.push((key, id));
         }
 
-        let health =
-            futures::future::try_join_all(started.iter().map(|(key, id)| wait_healthy(docker, engine, key, id)));
         let job_container = format!("{}-job", scope.base);
-        let job = async {
-            image::ensure_image(docker, &job_spec.image, job_spec.credentials.as_ref()).await?;
-            let body = container_body(scope, &job_spec, &job_opts, Role::Job, &spec.mounts)?;
-            let id = create_container(scope, &job_container, body).await?;
-            docker
-                .start_container(&id, None)
-                .await
-                .map_err(|e| DockerError::api(format!("starting the job container ({})", job_spec.image), e))?;
-            Ok::<_, DockerError>(())
-        };
-        // Not try_join: a failed health wait must not abandon a container create in flight,
-        // which could then land after the cleanup.
-        let (health, job) = tokio::join!(health, job);
-        health?;
-        job?;
+        {
+            let health =
+                futures::future::try_join_all(started.iter().map(|(key, id)| wait_healthy(docker, engine, key, id)));
+            let job = async {
+                image::ensure_image(docker, &job_spec.image, job_spec.credentials.as_ref()).await?;
+                let body = container_body(scope, &job_spec, &job_opts, Role::Job, &spec.mounts)?;
+                let id = create_container(scope, &job_container, body).await?;
+                docker
+                    .start_container(&id, None)
+                    .await
+                    .map_err(|e| DockerError::api(format!("starting the job container ({})", job_spec.image), e))?;
+                Ok::<_, DockerError>(())
+            };
+            // A failed job container ends the wait at once (health waits create nothing), but a
+            // failed health wait lets the job container's create finish, so it cannot land after
+            // the cleanup.
+            tokio::pin!(health, job);
+            tokio::select! {
+                job_result = &mut job => {
+                    job_result?;
+                    health.await?;
+                }
+                health_result = &mut health => {
+                    let job_result = job.await;
+                    health_result?;
+                    job_result?;
+                }
+            }
+        }
 
         Ok(DockerJob {
             scope: scope.clone(),
