@@ -40,6 +40,11 @@ enum Need {
     Write,
 }
 
+/// Read access (for the run page).
+pub(crate) fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    authorize(state, headers, Need::Read)
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
     let users = &state.config().users;
     if users.is_empty() {
@@ -171,6 +176,8 @@ async fn get_jobs(State(state): State<AppState>, headers: HeaderMap, Path(id): P
 struct LogQuery {
     #[serde(default)]
     follow: bool,
+    /// For `EventSource`, which cannot set headers.
+    token: Option<String>,
 }
 
 /// New log chunks of every job of a run, after the per-job cursors (which advance).
@@ -196,7 +203,12 @@ async fn new_chunks(
     Ok(out)
 }
 
-async fn get_logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Query(q): Query<LogQuery>) -> Response {
+async fn get_logs(State(state): State<AppState>, mut headers: HeaderMap, Path(id): Path<i64>, Query(q): Query<LogQuery>) -> Response {
+    if let Some(token) = &q.token
+        && let Ok(v) = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        headers.insert(header::AUTHORIZATION, v);
+    }
     if let Err(r) = authorize(&state, &headers, Need::Read) {
         return r;
     }

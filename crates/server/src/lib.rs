@@ -22,6 +22,7 @@ pub mod filters;
 pub mod git;
 pub mod hooks;
 mod metrics;
+mod page;
 mod poll;
 mod scheduler;
 pub mod status;
@@ -272,6 +273,7 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .merge(agent_api::routes())
         .merge(api::routes())
+        .route("/runs/{id}", get(page::run_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
         .with_state(state)

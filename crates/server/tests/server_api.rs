@@ -117,3 +117,33 @@ async fn runs_jobs_logs_sse_dispatch_and_metrics() {
     assert!(metrics.contains("slipway_job_duration_seconds_count 2\n"), "{metrics}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_run_page_where_statuses_link_shows_the_run_escaped() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".gitea/workflows/ci.yml", "name: ci\non: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: echo '<b>bold</b>'\n");
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        users: users(),
+        ..ServerSetup::default()
+    })
+    .await;
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]);
+    let id = created(post_gitea(&server.url, "push", "d1", body.to_string().as_bytes(), SECRET).await).await[0];
+    server.finished(id).await;
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{}/runs/{id}", server.url)).send().await.expect("get").status(), 401);
+    let page = http.get(format!("{}/runs/{id}?token=viewer-token", server.url)).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains(&format!("ci #{id} — success")), "{html}");
+    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;") && !html.contains("<b>bold</b>"), "{html}");
+    let sse = http.get(format!("{}/api/v1/runs/{id}/logs?follow=true&token=viewer-token", server.url)).send().await.expect("get");
+    assert_eq!(sse.status(), 200);
+    assert!(sse.text().await.expect("text").contains("event: end"));
+    server.stop().await;
+}
