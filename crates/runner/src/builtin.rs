@@ -70,22 +70,30 @@ pub(crate) async fn run(
         "actions/cache" => cache_restore(job, &inputs, step_no, step).await,
         "docker/build-push-action" | "docker/login-action" => {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let log = move |line: &str| {
-                let _ = tx.send(line.to_owned());
-            };
             let workspace = job.dirs.workspace.clone();
-            let result = if name == "docker/login-action" {
-                if let Some(p) = inputs.get("password") {
-                    job.masker.add(p);
-                }
-                oci::action::login(&inputs, &log).await
-            } else {
-                oci::action::build_push(&inputs, &workspace, &log).await
-            };
-            drop(log);
-            while let Some(line) = rx.recv().await {
-                job.log_system(Some(step_no), line).await;
+            if name == "docker/login-action"
+                && let Some(p) = inputs.get("password")
+            {
+                job.masker.add(p);
             }
+            let login = name == "docker/login-action";
+            let action = async move {
+                let log = move |line: &str| {
+                    let _ = tx.send(line.to_owned());
+                };
+                if login {
+                    oci::action::login(&inputs, &log).await
+                } else {
+                    oci::action::build_push(&inputs, &workspace, &log).await
+                }
+            };
+            // Progress lines are logged while the action runs.
+            let forward = async {
+                while let Some(line) = rx.recv().await {
+                    job.log_system(Some(step_no), line).await;
+                }
+            };
+            let (result, ()) = tokio::join!(action, forward);
             result.map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect()).map_err(|e| msg(e.to_string()))
         }
         other => Err(msg(format!("`{other}` is not a built-in action"))),

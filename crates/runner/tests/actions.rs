@@ -362,3 +362,37 @@ jobs:
     assert!(logs.contains(&"built-deps-1".to_owned()), "restored via restore-keys: {logs:?}");
     let _ = Event::RunFinished { success: true };
 }
+
+#[tokio::test]
+async fn build_push_action_builds_with_the_native_builder() {
+    let f = Fixture::new();
+    let layout = f.dir.path().join("image-layout");
+    let out = run(
+        &format!(
+            r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo hello > hello.txt
+          printf 'FROM scratch\nCOPY hello.txt /hello.txt\n' > Dockerfile
+      - id: b
+        uses: docker/build-push-action@v6
+        with:
+          context: .
+          tags: example.test/app:1
+          outputs: type=oci,dest={dest}
+      - run: echo "digest=${{{{ steps.b.outputs.digest }}}}"
+"##,
+            dest = layout.display()
+        ),
+        f.options(),
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    let digest = out.logs("j").iter().find_map(|l| l.strip_prefix("digest=").map(str::to_owned)).expect("digest line");
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(layout.exists(), "the OCI output was written");
+}

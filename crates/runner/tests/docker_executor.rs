@@ -465,6 +465,16 @@ async fn missing_image_gives_a_clear_error() {
         credentials: Some((registry.user.clone(), registry.password.clone())),
         ..Default::default()
     });
+    // A service still waiting for its health does not hide (or delay) the pull error.
+    spec.services.insert(
+        "db".into(),
+        ContainerSpec {
+            entrypoint: Some(vec!["sleep".into()]),
+            args: vec!["1000".into()],
+            options: Some("--health-cmd false --health-interval 1s --health-retries 100".into()),
+            ..busybox()
+        },
+    );
     let message = prepare_error(executor.prepare(spec).await);
     assert!(message.contains(&format!("pulling image {image}")), "{message}");
     assert!(message.contains("not found") || message.contains("manifest unknown"), "{message}");
