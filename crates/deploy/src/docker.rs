@@ -128,7 +128,8 @@ pub struct Deployed {
     pub replaced: Vec<String>,
 }
 
-pub fn connect(endpoint: Option<&str>) -> Result<Docker, DockerError> {
+/// Connects to the engine and pings it, so an unreachable engine is reported as such.
+pub async fn connect(endpoint: Option<&str>) -> Result<Docker, DockerError> {
     let shown = endpoint
         .map(str::to_owned)
         .or_else(|| std::env::var("DOCKER_HOST").ok())
@@ -142,10 +143,15 @@ pub fn connect(endpoint: Option<&str>) -> Result<Docker, DockerError> {
     } else {
         return Err(DockerError::Endpoint(shown));
     };
-    docker.map_err(|e| DockerError::Connect {
-        endpoint: shown,
+    let docker = docker.map_err(|e| DockerError::Connect {
+        endpoint: shown.clone(),
         message: e.to_string(),
-    })
+    })?;
+    docker.ping().await.map_err(|e| DockerError::Connect {
+        endpoint: shown,
+        message: engine_message(&e),
+    })?;
+    Ok(docker)
 }
 
 fn pull_reference(image: &str) -> (String, Option<String>) {
@@ -466,7 +472,7 @@ pub async fn deploy(
     d: &DockerDeploy,
     log: crate::rollout::Log<'_>,
 ) -> Result<Deployed, DockerError> {
-    let docker = connect(d.endpoint.as_deref())?;
+    let docker = connect(d.endpoint.as_deref()).await?;
     let digest = ensure_image(&docker, d, log).await?;
     let name = format!("{}-{}", d.app, short(&digest));
     let old: Vec<(String, bool)> = app_containers(&docker, &d.app)

@@ -40,7 +40,7 @@ pub enum SourceError {
     #[error("pulling {reference}")]
     Pull {
         reference: String,
-        source: oci::registry::RegistryError,
+        source: Box<oci::registry::RegistryError>,
     },
     #[error("reading registry credentials")]
     Credentials {
@@ -228,9 +228,9 @@ pub async fn pull(
         ),
         None => creds,
     };
-    let perr = |source| SourceError::Pull {
+    let perr = |source: oci::registry::RegistryError| SourceError::Pull {
         reference: reference.clone(),
-        source,
+        source: Box::new(source),
     };
     let client = oci::registry::Client::new(creds, Default::default()).map_err(perr)?;
     let layout = Layout::create(into).map_err(|source| SourceError::Layout {

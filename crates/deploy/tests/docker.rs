@@ -319,6 +319,14 @@ async fn bad_docker_inputs_are_named() {
             ],
             "unsupported docker-host",
         ),
+        (
+            vec![
+                ("image", "i".to_string()),
+                ("name", "a".to_string()),
+                ("docker-host", "unix:///nonexistent/docker.sock".to_string()),
+            ],
+            "connecting to the Docker engine at unix:///nonexistent/docker.sock",
+        ),
     ] {
         let e = deploy_docker(&pairs).await.unwrap_err();
         assert!(e.contains(expect), "{e:?} should contain {expect:?}");
