@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/jobs", get(get_jobs))
         .route("/api/v1/runs/{id}/logs", get(get_logs))
         .route("/api/v1/runs/{id}/cancel", post(cancel))
+        .route("/api/v1/runs/{id}/rerun", post(rerun))
         .route(protocol::paths::DISPATCH, post(dispatch))
 }
 
@@ -312,6 +313,23 @@ async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         Err(e) => return internal(e),
     }
     StatusCode::ACCEPTED.into_response()
+}
+
+/// `POST /api/v1/runs/{id}/rerun`: re-run the failed jobs (and their dependents).
+async fn rerun(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(r) = authorize(&state, &headers, Need::Write) {
+        return r;
+    }
+    let run = match find_run(&state, id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match crate::scheduler::rerun_failed(&state, run.id).await {
+        Ok(Some(keys)) if keys.is_empty() => error_response(StatusCode::CONFLICT, format!("run {id} has no failed jobs to re-run")),
+        Ok(Some(keys)) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": keys }))).into_response(),
+        Ok(None) => error_response(StatusCode::CONFLICT, format!("run {id} has not finished")),
+        Err(e) => internal(e),
+    }
 }
 
 async fn dispatch(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<protocol::DispatchRequest>) -> Response {

@@ -104,6 +104,37 @@ pub(crate) async fn cancel(state: &AppState, run: RunId) -> Result<bool, ServerE
     Ok(true)
 }
 
+/// Re-runs the failed (or cancelled) jobs of a finished run and every job that depends on
+/// them; jobs that succeeded keep their results. Returns the keys of the re-run jobs
+/// (`None`: the run is not finished).
+pub(crate) async fn rerun_failed(state: &AppState, run: RunId) -> Result<Option<Vec<String>>, ServerError> {
+    let jobs = state.db().jobs(run).await?;
+    let mut chosen: Vec<&Job> =
+        jobs.iter().filter(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled))).collect();
+    loop {
+        let before = chosen.len();
+        for j in &jobs {
+            if !chosen.iter().any(|c| c.id == j.id) && needs_of(j).iter().any(|n| chosen.iter().any(|c| &c.key == n)) {
+                chosen.push(j);
+            }
+        }
+        if chosen.len() == before {
+            break;
+        }
+    }
+    // A workflow that did not compile has nothing to re-run.
+    chosen.retain(|j| j.key != "(workflow)");
+    let ids: Vec<_> = chosen.iter().map(|j| j.id).collect();
+    let keys: Vec<String> = jobs.iter().filter(|j| ids.contains(&j.id)).map(|j| j.key.clone()).collect();
+    if ids.is_empty() || !state.db().rerun(run, &ids).await? {
+        return Ok(if ids.is_empty() { Some(Vec::new()) } else { None });
+    }
+    tracing::info!(run_id = %run, jobs = ?keys, "Re-running failed jobs.");
+    state.report_status(run, crate::status::StatusState::Pending).await;
+    advance(state, run).await?;
+    Ok(Some(keys))
+}
+
 /// Queues or skips the pending jobs of `run` whose needs are done (repeatedly, as skipping
 /// one may settle others), and finishes the run when every job is done.
 pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), ServerError> {

@@ -195,3 +195,53 @@ async fn a_graceful_shutdown_hands_the_running_job_back_and_a_restart_finishes_i
     assert!(log.contains("first-attempt") && log.contains("second-attempt"), "{log}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rerunning_failed_jobs_keeps_the_successful_ones() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    let marks = test_support::tempdir();
+    let mark = marks.path().join("flaked");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        &format!(
+            "name: ci\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo build-ran\n  flaky:\n    runs-on: x\n    steps:\n      - run: |\n          if [ -e {m} ]; then echo fine-now; exit 0; fi\n          touch {m}; echo flaking; exit 1\n  after:\n    needs: [build, flaky]\n    runs-on: x\n    steps:\n      - run: echo after-ran\n",
+            m = mark.display()
+        ),
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut forge = StandInForge::start(0).await;
+    let api = format!("{}/api/v1", forge.url);
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, Some(&api))],
+        ..ServerSetup::default()
+    })
+    .await;
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    assert_eq!(server.finished(run).await.conclusion, Some(Conclusion::Failure));
+    forge.wait_for(2).await;
+    let http = reqwest::Client::new();
+    let resp = http.post(format!("{}/api/v1/runs/{run}/rerun", server.url)).send().await.expect("rerun");
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body, serde_json::json!({"jobs": ["flaky", "after"]}));
+    let done = server.finished(run).await;
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let jobs = server.state.db().jobs(done.id).await.expect("jobs");
+    let attempts: Vec<_> = jobs.iter().map(|j| (j.key.as_str(), j.attempt, j.result)).collect();
+    assert_eq!(
+        attempts,
+        [("build", 1, Some(Conclusion::Success)), ("flaky", 2, Some(Conclusion::Success)), ("after", 1, Some(Conclusion::Success))]
+    );
+    let log = server.log_text(run).await;
+    assert_eq!(log.lines().filter(|l| *l == "build-ran").count(), 1, "build did not run again: {log}");
+    assert!(log.contains("flaking") && log.contains("fine-now"), "{log}");
+    let states: Vec<_> = forge.wait_for(4).await.iter().map(|r| r.body["state"].clone()).collect();
+    assert_eq!(states, ["pending", "failure", "pending", "success"].map(serde_json::Value::from));
+    let again = http.post(format!("{}/api/v1/runs/{run}/rerun", server.url)).send().await.expect("rerun");
+    assert_eq!(again.status(), 409, "nothing failed any more");
+    server.stop().await;
+    forge.stop().await;
+}

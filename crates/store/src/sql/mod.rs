@@ -656,6 +656,40 @@ impl Db {
         Ok(true)
     }
 
+    /// Re-opens a finished run to run `jobs` again: the run is queued again (conclusion
+    /// cleared) and each of those jobs goes back to pending (result, outputs and agent
+    /// cleared; the attempt counter continues, so logs of earlier attempts are kept).
+    /// `false`: the run is not finished.
+    pub async fn rerun(&self, run: RunId, jobs: &[JobId]) -> Result<bool> {
+        let mut tx = self.begin_write().await.map_err(q("starting a transaction to re-run jobs"))?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', conclusion = NULL, reason = NULL, finished_at = NULL,
+                cancel_requested = 0
+             WHERE id = $1 AND status = 'done'",
+        )
+        .bind(run.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("re-opening a run"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for job in jobs {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', result = NULL, reason = NULL, agent_id = NULL,
+                    lease_expires_at = NULL, outputs = NULL, started_at = NULL, finished_at = NULL
+                 WHERE id = $1 AND run_id = $2",
+            )
+            .bind(job.0)
+            .bind(run.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("re-opening a job"))?;
+        }
+        tx.commit().await.map_err(q("committing a re-run"))?;
+        Ok(true)
+    }
+
     // --- jobs -----------------------------------------------------------------------------
 
     pub async fn jobs(&self, run: RunId) -> Result<Vec<Job>> {
