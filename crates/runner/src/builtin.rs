@@ -122,16 +122,46 @@ async fn checkout(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: 
         .and_then(|g| g.get("repository"))
         .map(workflow::expr::to_string)
         .unwrap_or_default();
-    if let Some(r) = inputs.get("repository").filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case(&current)) {
-        return Err(msg(format!(
-            "checking out another repository (`{r}`) is not supported by the built-in checkout; only the current repository is copied from {}",
-            repo.display()
-        )));
-    }
     let dest = match inputs.get("path").filter(|p| !p.is_empty()) {
-        Some(p) => job.dirs.workspace.join(p),
+        Some(p) => {
+            let rel = Path::new(p);
+            if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(msg(format!("path `{p}` must stay under the workspace")));
+            }
+            job.dirs.workspace.join(rel)
+        }
         None => job.dirs.workspace.clone(),
     };
+    if let Some(r) = inputs.get("repository").filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case(&current)) {
+        // Another repository: a shallow fetch from the actions base URL.
+        let url = format!("{}/{r}", job.shared.options.actions_url.trim_end_matches('/'));
+        let git_ref = inputs.get("ref").filter(|r| !r.is_empty()).cloned().unwrap_or_else(|| "HEAD".into());
+        job.log_system(Some(step_no), format!("Fetching {url} at {git_ref}")).await;
+        std::fs::create_dir_all(&dest).map_err(io("creating", &dest))?;
+        for args in [
+            vec!["init", "-q"],
+            vec!["fetch", "-q", "--depth", "1", url.as_str(), git_ref.as_str()],
+            vec!["-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"],
+        ] {
+            let out = tokio::process::Command::new("git")
+                .args(&args)
+                .current_dir(&dest)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(io("running git in", &dest))?;
+            if !out.status.success() {
+                return Err(msg(format!(
+                    "fetching `{r}` from {url}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        let mut out = Map::new();
+        out.insert("ref".into(), Value::String(git_ref));
+        return Ok(out);
+    }
     job.log_system(Some(step_no), format!("Copying {} to {}", repo.display(), dest.display())).await;
     let count = tokio::task::spawn_blocking(move || copy_repo(&repo, &dest))
         .await

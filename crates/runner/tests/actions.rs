@@ -396,3 +396,44 @@ jobs:
     assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
     assert!(layout.exists(), "the OCI output was written");
 }
+
+#[tokio::test]
+async fn checkout_of_another_repository_fetches_it_from_the_base_url() {
+    let f = Fixture::new();
+    let remotes = f.dir.path().join("remotes");
+    let other = remotes.join("acme/lib");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("lib.txt"), "library").expect("write");
+    git(&other, &["init", "-q"]);
+    git(&other, &["add", "."]);
+    git(&other, &["commit", "-qm", "lib"]);
+    let mut o = f.options();
+    o.actions_url = format!("file://{}", remotes.display());
+    let out = run(
+        r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          repository: acme/lib
+          ref: main
+          path: vendor/lib
+      - run: cat vendor/lib/lib.txt
+      - id: escape
+        continue-on-error: true
+        uses: actions/checkout@v4
+        with:
+          path: ../outside
+      - run: echo "escape=${{ steps.escape.outcome }}"
+"##,
+        o,
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    let logs = out.logs("j");
+    assert!(logs.contains(&"library".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"escape=failure".to_owned()), "{logs:?}");
+}
