@@ -22,6 +22,7 @@ pub mod filters;
 pub mod git;
 pub mod hooks;
 mod metrics;
+pub mod openapi;
 mod page;
 mod poll;
 mod scheduler;
@@ -274,6 +275,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agent_api::routes())
         .merge(api::routes())
         .route("/runs/{id}", get(page::run_page))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
         .with_state(state)

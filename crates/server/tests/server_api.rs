@@ -147,3 +147,31 @@ async fn the_run_page_where_statuses_link_shows_the_run_escaped() {
     assert!(sse.text().await.expect("text").contains("event: end"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_api_route() {
+    let server = TestServer::start(ServerSetup { embedded_agent: false, ..ServerSetup::default() }).await;
+    let doc: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/openapi.json", server.url)).await.expect("get").json().await.expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/runs",
+            "/api/v1/runs/{id}",
+            "/api/v1/runs/{id}/jobs",
+            "/api/v1/runs/{id}/logs",
+            "/api/v1/runs/{id}/cancel",
+            "/api/v1/runs/{id}/rerun",
+            "/api/v1/dispatch"
+        ]
+    );
+    // Every `$ref` resolves.
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().expect("name");
+        assert!(doc["components"]["schemas"].get(name).is_some(), "dangling $ref {name}");
+    }
+    server.stop().await;
+}
