@@ -373,6 +373,9 @@ pub(crate) async fn run_steps_job(
         event_step: None,
         depth: 0,
     };
+    if !run.is_host {
+        run.probe_container().await;
+    }
     run.run_pre_steps(steps, &mut top).await;
     run.run_steps(steps, &mut top).await;
     run.run_post_steps(&mut top).await;
@@ -1289,27 +1292,37 @@ pub(crate) fn run_container_spec(
 }
 
 impl JobRun {
-    /// Whether `bash` is on the PATH of the job container (asked once per job).
-    async fn container_has_bash(&mut self, env: &IndexMap<String, String>) -> bool {
-        if let Some(b) = self.has_bash {
-            return b;
+    /// Whether `bash` is on the PATH of the job container (see [`JobRun::probe_container`]).
+    async fn container_has_bash(&mut self, _env: &IndexMap<String, String>) -> bool {
+        if self.has_bash.is_none() {
+            self.probe_container().await;
         }
+        self.has_bash.unwrap_or(false)
+    }
+
+    /// Asks the job container for its `PATH` (the image's, which the step env must keep)
+    /// and whether it has `bash`.
+    pub(crate) async fn probe_container(&mut self) {
+        use tokio::io::AsyncReadExt;
         let probe = Command {
             program: "sh".into(),
-            args: vec!["-c".into(), "command -v bash".into()],
-            env: env.clone(),
+            args: vec!["-c".into(), "printf '%s\\n' \"$PATH\"; command -v bash || true".into()],
+            env: IndexMap::new(),
             cwd: self.dirs.workspace.clone(),
         };
-        let found = match self.host.spawn(probe).await {
-            Ok(mut p) => {
-                drop(p.take_stdout());
-                drop(p.take_stderr());
-                p.wait().await.is_ok_and(|s| s.success())
+        let mut text = String::new();
+        if let Ok(mut p) = self.host.spawn(probe).await {
+            drop(p.take_stderr());
+            if let Some(mut out) = p.take_stdout() {
+                let _ = out.read_to_string(&mut text).await;
             }
-            Err(_) => false,
-        };
-        self.has_bash = Some(found);
-        found
+            let _ = p.wait().await;
+        }
+        let mut lines = text.lines();
+        if let Some(path) = lines.next().map(str::trim).filter(|p| !p.is_empty()) {
+            self.process_base.insert("PATH".into(), path.to_owned());
+        }
+        self.has_bash = Some(lines.next().is_some_and(|l| !l.trim().is_empty()));
     }
 
     /// Runs a container step (`docker://` or a docker action) and reads its output.
