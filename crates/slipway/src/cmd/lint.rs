@@ -50,10 +50,13 @@ pub async fn main(args: LintArgs) -> anyhow::Result<ExitCode> {
     let n = found.files.len();
     let files = if n == 1 { "workflow" } else { "workflows" };
     if errors > 0 {
-        eprintln!(
-            "{errors} error{} in {n} {files}",
-            if errors == 1 { "" } else { "s" }
-        );
+        let line = format!("{errors} error{} in {n} {files}", if errors == 1 { "" } else { "s" });
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            use std::io::Write as _;
+            writeln!(out, "{line}")?;
+        }
         return Ok(ExitCode::from(2));
     }
     if !args.json {

@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 use runner::{Platform, RunError, RunOptions};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use workflow::Plan;
 
@@ -238,18 +239,37 @@ async fn execute(
     );
     let run = runner::run(plans, options, tx, cancel);
     tokio::pin!(run);
-    let mut batch = Vec::with_capacity(256);
+    // Output is flushed at most FLUSH_AFTER after it was rendered (or when the buffer is
+    // full), and after a small batch the loop lingers briefly so that a chatty step's lines
+    // are handled in large batches (one wake-up and one write per batch, not per line).
+    const FLUSH_AFTER: Duration = Duration::from_millis(25);
+    const LINGER: Duration = Duration::from_millis(1);
+    const BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut flush_at: Option<Instant> = None;
+    let mut linger_until: Option<Instant> = None;
     let result = loop {
+        let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             biased;
-            n = rx.recv_many(&mut batch, 256) => {
+            () = tokio::time::sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                renderer.flush();
+                flush_at = None;
+            }
+            () = tokio::time::sleep_until(linger_until.unwrap_or(far)), if linger_until.is_some() => {
+                linger_until = None;
+            }
+            n = rx.recv_many(&mut batch, BATCH), if linger_until.is_none() => {
                 if n == 0 {
                     break (&mut run).await;
                 }
                 for event in batch.drain(..) {
                     renderer.event(&event);
                 }
-                renderer.flush();
+                flush_at.get_or_insert_with(|| Instant::now() + FLUSH_AFTER);
+                if n < BATCH / 4 {
+                    linger_until = Some(Instant::now() + LINGER);
+                }
             }
             result = &mut run => break result,
         }

@@ -204,10 +204,13 @@ pub fn dedup(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     out
 }
 
-/// Prints diagnostics, one blank line apart, to `out`.
+/// Prints diagnostics to `out`, a blank line after each one that has a snippet.
 pub fn print_diagnostics(out: &mut dyn std::io::Write, diagnostics: &[Diagnostic]) -> std::io::Result<()> {
     for d in diagnostics {
         writeln!(out, "{d}")?;
+        if !d.snippet.is_empty() {
+            writeln!(out)?;
+        }
     }
     out.flush()
 }
