@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # log-throughput.sh — how fast slipway carries a noisy step's output, side by side with the
-# floor, in one run. A step prints SIZE (1 GiB) of text lines (`yes LINE | head -c SIZE`) while
-# a secret is registered for masking (`--secret`, and `echo "$TOKEN"` first to prove masking
-# is on); slipway's output (every line prefixed `[job] `, masked) goes to a file.
+# floor, in one run. A step prints SIZE (1 GiB) of text lines (`head -c SIZE < <(yes LINE)`;
+# not `yes | head`, which fails under the step shell's `-o pipefail` when `yes` gets SIGPIPE)
+# while a secret is registered for masking (`--secret`, and `echo "$TOKEN"` first to prove
+# masking is on); slipway's output (every line prefixed `[job] `, masked) goes to a file.
 #   slipway  `slipway run -W log.yml --secret TOKEN=... > file`, hyperfine median -> MB/s of
 #            step output; peak RSS from `/usr/bin/time -v` on one extra run
 #   floor    ../shared/bench/log-throughput.sh (EXTRAS=0): the same generator `> file` and
@@ -42,7 +43,7 @@ jobs:
     steps:
       - run: |
           echo "token: \$TOKEN"
-          yes '$LINE' | head -c $SIZE
+          head -c $SIZE < <(yes '$LINE')
         env:
           TOKEN: \${{ secrets.TOKEN }}
 YML
@@ -53,7 +54,7 @@ RUN="$SLIPWAY run -W log.yml --secret TOKEN=$SECRET"
 grep -q "^\[log\] token: \*\*\*$" "$OUT" || { echo "error: the secret was not masked" >&2; head -5 "$OUT" >&2; exit 1; }
 ! grep -q "$SECRET" "$OUT" || { echo "error: the secret leaked" >&2; exit 1; }
 want=$((BYTES / (${#LINE} + 1)))
-got=$(grep -c "^\[log\] $LINE\$" "$OUT" || true)
+got=$(grep -cxF "[log] $LINE" "$OUT" || true)
 [ "$got" -ge "$want" ] || { echo "error: $got of $want lines arrived" >&2; exit 1; }
 OUT_BYTES=$(stat -c %s "$OUT")
 rm -f "$OUT"
