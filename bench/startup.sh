@@ -45,7 +45,10 @@ grep -q '^\[one\] hello$' "$TMP/check.log" || { echo "error: the step did not ru
     -n slipway_version "$SLIPWAY --version") >"$TMP/hyperfine.log" 2>&1 \
   || { echo "error: hyperfine failed" >&2; tail -20 "$TMP/hyperfine.log" >&2; exit 1; }
 ms() { jq -r ".results[]|select(.command==\"$1\")|.median*1000" "$TMP/startup.json"; }
+cpu() { jq -r ".results[]|select(.command==\"$1\")|(.user+.system)*1000" "$TMP/startup.json"; }
 STEP=$(ms step); RUN=$(ms slipway_run); VER=$(ms slipway_version)
+RUN_CPU=$(cpu slipway_run); STEP_CPU=$(cpu step)
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 OVER=$(awk -v a="$RUN" -v b="$STEP" 'BEGIN{printf "%.1f", a-b}')
 echo "slipway: $SLIPWAY ($("$SLIPWAY" --version))"
 echo "runs: $RUNS (+3 warm-up), medians, no intermediate shell (hyperfine -N)"
@@ -53,4 +56,6 @@ echo "step_alone_ms: $(printf '%.1f' "$STEP")"
 echo "slipway_run_ms: $(printf '%.1f' "$RUN")"
 echo "slipway_version_ms: $(printf '%.1f' "$VER")"
 echo "slipway_run_above_step_ms: $OVER"
+echo "cpu_ms (user+system, mean): step=$(printf '%.1f' "$STEP_CPU") slipway_run=$(printf '%.1f' "$RUN_CPU")"
+echo "load_average: $LOAD (wall times on a loaded machine include run-queue waits)"
 echo "summary: startup: slipway run of a 1-job 1-step workflow ${RUN%.*} ms vs the step alone $(printf '%.1f' "$STEP") ms: +$OVER ms (goal < 50 ms; median of $RUNS)"
