@@ -58,7 +58,7 @@ pub enum DockerError {
         old: String,
     },
     #[error(
-        "container {container} failed: {reason}; it was removed (no earlier container of {app} existed)"
+        "container {container} failed: {reason}; it was removed (no earlier container of {app} was running)"
     )]
     FailedFirst {
         container: String,

@@ -187,7 +187,18 @@ pub async fn deploy(
                 source: e,
             })?
     };
-    let id = state.next_id(&digest);
+    // A release directory that releases.json does not know (the file was lost or restored
+    // from an older copy) is never overwritten: skip to a free id.
+    let mut id = state.next_id(&digest);
+    while state.get(&id).is_some()
+        || host
+            .exec(&format!("test -e releases/{id}"), root, &[])
+            .await?
+            .success()
+    {
+        state.next += 1;
+        id = state.next_id(&digest);
+    }
     log(&format!(
         "Installing {} ({digest}) as release {id} on {}",
         source.describe(),

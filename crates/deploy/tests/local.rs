@@ -421,3 +421,34 @@ async fn registry_images_are_pulled_by_digest_with_credentials() {
     assert_eq!(out["digest"], digest);
     assert!(ws.path().join("srv/current/bin/busybox").is_file());
 }
+
+/// releases.json lost: an existing release directory with the same id is never overwritten.
+#[tokio::test]
+async fn a_lost_releases_file_never_overwrites_a_release_directory() {
+    let ws = test_support::tempdir();
+    let root = ws.path().join("srv");
+    let v1 = site(ws.path(), "v1", "1");
+    let with = inputs(&[
+        ("artifact", v1.display().to_string()),
+        ("root", "srv".into()),
+    ]);
+    let run = || deploy::action::run("deploy-local", &with, ws.path(), &|_| {});
+    let first = run().await.unwrap();
+    fs::write(
+        root.join("releases").join(&first["release"]).join("marker"),
+        "kept",
+    )
+    .unwrap();
+    fs::remove_file(root.join("releases.json")).unwrap();
+    let second = run().await.unwrap();
+    assert_ne!(second["release"], first["release"]);
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(
+        fs::read_to_string(root.join("releases").join(&first["release"]).join("marker")).unwrap(),
+        "kept"
+    );
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", second["release"])
+    );
+}
