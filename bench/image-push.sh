@@ -4,9 +4,9 @@
 #
 #   bench/image-push.sh [path/to/slipway]      (default: target/release/slipway)
 #
-# A private distribution registry (htpasswd auth, filesystem storage in a temp dir) is
-# started on a free loopback port and stopped at exit. Every run pushes to a fresh
-# repository, so nothing is skipped by HEAD or mounted. Wall time and peak RSS come from
+# Each push goes to a fresh private distribution registry (htpasswd auth, empty filesystem
+# storage, a free loopback port), so nothing is skipped by HEAD or mounted. The layers are
+# deterministic gzip, so both tools push the same bytes. Wall time and peak RSS come from
 # /usr/bin/time; medians of RUNS runs (alternating tools). Knobs: RUNS (default 5),
 # LAYER_MIB (default 256, 4 layers).
 set -euo pipefail
@@ -25,50 +25,65 @@ done
 
 TMP=$(mktemp -d /tmp/slipway-bench-push.XXXXXX)
 REG_PID=""
-cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null; rm -rf "$TMP"; }
+stop_registry() { if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; REG_PID=""; fi; }
+cleanup() { stop_registry; rm -rf "$TMP"; }
 trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-REG=127.0.0.1:$PORT
 htpasswd -Bbn bench bench-pw > "$TMP/htpasswd" 2>/dev/null
-cat > "$TMP/registry.yml" <<YML
+
+# A fresh registry (new port, empty storage) for every push: no tool can skip or mount a
+# blob from an earlier run (skopeo keeps a blob-info cache of where it pushed blobs before
+# and would mount from there).
+start_registry() { # -> REG, REG_PID
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  REG=127.0.0.1:$port
+  rm -rf "$TMP/registry-data"
+  cat > "$TMP/registry.yml" <<YML
 version: 0.1
 log: { level: error }
 storage: { filesystem: { rootdirectory: $TMP/registry-data } }
 http: { addr: $REG }
 auth: { htpasswd: { realm: bench, path: $TMP/htpasswd } }
 YML
-docker-registry serve "$TMP/registry.yml" >"$TMP/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://$REG/v2/" && break; sleep 0.1; done
+  docker-registry serve "$TMP/registry.yml" >>"$TMP/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://$REG/v2/" && return 0; sleep 0.1; done
+  echo "error: the registry did not start" >&2; tail -5 "$TMP/registry.log" >&2; exit 1
+}
 
+# The image: FROM scratch + 4 COPY layers of LAYER_MIB random bytes each, gzip-compressed
+# (deterministic gzip), as an OCI layout. Compressed layers make both tools push exactly the
+# same bytes: skopeo gzips uncompressed layers on the way to a registry, slipway does not.
 export DOCKER_CONFIG=$TMP/docker-config
-echo bench-pw | "$SLIPWAY" image login "$REG" -u bench --password-stdin >/dev/null 2>&1
-
-# The image: FROM scratch + 4 COPY layers of LAYER_MIB random bytes each, as an OCI layout.
 CTX=$TMP/ctx
 mkdir -p "$CTX"
 for i in 1 2 3 4; do head -c "${LAYER_MIB}M" /dev/urandom > "$CTX/layer$i"; done
 printf 'FROM scratch\nCOPY layer1 /1\nCOPY layer2 /2\nCOPY layer3 /3\nCOPY layer4 /4\n' > "$CTX/Dockerfile"
-"$SLIPWAY" image build -q --cache-dir "$TMP/store" --output "oci:$TMP/layout" -t "$REG/bench/src:v1" "$CTX" >/dev/null
+"$SLIPWAY" image build -q --compression gzip --cache-dir "$TMP/store" --output "oci:$TMP/layout" -t "bench.invalid/bench/src:v1" "$CTX" >/dev/null
+rm -rf "$TMP/store" "$CTX"
 TOTAL=$(du -sb "$TMP/layout/blobs" | cut -f1)
 sync
 
 declare -a S_T S_M K_T K_M
 for n in $(seq "$RUNS"); do
-  /usr/bin/time -f '%e %M' -o "$TMP/t" "$SLIPWAY" image push "oci:$TMP/layout:v1" "$REG/bench/slipway-$n:v1" >/dev/null 2>"$TMP/err" \
+  start_registry
+  echo bench-pw | "$SLIPWAY" image login "$REG" -u bench --password-stdin >/dev/null 2>&1
+  /usr/bin/time -f '%e %M' -o "$TMP/t" "$SLIPWAY" image push "oci:$TMP/layout:v1" "$REG/bench/slipway:v1" >/dev/null 2>"$TMP/err" \
     || { cat "$TMP/err" >&2; exit 1; }
   read -r t m < "$TMP/t"; S_T+=("$t"); S_M+=("$m")
+  stop_registry
+  start_registry
   /usr/bin/time -f '%e %M' -o "$TMP/t" skopeo copy -q --dest-tls-verify=false --dest-creds bench:bench-pw \
-    "oci:$TMP/layout:v1" "docker://$REG/bench/skopeo-$n:v1" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
+    "oci:$TMP/layout:v1" "docker://$REG/bench/skopeo:v1" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
   read -r t m < "$TMP/t"; K_T+=("$t"); K_M+=("$m")
+  stop_registry
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{ if(NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 st=$(median "${S_T[@]}"); sm=$(median "${S_M[@]}")
 kt=$(median "${K_T[@]}"); km=$(median "${K_M[@]}")
 mib=$(echo "$TOTAL/1048576" | bc -l)
-echo "payload: $(printf '%.0f' "$mib") MiB in 4 uncompressed layers (OCI layout), registry: distribution $(docker-registry --version 2>/dev/null | awk '{print $3}') htpasswd, plain HTTP on loopback"
+echo "payload: $(printf '%.0f' "$mib") MiB in 4 gzip layers of random data (OCI layout), registry: distribution $(docker-registry --version 2>/dev/null | awk '{print $3}') htpasswd, plain HTTP on loopback"
 echo "runs: $RUNS (alternating), medians"
 echo "slipway_push_s_all: ${S_T[*]}"
 echo "skopeo_copy_s_all: ${K_T[*]}"
