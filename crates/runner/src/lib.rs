@@ -5,6 +5,18 @@
 //! [`RunSummary`]. Events are the one stream both the local CLI and the server consume.
 //! This crate installs no tracing subscriber and reads no config file; cancellation comes in
 //! as a `CancellationToken`.
+//!
+//! Inside: `schedule` orders jobs by `needs`, expands matrices at job-ready time, maps
+//! `runs-on` to a [`Platform`] and runs reusable workflows; `job` runs one job leg's steps
+//! (script files run by their shell, environment files, workflow commands, masking, post
+//! steps, outputs); [`actions`] resolves and runs composite/node/docker actions (remote ones
+//! fetched with git into `cache_dir/actions`); [`builtin`] holds the Rust built-in actions;
+//! [`mask`] and [`commands`] are the log hot path (line splitting, Aho-Corasick masking,
+//! `::command::` parsing); [`executor`] is where processes run (host, docker).
+//!
+//! Invariants: every line a step prints goes through the [`mask::Masker`] before it becomes
+//! an [`Event`]; every process a job starts is in a process group the job kills at its end;
+//! an artifact or cache entry becomes visible only by a rename once complete.
 
 pub mod actions;
 pub mod builtin;
