@@ -38,8 +38,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Sends an event; waits only when the channel is full (a closed channel drops it).
     pub async fn emit(&self, event: Event) {
-        let _ = self.events.send(event).await;
+        match self.events.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let _ = self.events.send(event).await;
+            }
+        }
     }
 
     pub fn next_id(&self) -> usize {
