@@ -349,3 +349,42 @@ async fn pull_request_webhooks_run_for_matching_types_and_base_branches() {
     assert_eq!(none, Vec::<i64>::new(), "base branch filter");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_generic_and_forgejo_endpoints_take_their_own_headers() {
+    let git = GitDaemon::start();
+    let (clone_url, sha) = small_repo(&git).await;
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Generic, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let body = json!({"repository": "team/app", "ref": "refs/heads/main", "sha": sha, "before": ZERO, "actor": "ci-bot"}).to_string();
+    let sig = server::hooks::sign(SECRET, body.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/generic", server.url))
+        .header("X-Slipway-Delivery", "g-1")
+        .header("X-Slipway-Signature", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let id = created(resp).await[0];
+    let run = server.finished(id).await;
+    assert_eq!((run.actor.as_str(), run.conclusion), ("ci-bot", Some(Conclusion::Success)));
+    // Forgejo signs with X-Forgejo-Signature and names the delivery X-Forgejo-Delivery.
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]).to_string();
+    let sig = server::hooks::sign(SECRET, body.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/forgejo", server.url))
+        .header("X-Forgejo-Event", "push")
+        .header("X-Forgejo-Delivery", "f-1")
+        .header("X-Forgejo-Signature", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let id = created(resp).await[0];
+    assert_eq!(server.finished(id).await.conclusion, Some(Conclusion::Success));
+    server.stop().await;
+}
