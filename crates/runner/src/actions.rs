@@ -26,6 +26,8 @@ pub struct ActionDef {
     /// Outputs: name -> `value:` template source (composite actions).
     pub outputs: IndexMap<String, Option<String>>,
     pub runs: Runs,
+    /// `owner/repo` and ref of a remote action (`GITHUB_ACTION_REPOSITORY`/`_REF`).
+    pub repository: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +119,7 @@ pub fn parse_action(text: &str, dir: &Path) -> Result<ActionDef, String> {
         other => return Err(format!("`runs.using: {other}` is not supported (composite, node12/16/20/24, docker)")),
     };
     let _ = dir;
-    Ok(ActionDef { dir: dir.to_path_buf(), name, inputs, outputs, runs })
+    Ok(ActionDef { dir: dir.to_path_buf(), name, inputs, outputs, runs, repository: None })
 }
 
 fn template(v: &Value) -> Result<Template, String> {
@@ -260,7 +262,9 @@ pub async fn fetch_remote(options: &RunOptions, action: &ActionRef) -> Result<Ac
         Some(p) => dest.join(p),
         None => dest,
     };
-    load_action(&dir, &uses)
+    let mut def = load_action(&dir, &uses)?;
+    def.repository = Some((format!("{owner}/{repo}"), git_ref.clone()));
+    Ok(def)
 }
 
 impl JobRun {

@@ -1390,6 +1390,10 @@ impl JobRun {
         for (k, v) in inputs {
             env.insert(input_env_name(k), v.clone());
         }
+        if let Some((repo, git_ref)) = &def.repository {
+            env.insert("GITHUB_ACTION_REPOSITORY".into(), repo.clone());
+            env.insert("GITHUB_ACTION_REF".into(), git_ref.clone());
+        }
         if let Some(state) = self.states.get(state_key) {
             for (k, v) in state {
                 env.insert(format!("STATE_{k}"), v.clone());

@@ -165,7 +165,7 @@ runs:
     std::fs::write(repo.join("pre.js"), "const fs=require('fs');console.log('pre ran');fs.appendFileSync(process.env.GITHUB_STATE, 'fromPre=yes\\n');\n").expect("write");
     std::fs::write(
         repo.join("main.js"),
-        "const fs=require('fs');console.log('main who=' + process.env.INPUT_WHO + ' state=' + process.env.STATE_fromPre);\
+        "const fs=require('fs');console.log('main who=' + process.env.INPUT_WHO + ' state=' + process.env.STATE_fromPre + ' repo=' + process.env.GITHUB_ACTION_REPOSITORY + '@' + process.env.GITHUB_ACTION_REF);\
          fs.appendFileSync(process.env.GITHUB_OUTPUT, 'said=hi ' + process.env.INPUT_WHO + '\\n');\
          fs.appendFileSync(process.env.GITHUB_STATE, 'fromMain=m\\n');\n",
     )
@@ -195,7 +195,7 @@ jobs:
     let logs = out.logs("j");
     let pos = |s: &str| logs.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no {s:?} in {logs:?}"));
     assert!(pos("pre ran") < pos("first"));
-    assert!(pos("first") < pos("main who=tester state=yes"));
+    assert!(pos("first") < pos("main who=tester state=yes repo=acme/hello@v1"));
     assert!(pos("said=hi tester") < pos("post ran state=m"));
     // Offline: the remote is gone, the cache serves it.
     std::fs::remove_dir_all(&remotes).expect("rm");
