@@ -22,6 +22,8 @@ pub enum HostError {
     },
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error("another deploy to {root} on {host} is running (it holds {root}/.deploy.lock)")]
+    Busy { host: String, root: String },
     #[error("`{command}` on {host} exited with status {status}: {stderr}")]
     Remote {
         host: String,
@@ -81,6 +83,13 @@ pub enum Signal {
     Kill,
 }
 
+/// A held deploy lock; give it back with [`Host::unlock`]. It is also released when the
+/// process (or, over SSH, the connection) ends.
+pub enum DeployLock {
+    Local(nix::fcntl::Flock<fs::File>),
+    Remote(russh::Channel<russh::client::Msg>),
+}
+
 /// The primitives a release-directory target provides.
 #[async_trait]
 pub trait Host: Send + Sync {
@@ -120,6 +129,10 @@ pub trait Host: Send + Sync {
     ) -> Result<u32, HostError>;
     /// Signals the process group `pid`; a group that is gone is not an error.
     async fn signal_group(&self, pid: u32, signal: Signal) -> Result<(), HostError>;
+    /// Takes `root`'s deploy lock (`root/.deploy.lock`, flock(2)) without waiting:
+    /// [`HostError::Busy`] when another deploy holds it. Creates `root`.
+    async fn lock(&self, root: &str) -> Result<DeployLock, HostError>;
+    async fn unlock(&self, lock: DeployLock);
 }
 
 /// This machine.
@@ -256,6 +269,29 @@ impl Host for LocalHost {
         child.id().ok_or_else(|| {
             io_err("starting the service in", Path::new(cwd))(io::Error::other("it exited at once"))
         })
+    }
+
+    async fn lock(&self, root: &str) -> Result<DeployLock, HostError> {
+        self.mkdir_p(root).await?;
+        let path = format!("{root}/.deploy.lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening the deploy lock", Path::new(&path)))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(DeployLock::Local(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(HostError::Busy {
+                host: self.name(),
+                root: root.to_owned(),
+            }),
+            Err((_, e)) => Err(io_err("locking", Path::new(&path))(e.into())),
+        }
+    }
+
+    async fn unlock(&self, lock: DeployLock) {
+        drop(lock);
     }
 
     async fn signal_group(&self, pid: u32, signal: Signal) -> Result<(), HostError> {

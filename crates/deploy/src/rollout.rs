@@ -163,7 +163,8 @@ async fn save(host: &dyn Host, root: &str, r: &Releases) -> Result<(), HostError
     host.write_file(&state_path(root), &r.to_json()).await
 }
 
-/// Deploys `source` onto `host` under `opts.root`.
+/// Deploys `source` onto `host` under `opts.root`, holding the root's deploy lock: a second
+/// deploy to the same root at the same time fails at once with [`HostError::Busy`].
 pub async fn deploy(
     host: &dyn Host,
     source: &Source,
@@ -172,6 +173,19 @@ pub async fn deploy(
 ) -> Result<Deployed, RolloutError> {
     let root = opts.root.trim_end_matches('/');
     let root = if root.is_empty() { "/" } else { root };
+    let lock = host.lock(root).await?;
+    let result = deploy_locked(host, source, opts, root, log).await;
+    host.unlock(lock).await;
+    result
+}
+
+async fn deploy_locked(
+    host: &dyn Host,
+    source: &Source,
+    opts: &Options,
+    root: &str,
+    log: Log<'_>,
+) -> Result<Deployed, RolloutError> {
     host.mkdir_p(&format!("{root}/releases")).await?;
     let mut state = load(host, root).await?;
 

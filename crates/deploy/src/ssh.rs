@@ -16,7 +16,7 @@ use russh::ChannelMsg;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 
-use crate::host::{ExecOutput, Host, HostError, Signal, sh_quote};
+use crate::host::{DeployLock, ExecOutput, Host, HostError, Signal, sh_quote};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -521,6 +521,77 @@ impl Host for SshHost {
             status: 0,
             stderr: format!("expected a pid, got {:?}", text.trim()),
         })
+    }
+
+    async fn lock(&self, root: &str) -> Result<DeployLock, HostError> {
+        // flock(1) holds the lock while `cat` reads the channel: closing it (or losing the
+        // connection) releases it. 75 (EX_TEMPFAIL): somebody else holds it.
+        let r = sh_quote(root);
+        let lock = sh_quote(&format!("{root}/.deploy.lock"));
+        let cmd = format!(
+            "mkdir -p {r} && exec flock -n -E 75 {lock} sh -c 'echo locked; exec cat >/dev/null'"
+        );
+        let proto = |action: &str| {
+            let (user, addr, action) = (self.user.clone(), self.addr.clone(), action.to_owned());
+            move |source| SshError::Protocol {
+                user,
+                addr,
+                action,
+                source: Box::new(source),
+            }
+        };
+        let mut ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(proto("opening a channel"))?;
+        ch.exec(true, cmd.as_str())
+            .await
+            .map_err(proto("taking the deploy lock"))?;
+        let mut stderr = Vec::new();
+        loop {
+            match ch.wait().await {
+                Some(ChannelMsg::Data { data }) if data.starts_with(b"locked") => {
+                    return Ok(DeployLock::Remote(ch));
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => stderr.extend_from_slice(&data),
+                Some(ChannelMsg::ExitStatus { exit_status: 75 }) => {
+                    return Err(HostError::Busy {
+                        host: self.name(),
+                        root: root.to_owned(),
+                    });
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    return Err(HostError::Remote {
+                        host: self.name(),
+                        command: format!("flock {lock} (util-linux or busybox flock is needed)"),
+                        status: i32::try_from(exit_status).unwrap_or(-1),
+                        stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+                    });
+                }
+                None => {
+                    return Err(SshError::NoExitStatus {
+                        user: self.user.clone(),
+                        addr: self.addr.clone(),
+                        command: cmd,
+                    }
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn unlock(&self, lock: DeployLock) {
+        if let DeployLock::Remote(mut ch) = lock {
+            let _ = ch.eof().await;
+            // Wait for the remote side to exit, so the lock is free when this returns.
+            while let Some(msg) = ch.wait().await {
+                if matches!(msg, ChannelMsg::ExitStatus { .. } | ChannelMsg::Close) {
+                    break;
+                }
+            }
+        }
     }
 
     async fn signal_group(&self, pid: u32, signal: Signal) -> Result<(), HostError> {

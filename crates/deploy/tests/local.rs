@@ -452,3 +452,30 @@ async fn a_lost_releases_file_never_overwrites_a_release_directory() {
         format!("releases/{}", second["release"])
     );
 }
+
+#[tokio::test]
+async fn a_second_deploy_to_the_same_root_at_the_same_time_is_refused() {
+    use deploy::host::Host as _;
+    let ws = test_support::tempdir();
+    let root = ws.path().join("srv");
+    let v1 = site(ws.path(), "v1", "1");
+    let with = inputs(&[
+        ("artifact", v1.display().to_string()),
+        ("root", "srv".into()),
+    ]);
+    let host = deploy::host::LocalHost;
+    let held = host.lock(root.to_str().unwrap()).await.unwrap();
+    let e = deploy::action::run("deploy-local", &with, ws.path(), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another deploy to") && e.contains(".deploy.lock"),
+        "{e}"
+    );
+    assert!(!root.join("releases.json").exists(), "nothing was done");
+    host.unlock(held).await;
+    deploy::action::run("deploy-local", &with, ws.path(), &|_| {})
+        .await
+        .unwrap();
+}

@@ -264,3 +264,42 @@ async fn an_unreachable_host_gives_a_clear_error() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn the_remote_deploy_lock_refuses_a_concurrent_deploy_and_is_released() {
+    use deploy::host::Host as _;
+    let sshd = Sshd::start();
+    let ws = test_support::tempdir();
+    let remote = test_support::tempdir();
+    let root = remote.path().join("app");
+    let v1 = site(ws.path(), "v1", "1");
+    let holder = deploy::ssh::SshHost::connect(&deploy::ssh::SshOptions {
+        host: "127.0.0.1".into(),
+        port: sshd.port(),
+        user: sshd.user().into(),
+        key: sshd.client_key().display().to_string(),
+        known_hosts: sshd.known_hosts_line(),
+        connect_timeout: std::time::Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let held = holder.lock(root.to_str().unwrap()).await.unwrap();
+    let with = inputs(&ssh_inputs(&sshd, root.to_str().unwrap(), &v1, &[]));
+    let e = deploy::action::run("deploy-ssh", &with, ws.path(), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another deploy to") && e.contains(".deploy.lock"),
+        "{e}"
+    );
+    holder.unlock(held).await;
+    let out = deploy::action::run("deploy-ssh", &with, ws.path(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        read_link(&root.join("current")),
+        format!("releases/{}", out["release"])
+    );
+    holder.close().await;
+}
