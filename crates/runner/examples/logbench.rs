@@ -12,7 +12,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let steps_mode = args.get(1).is_some_and(|a| a == "steps");
-    let n: u64 = args.get(if steps_mode { 2 } else { 1 }).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let n: u64 = args
+        .get(if steps_mode { 2 } else { 1 })
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(256);
     let mib = n;
     let yaml = if steps_mode {
         let mut y = "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n".to_owned();
@@ -20,12 +23,21 @@ async fn main() {
             y.push_str(&format!("      - run: echo step {i}\n"));
         }
         y
-    } else { format!(
-        "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n      - run: yes 'a log line of typical length with some words in it and the s3cr3t-value inside' | head -c {}\n",
-        mib * 1024 * 1024
-    ) };
+    } else {
+        format!(
+            "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n      - run: yes 'a log line of typical length with some words in it and the s3cr3t-value inside' | head -c {}\n",
+            mib * 1024 * 1024
+        )
+    };
     let wf = workflow::parse(&yaml, "bench.yml").expect("parse");
-    let plan = workflow::compile(&wf, &workflow::CompileOptions { event: "push", loader: &|_: &str| None }).expect("compile");
+    let plan = workflow::compile(
+        &wf,
+        &workflow::CompileOptions {
+            event: "push",
+            loader: &|_: &str| None,
+        },
+    )
+    .expect("compile");
     let mut secrets = IndexMap::new();
     secrets.insert("S".to_owned(), "s3cr3t-value".to_owned());
     let options = RunOptions {
@@ -59,7 +71,9 @@ async fn main() {
         (lines, bytes)
     });
     let start = Instant::now();
-    let summary = runner::run(vec![plan], options, tx, Default::default()).await.expect("run");
+    let summary = runner::run(vec![plan], options, tx, Default::default())
+        .await
+        .expect("run");
     let (lines, bytes) = consumer.await.expect("consumer");
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -32,9 +32,22 @@ pub struct ActionDef {
 
 #[derive(Debug, Clone)]
 pub enum Runs {
-    Composite { steps: Vec<Step> },
-    Node { main: String, pre: Option<String>, pre_if: Option<String>, post: Option<String>, post_if: Option<String> },
-    Docker { image: String, entrypoint: Option<String>, args: Vec<String>, env: IndexMap<String, String> },
+    Composite {
+        steps: Vec<Step>,
+    },
+    Node {
+        main: String,
+        pre: Option<String>,
+        pre_if: Option<String>,
+        post: Option<String>,
+        post_if: Option<String>,
+    },
+    Docker {
+        image: String,
+        entrypoint: Option<String>,
+        args: Vec<String>,
+        env: IndexMap<String, String>,
+    },
 }
 
 /// A problem with an action definition or reference.
@@ -45,7 +58,11 @@ pub enum ActionError {
     #[error("reading {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("fetching action `{uses}` from {url}: {message}")]
-    Fetch { uses: String, url: String, message: String },
+    Fetch {
+        uses: String,
+        url: String,
+        message: String,
+    },
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -60,11 +77,22 @@ fn scalar(v: &Value) -> Option<String> {
 
 /// Reads `action.yml` (or `action.yaml`) from `dir`.
 pub fn load_action(dir: &Path, uses: &str) -> Result<ActionDef, ActionError> {
-    let file = ["action.yml", "action.yaml"].iter().map(|f| dir.join(f)).find(|p| p.is_file()).ok_or_else(|| {
-        ActionError::NotFound { uses: uses.to_owned(), searched: dir.display().to_string() }
+    let file = ["action.yml", "action.yaml"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ActionError::NotFound {
+            uses: uses.to_owned(),
+            searched: dir.display().to_string(),
+        })?;
+    let text = std::fs::read_to_string(&file).map_err(|e| ActionError::Invalid {
+        path: file.clone(),
+        message: e.to_string(),
     })?;
-    let text = std::fs::read_to_string(&file).map_err(|e| ActionError::Invalid { path: file.clone(), message: e.to_string() })?;
-    parse_action(&text, dir).map_err(|message| ActionError::Invalid { path: file, message })
+    parse_action(&text, dir).map_err(|message| ActionError::Invalid {
+        path: file,
+        message,
+    })
 }
 
 /// Parses the text of an `action.yml`.
@@ -76,7 +104,9 @@ pub fn parse_action(text: &str, dir: &Path) -> Result<ActionDef, String> {
     if let Some(Value::Object(m)) = obj.get("inputs") {
         for (k, v) in m {
             let default = v.get("default").and_then(scalar);
-            let required = v.get("required").is_some_and(|r| matches!(r, Value::Bool(true)) || r == "true");
+            let required = v
+                .get("required")
+                .is_some_and(|r| matches!(r, Value::Bool(true)) || r == "true");
             inputs.insert(k.clone(), (default, required));
         }
     }
@@ -86,13 +116,24 @@ pub fn parse_action(text: &str, dir: &Path) -> Result<ActionDef, String> {
             outputs.insert(k.clone(), v.get("value").and_then(scalar));
         }
     }
-    let runs = obj.get("runs").and_then(Value::as_object).ok_or("`runs` is missing")?;
-    let using = runs.get("using").and_then(scalar).ok_or("`runs.using` is missing")?.to_lowercase();
+    let runs = obj
+        .get("runs")
+        .and_then(Value::as_object)
+        .ok_or("`runs` is missing")?;
+    let using = runs
+        .get("using")
+        .and_then(scalar)
+        .ok_or("`runs.using` is missing")?
+        .to_lowercase();
     let get = |k: &str| runs.get(k).and_then(scalar);
     let runs = match using.as_str() {
         "composite" => {
             let steps = match runs.get("steps") {
-                Some(Value::Array(a)) => a.iter().enumerate().map(|(i, s)| parse_step(s, i)).collect::<Result<Vec<_>, _>>()?,
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| parse_step(s, i))
+                    .collect::<Result<Vec<_>, _>>()?,
                 _ => Vec::new(),
             };
             Runs::Composite { steps }
@@ -112,14 +153,28 @@ pub fn parse_action(text: &str, dir: &Path) -> Result<ActionDef, String> {
                 _ => Vec::new(),
             },
             env: match runs.get("env") {
-                Some(Value::Object(m)) => m.iter().filter_map(|(k, v)| scalar(v).map(|v| (k.clone(), v))).collect(),
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .filter_map(|(k, v)| scalar(v).map(|v| (k.clone(), v)))
+                    .collect(),
                 _ => IndexMap::new(),
             },
         },
-        other => return Err(format!("`runs.using: {other}` is not supported (composite, node12/16/20/24, docker)")),
+        other => {
+            return Err(format!(
+                "`runs.using: {other}` is not supported (composite, node12/16/20/24, docker)"
+            ));
+        }
     };
     let _ = dir;
-    Ok(ActionDef { dir: dir.to_path_buf(), name, inputs, outputs, runs, repository: None })
+    Ok(ActionDef {
+        dir: dir.to_path_buf(),
+        name,
+        inputs,
+        outputs,
+        runs,
+        repository: None,
+    })
 }
 
 fn template(v: &Value) -> Result<Template, String> {
@@ -129,10 +184,14 @@ fn template(v: &Value) -> Result<Template, String> {
 /// Parses `uses:` of a composite step.
 pub fn parse_uses(uses: &str) -> Result<ActionRef, String> {
     if let Some(image) = uses.strip_prefix("docker://") {
-        return Ok(ActionRef::Docker { image: image.to_owned() });
+        return Ok(ActionRef::Docker {
+            image: image.to_owned(),
+        });
     }
     if uses.starts_with("./") || uses == "." {
-        return Ok(ActionRef::Local { path: uses.to_owned() });
+        return Ok(ActionRef::Local {
+            path: uses.to_owned(),
+        });
     }
     let bad = || format!("invalid `uses: {uses}`: Expected format {{org}}/{{repo}}[/path]@ref");
     let (what, git_ref) = uses.split_once('@').ok_or_else(bad)?;
@@ -143,23 +202,38 @@ pub fn parse_uses(uses: &str) -> Result<ActionRef, String> {
     if git_ref.is_empty() {
         return Err(bad());
     }
-    Ok(ActionRef::Remote { owner: owner.to_owned(), repo: repo.to_owned(), path, git_ref: git_ref.to_owned() })
+    Ok(ActionRef::Remote {
+        owner: owner.to_owned(),
+        repo: repo.to_owned(),
+        path,
+        git_ref: git_ref.to_owned(),
+    })
 }
 
 /// A composite step (same keys as a workflow step, `shell` required by GitHub but optional here).
 fn parse_step(v: &Value, index: usize) -> Result<Step, String> {
-    let o = v.as_object().ok_or_else(|| format!("step {index} is not a mapping"))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| format!("step {index} is not a mapping"))?;
     let t = |k: &str| o.get(k).map(template).transpose();
     let env = match o.get("env") {
         Some(Value::Object(m)) => Env {
-            vars: m.iter().map(|(k, v)| template(v).map(|t| (k.clone(), t))).collect::<Result<_, _>>()?,
+            vars: m
+                .iter()
+                .map(|(k, v)| template(v).map(|t| (k.clone(), t)))
+                .collect::<Result<_, _>>()?,
             expr: None,
         },
-        Some(Value::String(s)) => Env { vars: IndexMap::new(), expr: Some(Template::parse(s).map_err(|e| e.to_string())?) },
+        Some(Value::String(s)) => Env {
+            vars: IndexMap::new(),
+            expr: Some(Template::parse(s).map_err(|e| e.to_string())?),
+        },
         _ => Env::default(),
     };
     let condition = match o.get("if") {
-        Some(v) => Some(Condition::parse(&scalar(v).unwrap_or_default()).map_err(|e| e.to_string())?),
+        Some(v) => {
+            Some(Condition::parse(&scalar(v).unwrap_or_default()).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     let continue_on_error = match o.get("continue-on-error") {
@@ -173,15 +247,28 @@ fn parse_step(v: &Value, index: usize) -> Result<Step, String> {
         None => None,
     };
     let kind = match (o.get("run"), o.get("uses")) {
-        (Some(run), None) => StepKind::Run { script: template(run)?, shell: o.get("shell").and_then(scalar) },
+        (Some(run), None) => StepKind::Run {
+            script: template(run)?,
+            shell: o.get("shell").and_then(scalar),
+        },
         (None, Some(uses)) => {
             let with = match o.get("with") {
-                Some(Value::Object(m)) => m.iter().map(|(k, v)| template(v).map(|t| (k.clone(), t))).collect::<Result<_, _>>()?,
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| template(v).map(|t| (k.clone(), t)))
+                    .collect::<Result<_, _>>()?,
                 _ => IndexMap::new(),
             };
-            StepKind::Uses { action: parse_uses(&scalar(uses).unwrap_or_default())?, with }
+            StepKind::Uses {
+                action: parse_uses(&scalar(uses).unwrap_or_default())?,
+                with,
+            }
         }
-        (Some(_), Some(_)) => return Err(format!("step {index}: a step has either `run` or `uses`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "step {index}: a step has either `run` or `uses`, not both"
+            ));
+        }
         (None, None) => return Err(format!("step {index}: missing run or uses key")),
     };
     Ok(Step {
@@ -199,20 +286,46 @@ fn parse_step(v: &Value, index: usize) -> Result<Step, String> {
 
 /// Where a remote action is cached.
 pub fn remote_cache_dir(options: &RunOptions, owner: &str, repo: &str, git_ref: &str) -> PathBuf {
-    options.cache_dir.join("actions").join(owner.to_lowercase()).join(repo.to_lowercase()).join(git_ref.replace('/', "%2F"))
+    options
+        .cache_dir
+        .join("actions")
+        .join(owner.to_lowercase())
+        .join(repo.to_lowercase())
+        .join(git_ref.replace('/', "%2F"))
 }
 
 /// Fetches (or finds in the cache) a remote action and reads its definition.
-pub async fn fetch_remote(options: &RunOptions, action: &ActionRef) -> Result<ActionDef, ActionError> {
-    let ActionRef::Remote { owner, repo, path, git_ref } = action else {
-        return Err(ActionError::Invalid { path: PathBuf::new(), message: "not a remote action".into() });
+pub async fn fetch_remote(
+    options: &RunOptions,
+    action: &ActionRef,
+) -> Result<ActionDef, ActionError> {
+    let ActionRef::Remote {
+        owner,
+        repo,
+        path,
+        git_ref,
+    } = action
+    else {
+        return Err(ActionError::Invalid {
+            path: PathBuf::new(),
+            message: "not a remote action".into(),
+        });
     };
     let uses = crate::job::uses_string(action);
     let dest = remote_cache_dir(options, owner, repo, git_ref);
     if !dest.is_dir() {
-        let url = format!("{}/{owner}/{repo}", options.actions_url.trim_end_matches('/'));
-        let fetch_err = |message: String| ActionError::Fetch { uses: uses.clone(), url: url.clone(), message };
-        let parent = dest.parent().ok_or_else(|| fetch_err("bad cache path".into()))?;
+        let url = format!(
+            "{}/{owner}/{repo}",
+            options.actions_url.trim_end_matches('/')
+        );
+        let fetch_err = |message: String| ActionError::Fetch {
+            uses: uses.clone(),
+            url: url.clone(),
+            message,
+        };
+        let parent = dest
+            .parent()
+            .ok_or_else(|| fetch_err("bad cache path".into()))?;
         std::fs::create_dir_all(parent).map_err(|e| fetch_err(e.to_string()))?;
         let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         let git = |args: Vec<String>| {
@@ -237,10 +350,25 @@ pub async fn fetch_remote(options: &RunOptions, action: &ActionRef) -> Result<Ac
         std::fs::create_dir_all(&tmp).map_err(|e| fetch_err(e.to_string()))?;
         let result = async {
             git(vec!["init".into(), "-q".into()]).await?;
-            let fetched = git(vec!["fetch".into(), "-q".into(), "--depth".into(), "1".into(), url.clone(), git_ref.clone()]).await;
+            let fetched = git(vec![
+                "fetch".into(),
+                "-q".into(),
+                "--depth".into(),
+                "1".into(),
+                url.clone(),
+                git_ref.clone(),
+            ])
+            .await;
             if fetched.is_err() {
                 // Not advertised as a ref (an abbreviated sha): full fetch.
-                git(vec!["fetch".into(), "-q".into(), url.clone(), "+refs/heads/*:refs/remotes/origin/*".into(), "+refs/tags/*:refs/tags/*".into()]).await?;
+                git(vec![
+                    "fetch".into(),
+                    "-q".into(),
+                    url.clone(),
+                    "+refs/heads/*:refs/remotes/origin/*".into(),
+                    "+refs/tags/*:refs/tags/*".into(),
+                ])
+                .await?;
                 git(vec!["checkout".into(), "-q".into(), git_ref.clone()]).await?;
             } else {
                 git(vec!["checkout".into(), "-q".into(), "FETCH_HEAD".into()]).await?;
@@ -279,12 +407,21 @@ impl JobRun {
         for (k, (default, _)) in &def.inputs {
             if let Some(d) = default {
                 let t = Template::parse(d).map_err(|e| format!("input `{k}` default: {e}"))?;
-                out.insert(k.clone(), t.eval_string(ctx).map_err(|e| format!("input `{k}` default: {e}"))?);
+                out.insert(
+                    k.clone(),
+                    t.eval_string(ctx)
+                        .map_err(|e| format!("input `{k}` default: {e}"))?,
+                );
             }
         }
         for (k, t) in with {
             let v = t.eval_string(ctx).map_err(|e| format!("with.{k}: {e}"))?;
-            let key = def.inputs.keys().find(|d| d.eq_ignore_ascii_case(k)).cloned().unwrap_or_else(|| k.clone());
+            let key = def
+                .inputs
+                .keys()
+                .find(|d| d.eq_ignore_ascii_case(k))
+                .cloned()
+                .unwrap_or_else(|| k.clone());
             out.insert(key, v);
         }
         Ok(out)
@@ -310,15 +447,27 @@ impl JobRun {
             ActionRef::Docker { image } => {
                 let mut inputs = IndexMap::new();
                 for (k, t) in with {
-                    inputs.insert(k.clone(), t.eval_string(ctx).map_err(|e| format!("with.{k}: {e}"))?);
+                    inputs.insert(
+                        k.clone(),
+                        t.eval_string(ctx).map_err(|e| format!("with.{k}: {e}"))?,
+                    );
                 }
                 let mut env = self.process_env(scope, step_env, None, uses);
                 for (k, v) in &inputs {
                     env.insert(input_env_name(k), v.clone());
                 }
                 let entrypoint = inputs.get("entrypoint").map(|e| vec![e.clone()]);
-                let args = inputs.get("args").map(|a| split_args(a)).unwrap_or_default();
-                let spec = crate::job::run_container_spec(image, env, entrypoint, args, &self.dirs.workspace);
+                let args = inputs
+                    .get("args")
+                    .map(|a| split_args(a))
+                    .unwrap_or_default();
+                let spec = crate::job::run_container_spec(
+                    image,
+                    env,
+                    entrypoint,
+                    args,
+                    &self.dirs.workspace,
+                );
                 return Ok(self.run_container_step(spec, step_no, timeout).await);
             }
             ActionRef::Remote { .. } => {
@@ -326,22 +475,35 @@ impl JobRun {
                 if crate::builtin::is_builtin(&name) {
                     let mut inputs = IndexMap::new();
                     for (k, t) in with {
-                        inputs.insert(k.to_lowercase(), t.eval_string(ctx).map_err(|e| format!("with.{k}: {e}"))?);
+                        inputs.insert(
+                            k.to_lowercase(),
+                            t.eval_string(ctx).map_err(|e| format!("with.{k}: {e}"))?,
+                        );
                     }
                     return crate::builtin::run(self, &name, inputs, step_no, step).await;
                 }
                 match prefetched {
                     Some(d) => d,
                     None => {
-                        self.log_system(Some(step_no), format!("Resolving action {uses}")).await;
-                        Arc::new(fetch_remote(&self.shared.options, action).await.map_err(|e| e.to_string())?)
+                        self.log_system(Some(step_no), format!("Resolving action {uses}"))
+                            .await;
+                        Arc::new(
+                            fetch_remote(&self.shared.options, action)
+                                .await
+                                .map_err(|e| e.to_string())?,
+                        )
                     }
                 }
             }
             ActionRef::Local { path } => {
                 let rel = path.trim_start_matches("./");
-                let candidates = [self.dirs.workspace.join(rel), self.shared.options.repo_root.join(rel)];
-                let dir = candidates.iter().find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file());
+                let candidates = [
+                    self.dirs.workspace.join(rel),
+                    self.shared.options.repo_root.join(rel),
+                ];
+                let dir = candidates
+                    .iter()
+                    .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file());
                 match dir {
                     Some(d) => Arc::new(load_action(d, uses).map_err(|e| e.to_string())?),
                     None => {
@@ -357,19 +519,37 @@ impl JobRun {
         let inputs = self.action_inputs(&def, with, ctx)?;
         for (k, (_, required)) in &def.inputs {
             if *required && !inputs.contains_key(k) {
-                self.annotate(Some(step_no), "warning", format!("Input required and not supplied: {k}")).await;
+                self.annotate(
+                    Some(step_no),
+                    "warning",
+                    format!("Input required and not supplied: {k}"),
+                )
+                .await;
             }
         }
         match &def.runs {
-            Runs::Node { main, post, post_if, .. } => {
-                let r = self.run_node(&def, main, &inputs, step_env, scope, step_no, state_key, uses).await;
+            Runs::Node {
+                main,
+                post,
+                post_if,
+                ..
+            } => {
+                let r = self
+                    .run_node(
+                        &def, main, &inputs, step_env, scope, step_no, state_key, uses,
+                    )
+                    .await;
                 if let Some(post) = post {
                     let mut env = step_env.clone();
                     for (k, v) in &inputs {
                         env.insert(input_env_name(k), v.clone());
                     }
                     self.post.push(PostStep::Node {
-                        name: step.name.as_ref().map(|n| n.source().to_owned()).unwrap_or_else(|| uses.to_owned()),
+                        name: step
+                            .name
+                            .as_ref()
+                            .map(|n| n.source().to_owned())
+                            .unwrap_or_else(|| uses.to_owned()),
                         action: def.clone(),
                         script: post.clone(),
                         condition: post_if.clone(),
@@ -379,25 +559,46 @@ impl JobRun {
                 }
                 Ok(r)
             }
-            Runs::Docker { image, entrypoint, args, env: action_env } => {
+            Runs::Docker {
+                image,
+                entrypoint,
+                args,
+                env: action_env,
+            } => {
                 let Some(image) = image.strip_prefix("docker://") else {
                     return Err(format!(
                         "docker action `{uses}` builds `{image}`: building action images is not supported yet; use a `docker://` image"
                     ));
                 };
                 let mut ictx = ctx.clone();
-                ictx.set("inputs", Value::Object(inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()));
+                ictx.set(
+                    "inputs",
+                    Value::Object(
+                        inputs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect(),
+                    ),
+                );
                 let mut env = self.process_env(scope, step_env, None, uses);
                 for (k, v) in &inputs {
                     env.insert(input_env_name(k), v.clone());
                 }
                 for (k, v) in action_env {
-                    let v = Template::parse(v).map_err(|e| e.to_string())?.eval_string(&ictx).map_err(|e| e.to_string())?;
+                    let v = Template::parse(v)
+                        .map_err(|e| e.to_string())?
+                        .eval_string(&ictx)
+                        .map_err(|e| e.to_string())?;
                     env.insert(k.clone(), v);
                 }
                 let mut eval_args = Vec::new();
                 for a in args {
-                    eval_args.push(Template::parse(a).map_err(|e| e.to_string())?.eval_string(&ictx).map_err(|e| e.to_string())?);
+                    eval_args.push(
+                        Template::parse(a)
+                            .map_err(|e| e.to_string())?
+                            .eval_string(&ictx)
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
                 let spec = crate::job::run_container_spec(
                     image,
@@ -410,7 +611,9 @@ impl JobRun {
             }
             Runs::Composite { steps } => {
                 if scope.depth > 20 {
-                    return Err(format!("composite action `{uses}` nests deeper than 20 levels"));
+                    return Err(format!(
+                        "composite action `{uses}` nests deeper than 20 levels"
+                    ));
                 }
                 let mut env = scope.env.clone();
                 env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -419,7 +622,12 @@ impl JobRun {
                 }
                 let mut inner = Scope {
                     steps: Map::new(),
-                    inputs: Some(Value::Object(inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())),
+                    inputs: Some(Value::Object(
+                        inputs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect(),
+                    )),
                     env,
                     failed: false,
                     action_path: Some(def.dir.clone()),
@@ -437,7 +645,14 @@ impl JobRun {
                             Ok(v) => {
                                 outputs.insert(k.clone(), Value::String(v));
                             }
-                            Err(e) => self.annotate(Some(step_no), "warning", format!("output `{k}`: {e}")).await,
+                            Err(e) => {
+                                self.annotate(
+                                    Some(step_no),
+                                    "warning",
+                                    format!("output `{k}`: {e}"),
+                                )
+                                .await
+                            }
                         }
                     }
                 }
@@ -487,7 +702,12 @@ mod tests {
         let ok = |s: &str, owner: &str, repo: &str, path: Option<&str>, r: &str| {
             assert_eq!(
                 parse_uses(s),
-                Ok(ActionRef::Remote { owner: owner.into(), repo: repo.into(), path: path.map(Into::into), git_ref: r.into() })
+                Ok(ActionRef::Remote {
+                    owner: owner.into(),
+                    repo: repo.into(),
+                    path: path.map(Into::into),
+                    git_ref: r.into()
+                })
             );
         };
         ok("actions/checkout@v4", "actions", "checkout", None, "v4");
@@ -495,8 +715,16 @@ mod tests {
         assert!(parse_uses("actions/checkout").is_err());
         assert!(parse_uses("checkout@v1").is_err());
         assert!(parse_uses("o/r@").is_err());
-        assert_eq!(parse_uses("./x"), Ok(ActionRef::Local { path: "./x".into() }));
-        assert_eq!(parse_uses("docker://alpine:3"), Ok(ActionRef::Docker { image: "alpine:3".into() }));
+        assert_eq!(
+            parse_uses("./x"),
+            Ok(ActionRef::Local { path: "./x".into() })
+        );
+        assert_eq!(
+            parse_uses("docker://alpine:3"),
+            Ok(ActionRef::Docker {
+                image: "alpine:3".into()
+            })
+        );
     }
 
     #[test]

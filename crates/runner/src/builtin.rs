@@ -94,7 +94,9 @@ pub(crate) async fn run(
                 }
             };
             let (result, ()) = tokio::join!(action, forward);
-            result.map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect()).map_err(|e| msg(e.to_string()))
+            result
+                .map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+                .map_err(|e| msg(e.to_string()))
         }
         other => Err(msg(format!("`{other}` is not a built-in action"))),
     };
@@ -113,7 +115,11 @@ pub(crate) async fn run(
 // ---------------------------------------------------------------------------------------
 // checkout
 
-async fn checkout(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: usize) -> Result<Map<String, Value>, BuiltinError> {
+async fn checkout(
+    job: &mut JobRun,
+    inputs: &IndexMap<String, String>,
+    step_no: usize,
+) -> Result<Map<String, Value>, BuiltinError> {
     let repo = job.shared.options.repo_root.clone();
     let current = job
         .base
@@ -125,23 +131,51 @@ async fn checkout(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: 
     let dest = match inputs.get("path").filter(|p| !p.is_empty()) {
         Some(p) => {
             let rel = Path::new(p);
-            if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
                 return Err(msg(format!("path `{p}` must stay under the workspace")));
             }
             job.dirs.workspace.join(rel)
         }
         None => job.dirs.workspace.clone(),
     };
-    if let Some(r) = inputs.get("repository").filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case(&current)) {
+    if let Some(r) = inputs
+        .get("repository")
+        .filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case(&current))
+    {
         // Another repository: a shallow fetch from the actions base URL.
-        let url = format!("{}/{r}", job.shared.options.actions_url.trim_end_matches('/'));
-        let git_ref = inputs.get("ref").filter(|r| !r.is_empty()).cloned().unwrap_or_else(|| "HEAD".into());
-        job.log_system(Some(step_no), format!("Fetching {url} at {git_ref}")).await;
+        let url = format!(
+            "{}/{r}",
+            job.shared.options.actions_url.trim_end_matches('/')
+        );
+        let git_ref = inputs
+            .get("ref")
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "HEAD".into());
+        job.log_system(Some(step_no), format!("Fetching {url} at {git_ref}"))
+            .await;
         std::fs::create_dir_all(&dest).map_err(io("creating", &dest))?;
         for args in [
             vec!["init", "-q"],
-            vec!["fetch", "-q", "--depth", "1", url.as_str(), git_ref.as_str()],
-            vec!["-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"],
+            vec![
+                "fetch",
+                "-q",
+                "--depth",
+                "1",
+                url.as_str(),
+                git_ref.as_str(),
+            ],
+            vec![
+                "-c",
+                "advice.detachedHead=false",
+                "checkout",
+                "-q",
+                "FETCH_HEAD",
+            ],
         ] {
             let out = tokio::process::Command::new("git")
                 .args(&args)
@@ -162,13 +196,24 @@ async fn checkout(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: 
         out.insert("ref".into(), Value::String(git_ref));
         return Ok(out);
     }
-    job.log_system(Some(step_no), format!("Copying {} to {}", repo.display(), dest.display())).await;
+    job.log_system(
+        Some(step_no),
+        format!("Copying {} to {}", repo.display(), dest.display()),
+    )
+    .await;
     let count = tokio::task::spawn_blocking(move || copy_repo(&repo, &dest))
         .await
         .map_err(|e| msg(format!("checkout task: {e}")))??;
-    job.log_system(Some(step_no), format!("Copied {count} files")).await;
+    job.log_system(Some(step_no), format!("Copied {count} files"))
+        .await;
     let mut out = Map::new();
-    let sha = job.base.contexts.get("github").and_then(|g| g.get("sha")).map(workflow::expr::to_string).unwrap_or_default();
+    let sha = job
+        .base
+        .contexts
+        .get("github")
+        .and_then(|g| g.get("sha"))
+        .map(workflow::expr::to_string)
+        .unwrap_or_default();
     out.insert("commit".into(), Value::String(sha));
     out.insert("ref".into(), Value::String(String::new()));
     Ok(out)
@@ -205,7 +250,9 @@ fn copy_repo(src: &Path, dest: &Path) -> Result<usize, BuiltinError> {
     for rel in files {
         let from = src.join(&rel);
         let to = dest.join(&rel);
-        let Ok(meta) = std::fs::symlink_metadata(&from) else { continue }; // deleted in the work tree
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
+            continue;
+        }; // deleted in the work tree
         if meta.is_dir() {
             continue;
         }
@@ -242,7 +289,11 @@ struct ManifestEntry {
 }
 
 fn lines(s: &str) -> Vec<String> {
-    s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn has_glob(s: &str) -> bool {
@@ -251,13 +302,17 @@ fn has_glob(s: &str) -> bool {
 
 /// The files matched by upload-artifact/cache style path lines (globs, `!` excludes),
 /// relative to the least common ancestor of the search roots.
-fn collect_files(base: &Path, patterns: &[String]) -> Result<(PathBuf, Vec<PathBuf>), BuiltinError> {
+fn collect_files(
+    base: &Path,
+    patterns: &[String],
+) -> Result<(PathBuf, Vec<PathBuf>), BuiltinError> {
     let mut includes = Vec::new();
     let mut excludes = globset::GlobSetBuilder::new();
     for p in patterns {
         if let Some(ex) = p.strip_prefix('!') {
             let abs = base.join(ex);
-            let g = globset::Glob::new(&abs.to_string_lossy()).map_err(|e| msg(format!("bad pattern `{p}`: {e}")))?;
+            let g = globset::Glob::new(&abs.to_string_lossy())
+                .map_err(|e| msg(format!("bad pattern `{p}`: {e}")))?;
             excludes.add(g);
         } else {
             includes.push(base.join(p));
@@ -269,14 +324,26 @@ fn collect_files(base: &Path, patterns: &[String]) -> Result<(PathBuf, Vec<PathB
     for inc in includes {
         let s = inc.to_string_lossy().into_owned();
         if has_glob(&s) {
-            let literal: PathBuf = inc.components().take_while(|c| !has_glob(&c.as_os_str().to_string_lossy())).collect();
-            let g = globset::GlobBuilder::new(&s).literal_separator(true).build().map_err(|e| msg(format!("bad pattern `{s}`: {e}")))?;
+            let literal: PathBuf = inc
+                .components()
+                .take_while(|c| !has_glob(&c.as_os_str().to_string_lossy()))
+                .collect();
+            let g = globset::GlobBuilder::new(&s)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| msg(format!("bad pattern `{s}`: {e}")))?;
             let m = g.compile_matcher();
             roots.push(literal.clone());
-            for e in walkdir::WalkDir::new(&literal).into_iter().filter_map(Result::ok) {
+            for e in walkdir::WalkDir::new(&literal)
+                .into_iter()
+                .filter_map(Result::ok)
+            {
                 if m.is_match(e.path()) {
                     if e.file_type().is_dir() {
-                        for f in walkdir::WalkDir::new(e.path()).into_iter().filter_map(Result::ok) {
+                        for f in walkdir::WalkDir::new(e.path())
+                            .into_iter()
+                            .filter_map(Result::ok)
+                        {
                             if f.file_type().is_file() {
                                 files.push(f.path().to_path_buf());
                             }
@@ -288,7 +355,10 @@ fn collect_files(base: &Path, patterns: &[String]) -> Result<(PathBuf, Vec<PathB
             }
         } else if inc.is_dir() {
             roots.push(inc.clone());
-            for f in walkdir::WalkDir::new(&inc).into_iter().filter_map(Result::ok) {
+            for f in walkdir::WalkDir::new(&inc)
+                .into_iter()
+                .filter_map(Result::ok)
+            {
                 if f.file_type().is_file() {
                     files.push(f.path().to_path_buf());
                 }
@@ -323,7 +393,9 @@ fn valid_artifact_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && !name.starts_with("blobs")
-        && !name.contains(['/', '\\', '"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\0'])
+        && !name.contains([
+            '/', '\\', '"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\0',
+        ])
 }
 
 fn sha256_file(path: &Path) -> Result<String, BuiltinError> {
@@ -355,14 +427,31 @@ fn store_blob(store: &Path, file: &Path) -> Result<(String, u64, u32), BuiltinEr
     Ok((digest, meta.len(), meta.permissions().mode() & 0o777))
 }
 
-fn upload(store: &Path, name: &str, root: &Path, files: &[PathBuf]) -> Result<(String, usize), BuiltinError> {
+fn upload(
+    store: &Path,
+    name: &str,
+    root: &Path,
+    files: &[PathBuf],
+) -> Result<(String, usize), BuiltinError> {
     let mut entries = Vec::new();
     for f in files {
         let (sha256, size, mode) = store_blob(store, f)?;
-        let rel = f.strip_prefix(root).unwrap_or(f).to_string_lossy().into_owned();
-        entries.push(ManifestEntry { path: rel, sha256, size, mode });
+        let rel = f
+            .strip_prefix(root)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .into_owned();
+        entries.push(ManifestEntry {
+            path: rel,
+            sha256,
+            size,
+            mode,
+        });
     }
-    let manifest = Manifest { name: name.to_owned(), files: entries };
+    let manifest = Manifest {
+        name: name.to_owned(),
+        files: entries,
+    };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| msg(e.to_string()))?;
     let digest = hex::encode(Sha256::digest(&body));
     let tmp_dir = store.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
@@ -381,12 +470,21 @@ fn upload(store: &Path, name: &str, root: &Path, files: &[PathBuf]) -> Result<(S
 fn download(store: &Path, name: &str, dest: &Path) -> Result<usize, BuiltinError> {
     use std::os::unix::fs::PermissionsExt;
     let mpath = store.join(name).join("manifest.json");
-    let text = std::fs::read(&mpath).map_err(|_| msg(format!("Unable to find an artifact with the name: {name}")))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| msg(format!("{}: {e}", mpath.display())))?;
+    let text = std::fs::read(&mpath)
+        .map_err(|_| msg(format!("Unable to find an artifact with the name: {name}")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| msg(format!("{}: {e}", mpath.display())))?;
     for e in &manifest.files {
         let rel = Path::new(&e.path);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(msg(format!("artifact `{name}` holds an unsafe path `{}`", e.path)));
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(msg(format!(
+                "artifact `{name}` holds an unsafe path `{}`",
+                e.path
+            )));
         }
         let to = dest.join(rel);
         if let Some(parent) = to.parent() {
@@ -399,8 +497,16 @@ fn download(store: &Path, name: &str, dest: &Path) -> Result<usize, BuiltinError
     Ok(manifest.files.len())
 }
 
-async fn upload_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: usize) -> Result<Map<String, Value>, BuiltinError> {
-    let name = inputs.get("name").filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| "artifact".into());
+async fn upload_artifact(
+    job: &mut JobRun,
+    inputs: &IndexMap<String, String>,
+    step_no: usize,
+) -> Result<Map<String, Value>, BuiltinError> {
+    let name = inputs
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "artifact".into());
     if !valid_artifact_name(&name) {
         return Err(msg(format!("invalid artifact name `{name}`")));
     }
@@ -408,15 +514,23 @@ async fn upload_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, st
     if patterns.is_empty() {
         return Err(msg("input `path` is required"));
     }
-    let if_none = inputs.get("if-no-files-found").map(|s| s.to_lowercase()).unwrap_or_else(|| "warn".into());
+    let if_none = inputs
+        .get("if-no-files-found")
+        .map(|s| s.to_lowercase())
+        .unwrap_or_else(|| "warn".into());
     let store = job.shared.artifact_dir.clone();
     let workspace = job.dirs.workspace.clone();
     let (root, files) = {
         let p = patterns.clone();
-        tokio::task::spawn_blocking(move || collect_files(&workspace, &p)).await.map_err(|e| msg(e.to_string()))??
+        tokio::task::spawn_blocking(move || collect_files(&workspace, &p))
+            .await
+            .map_err(|e| msg(e.to_string()))??
     };
     if files.is_empty() {
-        let text = format!("No files were found with the provided path: {}. No artifacts will be uploaded.", patterns.join(", "));
+        let text = format!(
+            "No files were found with the provided path: {}. No artifacts will be uploaded.",
+            patterns.join(", ")
+        );
         match if_none.as_str() {
             "error" => return Err(msg(text)),
             "ignore" => job.log_system(Some(step_no), text).await,
@@ -428,7 +542,11 @@ async fn upload_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, st
     let (digest, count) = tokio::task::spawn_blocking(move || upload(&store, &n2, &root, &files))
         .await
         .map_err(|e| msg(e.to_string()))??;
-    job.log_system(Some(step_no), format!("Uploaded artifact `{name}`: {count} files (sha256:{digest})")).await;
+    job.log_system(
+        Some(step_no),
+        format!("Uploaded artifact `{name}`: {count} files (sha256:{digest})"),
+    )
+    .await;
     let mut out = Map::new();
     out.insert("artifact-id".into(), Value::String(digest[..16].to_owned()));
     out.insert("artifact-url".into(), Value::String(String::new()));
@@ -436,26 +554,42 @@ async fn upload_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, st
     Ok(out)
 }
 
-async fn download_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, step_no: usize) -> Result<Map<String, Value>, BuiltinError> {
+async fn download_artifact(
+    job: &mut JobRun,
+    inputs: &IndexMap<String, String>,
+    step_no: usize,
+) -> Result<Map<String, Value>, BuiltinError> {
     let store = job.shared.artifact_dir.clone();
     let dest = match inputs.get("path").filter(|p| !p.is_empty()) {
         Some(p) => {
             let p = expand_home(p);
-            if p.is_absolute() { p } else { job.dirs.workspace.join(p) }
+            if p.is_absolute() {
+                p
+            } else {
+                job.dirs.workspace.join(p)
+            }
         }
         None => job.dirs.workspace.clone(),
     };
     let names: Vec<(String, PathBuf)> = match inputs.get("name").filter(|n| !n.is_empty()) {
         Some(n) => vec![(n.clone(), dest.clone())],
         None => {
-            let pattern = inputs.get("pattern").filter(|p| !p.is_empty()).map(|p| globset::Glob::new(p).map(|g| g.compile_matcher()));
-            let pattern = pattern.transpose().map_err(|e| msg(format!("bad pattern: {e}")))?;
+            let pattern = inputs
+                .get("pattern")
+                .filter(|p| !p.is_empty())
+                .map(|p| globset::Glob::new(p).map(|g| g.compile_matcher()));
+            let pattern = pattern
+                .transpose()
+                .map_err(|e| msg(format!("bad pattern: {e}")))?;
             let merge = inputs.get("merge-multiple").is_some_and(|m| m == "true");
             let mut names = Vec::new();
             if let Ok(rd) = std::fs::read_dir(&store) {
                 for e in rd.filter_map(Result::ok) {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with('.') || n == "blobs" || !e.path().join("manifest.json").is_file() {
+                    if n.starts_with('.')
+                        || n == "blobs"
+                        || !e.path().join("manifest.json").is_file()
+                    {
                         continue;
                     }
                     if pattern.as_ref().is_some_and(|p| !p.is_match(&n)) {
@@ -473,19 +607,30 @@ async fn download_artifact(job: &mut JobRun, inputs: &IndexMap<String, String>, 
     for (name, d) in names {
         let s = store.clone();
         let n2 = name.clone();
-        let count = tokio::task::spawn_blocking(move || download(&s, &n2, &d)).await.map_err(|e| msg(e.to_string()))??;
-        job.log_system(Some(step_no), format!("Downloaded artifact `{name}`: {count} files")).await;
+        let count = tokio::task::spawn_blocking(move || download(&s, &n2, &d))
+            .await
+            .map_err(|e| msg(e.to_string()))??;
+        job.log_system(
+            Some(step_no),
+            format!("Downloaded artifact `{name}`: {count} files"),
+        )
+        .await;
         total += count;
     }
     let _ = total;
     let mut out = Map::new();
-    out.insert("download-path".into(), Value::String(dest.to_string_lossy().into_owned()));
+    out.insert(
+        "download-path".into(),
+        Value::String(dest.to_string_lossy().into_owned()),
+    );
     Ok(out)
 }
 
 fn expand_home(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| PathBuf::from(p)),
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(rest))
+            .unwrap_or_else(|| PathBuf::from(p)),
         None => PathBuf::from(p),
     }
 }
@@ -514,7 +659,11 @@ async fn cache_restore(
     step_no: usize,
     step: &Step,
 ) -> Result<Map<String, Value>, BuiltinError> {
-    let key = inputs.get("key").map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).ok_or_else(|| msg("input `key` is required"))?;
+    let key = inputs
+        .get("key")
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| msg("input `key` is required"))?;
     if key.contains(',') {
         return Err(msg("Key Validation Error: keys cannot contain commas"));
     }
@@ -537,15 +686,22 @@ async fn cache_restore(
                     && let Ok(k) = std::fs::read_to_string(&p)
                 {
                     let tar = p.with_extension("tar");
-                    let t = std::fs::metadata(&tar).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    let t = std::fs::metadata(&tar)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
                     if tar.is_file() {
                         stored.push((t, k, tar));
                     }
                 }
             }
         }
-        stored.sort_by(|a, b| b.0.cmp(&a.0));
-        restore_keys.iter().find_map(|rk| stored.iter().find(|(_, k, _)| k.starts_with(rk.as_str())).map(|(_, k, t)| (t.clone(), k.clone())))
+        stored.sort_by_key(|s| std::cmp::Reverse(s.0));
+        restore_keys.iter().find_map(|rk| {
+            stored
+                .iter()
+                .find(|(_, k, _)| k.starts_with(rk.as_str()))
+                .map(|(_, k, t)| (t.clone(), k.clone()))
+        })
     };
     let hit = found.as_ref().is_some_and(|(_, k)| *k == key);
     let lookup_only = inputs.get("lookup-only").is_some_and(|v| v == "true");
@@ -555,41 +711,79 @@ async fn cache_restore(
             if !lookup_only {
                 let tar = tar.clone();
                 let ws = job.dirs.workspace.clone();
-                tokio::task::spawn_blocking(move || unpack_cache(&tar, &ws)).await.map_err(|e| msg(e.to_string()))??;
+                tokio::task::spawn_blocking(move || unpack_cache(&tar, &ws))
+                    .await
+                    .map_err(|e| msg(e.to_string()))??;
             }
-            job.log_system(Some(step_no), format!("Cache restored from key: {matched}")).await;
+            job.log_system(Some(step_no), format!("Cache restored from key: {matched}"))
+                .await;
             out.insert("cache-matched-key".into(), Value::String(matched.clone()));
         }
         None => {
-            job.log_system(Some(step_no), format!("Cache not found for input keys: {}", std::iter::once(key.clone()).chain(restore_keys.clone()).collect::<Vec<_>>().join(", "))).await;
-            if inputs.get("fail-on-cache-miss").is_some_and(|v| v == "true") {
-                return Err(msg(format!("Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {key}")));
+            job.log_system(
+                Some(step_no),
+                format!(
+                    "Cache not found for input keys: {}",
+                    std::iter::once(key.clone())
+                        .chain(restore_keys.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .await;
+            if inputs
+                .get("fail-on-cache-miss")
+                .is_some_and(|v| v == "true")
+            {
+                return Err(msg(format!(
+                    "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {key}"
+                )));
             }
         }
     }
     out.insert("cache-hit".into(), Value::String(hit.to_string()));
     if !hit {
-        let name = step.name.as_ref().map(|n| n.source().to_owned()).unwrap_or_else(|| "actions/cache".into());
-        job.post.push(PostStep::Cache { name, save: CacheSave { key, paths } });
+        let name = step
+            .name
+            .as_ref()
+            .map(|n| n.source().to_owned())
+            .unwrap_or_else(|| "actions/cache".into());
+        job.post.push(PostStep::Cache {
+            name,
+            save: CacheSave { key, paths },
+        });
     }
     Ok(out)
 }
 
 /// Saves a cache entry (the post step of `actions/cache`).
-pub(crate) async fn cache_save(job: &mut JobRun, save: &CacheSave, step_no: usize) -> Result<(), BuiltinError> {
+pub(crate) async fn cache_save(
+    job: &mut JobRun,
+    save: &CacheSave,
+    step_no: usize,
+) -> Result<(), BuiltinError> {
     let root = cache_root(job);
     std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
     let hash = key_hash(&save.key);
     let dest = root.join(format!("{hash}.tar"));
     if dest.exists() {
-        job.log_system(Some(step_no), format!("Cache hit occurred on the primary key {}, not saving cache.", save.key)).await;
+        job.log_system(
+            Some(step_no),
+            format!(
+                "Cache hit occurred on the primary key {}, not saving cache.",
+                save.key
+            ),
+        )
+        .await;
         return Ok(());
     }
     let ws = job.dirs.workspace.clone();
     let paths = save.paths.clone();
     let tmp = root.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     let t2 = tmp.clone();
-    let count = tokio::task::spawn_blocking(move || pack_cache(&t2, &ws, &paths)).await.map_err(|e| msg(e.to_string()))?;
+    let count = tokio::task::spawn_blocking(move || pack_cache(&t2, &ws, &paths))
+        .await
+        .map_err(|e| msg(e.to_string()))?;
     let count = match count {
         Ok(c) => c,
         Err(e) => {
@@ -602,14 +796,20 @@ pub(crate) async fn cache_save(job: &mut JobRun, save: &CacheSave, step_no: usiz
         job.annotate(Some(step_no), "warning", "Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.".into()).await;
         return Ok(());
     }
-    std::fs::write(root.join(format!("{hash}.key")), save.key.as_bytes()).map_err(io("writing", &root))?;
+    std::fs::write(root.join(format!("{hash}.key")), save.key.as_bytes())
+        .map_err(io("writing", &root))?;
     std::fs::rename(&tmp, &dest).map_err(io("writing", &dest))?;
-    job.log_system(Some(step_no), format!("Cache saved with key: {}", save.key)).await;
+    job.log_system(Some(step_no), format!("Cache saved with key: {}", save.key))
+        .await;
     Ok(())
 }
 
 /// Tar entries: `w/<rel>` for paths inside the workspace, `a/<abs>` for others.
-fn pack_cache(tar_path: &Path, workspace: &Path, patterns: &[String]) -> Result<usize, BuiltinError> {
+fn pack_cache(
+    tar_path: &Path,
+    workspace: &Path,
+    patterns: &[String],
+) -> Result<usize, BuiltinError> {
     let mut expanded = Vec::new();
     for p in patterns {
         let (neg, body) = match p.strip_prefix('!') {
@@ -617,7 +817,11 @@ fn pack_cache(tar_path: &Path, workspace: &Path, patterns: &[String]) -> Result<
             None => ("", p.as_str()),
         };
         let e = expand_home(body);
-        let abs = if e.is_absolute() { e } else { workspace.join(e) };
+        let abs = if e.is_absolute() {
+            e
+        } else {
+            workspace.join(e)
+        };
         expanded.push(format!("{neg}{}", abs.to_string_lossy()));
     }
     let (_, files) = collect_files(Path::new("/"), &expanded)?;
@@ -629,7 +833,8 @@ fn pack_cache(tar_path: &Path, workspace: &Path, patterns: &[String]) -> Result<
             Ok(rel) => Path::new("w").join(rel),
             Err(_) => Path::new("a").join(file.strip_prefix("/").unwrap_or(file)),
         };
-        b.append_path_with_name(file, &name).map_err(io("archiving", file))?;
+        b.append_path_with_name(file, &name)
+            .map_err(io("archiving", file))?;
     }
     b.into_inner().map_err(io("writing", tar_path))?;
     Ok(files.len())
@@ -642,13 +847,20 @@ fn unpack_cache(tar_path: &Path, workspace: &Path) -> Result<(), BuiltinError> {
         let mut entry = entry.map_err(io("reading", tar_path))?;
         let path = entry.path().map_err(io("reading", tar_path))?.into_owned();
         let mut comps = path.components();
-        let base = match comps.next().map(|c| c.as_os_str().to_string_lossy().into_owned()).as_deref() {
+        let base = match comps
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .as_deref()
+        {
             Some("w") => workspace.to_path_buf(),
             Some("a") => PathBuf::from("/"),
             _ => continue,
         };
         let rel: PathBuf = comps.collect();
-        if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             continue;
         }
         let to = base.join(rel);
@@ -672,16 +884,25 @@ mod tests {
         std::fs::write(ws.join("out/a.txt"), "same").expect("write");
         std::fs::write(ws.join("out/sub/b.txt"), "same").expect("write");
         std::fs::write(ws.join("out/skip.log"), "x").expect("write");
-        let (root, files) = collect_files(&ws, &["out/**".into(), "!out/*.log".into()]).expect("collect");
+        let (root, files) =
+            collect_files(&ws, &["out/**".into(), "!out/*.log".into()]).expect("collect");
         assert_eq!(root, ws.join("out"));
         assert_eq!(files.len(), 2);
         let store = dir.path().join("store");
         let (_, n) = upload(&store, "dist", &root, &files).expect("upload");
         assert_eq!(n, 2);
-        assert_eq!(std::fs::read_dir(store.join("blobs/sha256")).expect("blobs").count(), 1);
+        assert_eq!(
+            std::fs::read_dir(store.join("blobs/sha256"))
+                .expect("blobs")
+                .count(),
+            1
+        );
         let dest = dir.path().join("dest");
         assert_eq!(download(&store, "dist", &dest).expect("download"), 2);
-        assert_eq!(std::fs::read_to_string(dest.join("sub/b.txt")).expect("read"), "same");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("sub/b.txt")).expect("read"),
+            "same"
+        );
         assert!(download(&store, "nope", &dest).is_err());
     }
 

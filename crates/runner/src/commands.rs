@@ -12,7 +12,10 @@ pub struct WorkflowCommand {
 
 impl WorkflowCommand {
     pub fn prop(&self, key: &str) -> Option<&str> {
-        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.props
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -41,7 +44,11 @@ pub fn parse(line: &str) -> Option<WorkflowCommand> {
             }
         }
     }
-    Some(WorkflowCommand { name: name.to_owned(), props, message: unescape_data(message) })
+    Some(WorkflowCommand {
+        name: name.to_owned(),
+        props,
+        message: unescape_data(message),
+    })
 }
 
 /// `%0D`, `%0A`, `%25` in a command's message.
@@ -49,7 +56,9 @@ pub fn unescape_data(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }
-    s.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+    s.replace("%0D", "\r")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
 }
 
 /// Like [`unescape_data`], plus `%3A` and `%2C`.
@@ -57,7 +66,11 @@ pub fn unescape_property(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }
-    s.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+    s.replace("%0D", "\r")
+        .replace("%0A", "\n")
+        .replace("%3A", ":")
+        .replace("%2C", ",")
+        .replace("%25", "%")
 }
 
 /// A malformed environment file.
@@ -74,7 +87,9 @@ pub enum EnvFileError {
 /// Parses a `GITHUB_ENV`/`GITHUB_OUTPUT`/`GITHUB_STATE` file into (name, value) pairs in order.
 pub fn parse_env_file(content: &str) -> Result<Vec<(String, String)>, EnvFileError> {
     let mut out = Vec::new();
-    let mut lines = content.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut lines = content
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l));
     while let Some(line) = lines.next() {
         if line.is_empty() {
             continue;
@@ -122,11 +137,16 @@ pub fn parse_env_file(content: &str) -> Result<Vec<(String, String)>, EnvFileErr
 mod tests {
     use super::*;
 
-    fn check(input: &str, expect: Option<(&str, &[(&str, &str)], &str)>) {
+    type Expect<'a> = Option<(&'a str, &'a [(&'a str, &'a str)], &'a str)>;
+
+    fn check(input: &str, expect: Expect<'_>) {
         let got = parse(input);
         let want = expect.map(|(name, props, message)| WorkflowCommand {
             name: name.to_owned(),
-            props: props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            props: props
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             message: message.to_owned(),
         });
         assert_eq!(got, want, "input: {input:?}");
@@ -141,11 +161,29 @@ mod tests {
         check("::add-mask::s3cret", Some(("add-mask", &[], "s3cret")));
         check(
             "::error file=a.rs,line=3,col=7,title=Bad%3A thing::oops%0Anext",
-            Some(("error", &[("file", "a.rs"), ("line", "3"), ("col", "7"), ("title", "Bad: thing")], "oops\nnext")),
+            Some((
+                "error",
+                &[
+                    ("file", "a.rs"),
+                    ("line", "3"),
+                    ("col", "7"),
+                    ("title", "Bad: thing"),
+                ],
+                "oops\nnext",
+            )),
         );
-        check("::warning::100%25 sure", Some(("warning", &[], "100% sure")));
-        check("::set-output name=x::a::b", Some(("set-output", &[("name", "x")], "a::b")));
-        check("::notice title=a%2Cb::m", Some(("notice", &[("title", "a,b")], "m")));
+        check(
+            "::warning::100%25 sure",
+            Some(("warning", &[], "100% sure")),
+        );
+        check(
+            "::set-output name=x::a::b",
+            Some(("set-output", &[("name", "x")], "a::b")),
+        );
+        check(
+            "::notice title=a%2Cb::m",
+            Some(("notice", &[("title", "a,b")], "m")),
+        );
         check("::debug ::x", Some(("debug", &[], "x")));
         check("::missing-end", None);
         check("::::x", None);
@@ -153,7 +191,11 @@ mod tests {
 
     fn check_env(input: &str, expect: Result<&[(&str, &str)], EnvFileError>) {
         let got = parse_env_file(input);
-        let want = expect.map(|v| v.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>());
+        let want = expect.map(|v| {
+            v.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        });
         assert_eq!(got, want, "input: {input:?}");
     }
 
@@ -162,8 +204,14 @@ mod tests {
         check_env("", Ok(&[]));
         check_env("A=1\nB=x=y\n", Ok(&[("A", "1"), ("B", "x=y")]));
         check_env("A=\r\n", Ok(&[("A", "")]));
-        check_env("M<<EOF\nl1\nl2\nEOF\nN=2\n", Ok(&[("M", "l1\nl2"), ("N", "2")]));
-        check_env("test<<World\nx=Thats really Weird\nWorld\n", Ok(&[("test", "x=Thats really Weird")]));
+        check_env(
+            "M<<EOF\nl1\nl2\nEOF\nN=2\n",
+            Ok(&[("M", "l1\nl2"), ("N", "2")]),
+        );
+        check_env(
+            "test<<World\nx=Thats really Weird\nWorld\n",
+            Ok(&[("test", "x=Thats really Weird")]),
+        );
         check_env("A=b<<c\n", Ok(&[("A", "b<<c")]));
         check_env("M<<EOF\nl1\n", Err(EnvFileError::Delimiter("EOF".into())));
         check_env("garbage\n", Err(EnvFileError::Format("garbage".into())));

@@ -18,7 +18,9 @@ use workflow::{ActionRef, Job, JobKind, Step, StepKind};
 use crate::actions::{self, ActionDef, Runs};
 use crate::commands;
 use crate::context::Ctx;
-use crate::executor::{Command, ContainerSpec, ExecError, Executor as _, JobHost, JobSpec, Process};
+use crate::executor::{
+    Command, ContainerSpec, ExecError, Executor as _, JobHost, JobSpec, Process,
+};
 use crate::mask::{LineReader, Masker};
 use crate::schedule::{PlanScope, Shared, eval_number};
 use crate::{Event, JobResult, LogStream, Platform, StepOutcome};
@@ -44,10 +46,16 @@ pub(crate) struct StepResult {
 
 impl StepResult {
     pub fn ok(outputs: Map<String, Value>) -> StepResult {
-        StepResult { outcome: StepOutcome::Success, outputs }
+        StepResult {
+            outcome: StepOutcome::Success,
+            outputs,
+        }
     }
     pub fn failed() -> StepResult {
-        StepResult { outcome: StepOutcome::Failure, outputs: Map::new() }
+        StepResult {
+            outcome: StepOutcome::Failure,
+            outputs: Map::new(),
+        }
     }
 }
 
@@ -136,13 +144,27 @@ pub(crate) struct JobRun {
 }
 
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-pub(crate) fn eval_env(env: &workflow::Env, ctx: &mut Ctx) -> Result<IndexMap<String, String>, String> {
+pub(crate) fn eval_env(
+    env: &workflow::Env,
+    ctx: &mut Ctx,
+) -> Result<IndexMap<String, String>, String> {
     let mut out = IndexMap::new();
     if let Some(t) = &env.expr {
-        match t.eval(ctx).map_err(|e| format!("evaluating env `{}`: {e}", t.source()))? {
+        match t
+            .eval(ctx)
+            .map_err(|e| format!("evaluating env `{}`: {e}", t.source()))?
+        {
             Value::Object(m) => {
                 for (k, v) in m {
                     out.insert(k, workflow::expr::to_string(&v));
@@ -153,7 +175,9 @@ pub(crate) fn eval_env(env: &workflow::Env, ctx: &mut Ctx) -> Result<IndexMap<St
         }
     }
     for (k, t) in &env.vars {
-        let v = t.eval_string(ctx).map_err(|e| format!("evaluating env.{k} `{}`: {e}", t.source()))?;
+        let v = t
+            .eval_string(ctx)
+            .map_err(|e| format!("evaluating env.{k} `{}`: {e}", t.source()))?;
         // Later keys may read earlier ones of the same level (like the runner).
         if let Some(Value::Object(m)) = ctx.contexts.get_mut("env") {
             m.insert(k.clone(), Value::String(v.clone()));
@@ -164,7 +188,11 @@ pub(crate) fn eval_env(env: &workflow::Env, ctx: &mut Ctx) -> Result<IndexMap<St
 }
 
 fn to_env_ctx(env: &IndexMap<String, String>) -> Value {
-    Value::Object(env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    Value::Object(
+        env.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 fn gh_str(ctx: &Ctx, key: &str) -> String {
@@ -191,7 +219,10 @@ pub(crate) async fn run_steps_job(
         return (JobResult::Failure, Map::new());
     };
     let n = shared.next_id();
-    let root = shared.run_dir.join("jobs").join(format!("{n}-{}", sanitize(leg_id)));
+    let root = shared
+        .run_dir
+        .join("jobs")
+        .join(format!("{n}-{}", sanitize(leg_id)));
     let dirs = JobDirs {
         workspace: root.join("workspace"),
         temp: root.join("temp"),
@@ -204,7 +235,15 @@ pub(crate) async fn run_steps_job(
         let id = leg_id.to_owned();
         async move {
             shared
-                .emit(Event::Annotation { job: id, step: None, level: "error".into(), message: msg, file: None, line: None, col: None })
+                .emit(Event::Annotation {
+                    job: id,
+                    step: None,
+                    level: "error".into(),
+                    message: msg,
+                    file: None,
+                    line: None,
+                    col: None,
+                })
                 .await;
         }
     };
@@ -226,7 +265,10 @@ pub(crate) async fn run_steps_job(
     if let Some(Value::Object(g)) = ctx.contexts.get_mut("github") {
         g.insert("job".into(), Value::String(job.id.clone()));
         g.insert("workspace".into(), Value::String(ws.clone()));
-        g.insert("event_path".into(), Value::String(event_path.to_string_lossy().into_owned()));
+        g.insert(
+            "event_path".into(),
+            Value::String(event_path.to_string_lossy().into_owned()),
+        );
         g.insert("action".into(), Value::String(String::new()));
         g.insert("action_path".into(), Value::String(String::new()));
     }
@@ -251,7 +293,10 @@ pub(crate) async fn run_steps_job(
             "environment": "self-hosted",
         }),
     );
-    ctx.set("job", json!({ "status": "success", "container": { "id": "", "network": "" }, "services": {} }));
+    ctx.set(
+        "job",
+        json!({ "status": "success", "container": { "id": "", "network": "" }, "services": {} }),
+    );
     ctx.workspace = dirs.workspace.clone();
 
     // Env: --env < workflow env < job env.
@@ -304,25 +349,37 @@ pub(crate) async fn run_steps_job(
         }
     };
     let docker_available = shared.options.docker_host.is_some()
-        || shared.host_env.get("DOCKER_HOST").is_some_and(|h| !h.is_empty());
+        || shared
+            .host_env
+            .get("DOCKER_HOST")
+            .is_some_and(|h| !h.is_empty());
     // A job with `container:`/`services:` needs a container engine even when its label
     // maps to the host.
     let platform = match platform {
         Platform::Host if (container.is_some() || !services.is_empty()) && docker_available => {
-            Platform::Docker { image: String::new() }
+            Platform::Docker {
+                image: String::new(),
+            }
         }
         p => p,
     };
     let is_host = platform == Platform::Host;
     let spec = JobSpec {
         job_id: leg_id.to_owned(),
-        mounts: vec![dirs.root.clone(), dirs.tool_cache.clone(), shared.options.cache_dir.clone(), shared.artifact_dir.clone()],
+        mounts: vec![
+            dirs.root.clone(),
+            dirs.tool_cache.clone(),
+            shared.options.cache_dir.clone(),
+            shared.artifact_dir.clone(),
+        ],
         container,
         services,
     };
     let prepared = match &platform {
         Platform::Host => shared.host.prepare(spec).await,
-        Platform::Docker { image } => crate::executor::prepare_docker(&shared.options, image, spec).await,
+        Platform::Docker { image } => {
+            crate::executor::prepare_docker(&shared.options, image, spec).await
+        }
     };
     let host = match prepared {
         Ok(h) => h,
@@ -334,9 +391,16 @@ pub(crate) async fn run_steps_job(
         }
     };
 
-    let mut process_base = if is_host { shared.host_env.clone() } else { IndexMap::new() };
+    let mut process_base = if is_host {
+        shared.host_env.clone()
+    } else {
+        IndexMap::new()
+    };
     if !process_base.contains_key("PATH") {
-        process_base.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        process_base.insert(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     let mut masker = Masker::new();
     for v in scope.secrets.values() {
@@ -356,8 +420,16 @@ pub(crate) async fn run_steps_job(
         cancel: cancel.clone(),
         step_no: 0,
         post: Vec::new(),
-        defaults_shell: job.defaults.shell.clone().or_else(|| scope.plan.defaults.shell.clone()),
-        defaults_wd: job.defaults.working_directory.clone().or_else(|| scope.plan.defaults.working_directory.clone()),
+        defaults_shell: job
+            .defaults
+            .shell
+            .clone()
+            .or_else(|| scope.plan.defaults.shell.clone()),
+        defaults_wd: job
+            .defaults
+            .working_directory
+            .clone()
+            .or_else(|| scope.plan.defaults.working_directory.clone()),
         states: IndexMap::new(),
         action_seq: 0,
         is_host,
@@ -388,19 +460,36 @@ pub(crate) async fn run_steps_job(
         match t.eval_string(&octx) {
             Ok(v) => {
                 if run.masker.matches(&v) {
-                    run.log_system(None, format!("Skip output '{k}' since it may contain secret.")).await;
+                    run.log_system(
+                        None,
+                        format!("Skip output '{k}' since it may contain secret."),
+                    )
+                    .await;
                 } else {
                     outputs.insert(k.clone(), Value::String(v));
                 }
             }
-            Err(e) => run.log_system(None, format!("evaluating output `{k}`: {e}")).await,
+            Err(e) => {
+                run.log_system(None, format!("evaluating output `{k}`: {e}"))
+                    .await
+            }
         }
     }
     let result = if timed_out.is_cancelled() {
-        run.annotate(None, "error", format!("the job exceeded its timeout of {} minutes", timeout.as_secs_f64() / 60.0))
-            .await;
+        run.annotate(
+            None,
+            "error",
+            format!(
+                "the job exceeded its timeout of {} minutes",
+                timeout.as_secs_f64() / 60.0
+            ),
+        )
+        .await;
         JobResult::Failure
-    } else if run.cancel.is_cancelled() && !shared.cancel.is_cancelled() && !matrix_cancel.is_cancelled() {
+    } else if run.cancel.is_cancelled()
+        && !shared.cancel.is_cancelled()
+        && !matrix_cancel.is_cancelled()
+    {
         JobResult::Failure
     } else if run.cancel.is_cancelled() {
         JobResult::Cancelled
@@ -422,7 +511,13 @@ impl JobRun {
 
     pub(crate) async fn log_system(&self, step: Option<usize>, line: String) {
         let line = self.masker.mask(&line).into_owned();
-        self.emit(Event::Log { job: self.id.clone(), step, stream: LogStream::System, line }).await;
+        self.emit(Event::Log {
+            job: self.id.clone(),
+            step,
+            stream: LogStream::System,
+            line,
+        })
+        .await;
     }
 
     pub(crate) async fn annotate(&self, step: Option<usize>, level: &str, message: String) {
@@ -472,7 +567,10 @@ impl JobRun {
         if let Some(p) = &scope.action_path
             && let Some(Value::Object(g)) = ctx.contexts.get_mut("github")
         {
-            g.insert("action_path".into(), Value::String(p.to_string_lossy().into_owned()));
+            g.insert(
+                "action_path".into(),
+                Value::String(p.to_string_lossy().into_owned()),
+            );
         }
         ctx.status = status;
         ctx
@@ -518,8 +616,14 @@ impl JobRun {
             ("RUNNER_ARCH", self.runner_str("arch")),
             ("RUNNER_NAME", self.runner_str("name")),
             ("RUNNER_TEMP", self.dirs.temp.to_string_lossy().into_owned()),
-            ("RUNNER_TOOL_CACHE", self.dirs.tool_cache.to_string_lossy().into_owned()),
-            ("RUNNER_WORKSPACE", self.dirs.root.to_string_lossy().into_owned()),
+            (
+                "RUNNER_TOOL_CACHE",
+                self.dirs.tool_cache.to_string_lossy().into_owned(),
+            ),
+            (
+                "RUNNER_WORKSPACE",
+                self.dirs.root.to_string_lossy().into_owned(),
+            ),
             ("RUNNER_ENVIRONMENT", "self-hosted".to_owned()),
         ] {
             env.insert(k.to_owned(), v);
@@ -528,7 +632,10 @@ impl JobRun {
             env.insert("RUNNER_DEBUG".into(), "1".into());
         }
         if let Some(p) = &scope.action_path {
-            env.insert("GITHUB_ACTION_PATH".into(), p.to_string_lossy().into_owned());
+            env.insert(
+                "GITHUB_ACTION_PATH".into(),
+                p.to_string_lossy().into_owned(),
+            );
         }
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(scope.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -551,33 +658,67 @@ impl JobRun {
     }
 
     fn runner_str(&self, key: &str) -> String {
-        self.base.contexts.get("runner").and_then(|r| r.get(key)).map(workflow::expr::to_string).unwrap_or_default()
+        self.base
+            .contexts
+            .get("runner")
+            .and_then(|r| r.get(key))
+            .map(workflow::expr::to_string)
+            .unwrap_or_default()
     }
 
     /// Runs `pre` of the node actions referenced by remote `uses:` steps, before any step.
     async fn run_pre_steps(&mut self, steps: &[Step], scope: &mut Scope) {
         for (pos, step) in steps.iter().enumerate() {
-            let StepKind::Uses { action: action_ref @ ActionRef::Remote { .. }, with } = &step.kind else { continue };
-            if action_ref.remote_name().is_some_and(|n| crate::builtin::is_builtin(&n)) {
+            let StepKind::Uses {
+                action: action_ref @ ActionRef::Remote { .. },
+                with,
+            } = &step.kind
+            else {
+                continue;
+            };
+            if action_ref
+                .remote_name()
+                .is_some_and(|n| crate::builtin::is_builtin(&n))
+            {
                 continue;
             }
-            let Ok(def) = actions::fetch_remote(&self.shared.options, action_ref).await else { continue };
+            let Ok(def) = actions::fetch_remote(&self.shared.options, action_ref).await else {
+                continue;
+            };
             let def = Arc::new(def);
             self.pre_done.insert(pos, def.clone());
-            let Runs::Node { pre: Some(pre), pre_if, .. } = &def.runs else { continue };
+            let Runs::Node {
+                pre: Some(pre),
+                pre_if,
+                ..
+            } = &def.runs
+            else {
+                continue;
+            };
             let step_no = self.next_step_no();
-            let name = format!("Pre {}", step_display_name(step, &self.step_ctx(scope, &IndexMap::new())));
+            let name = format!(
+                "Pre {}",
+                step_display_name(step, &self.step_ctx(scope, &IndexMap::new()))
+            );
             let started = Instant::now();
-            self.emit(Event::StepStarted { job: self.id.clone(), step: step_no, name }).await;
+            self.emit(Event::StepStarted {
+                job: self.id.clone(),
+                step: step_no,
+                name,
+            })
+            .await;
             let ctx = self.step_ctx(scope, &IndexMap::new());
             let run = match pre_if {
-                Some(c) => Condition::parse(c).map_err(|e| e.to_string()).and_then(|c| c.eval(&ctx).map_err(|e| e.to_string())),
+                Some(c) => Condition::parse(c)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| c.eval(&ctx).map_err(|e| e.to_string())),
                 None => Ok(true),
             };
             let outcome = match run {
                 Ok(false) => StepOutcome::Skipped,
                 Err(e) => {
-                    self.annotate(Some(step_no), "error", format!("pre-if: {e}")).await;
+                    self.annotate(Some(step_no), "error", format!("pre-if: {e}"))
+                        .await;
                     StepOutcome::Failure
                 }
                 Ok(true) => {
@@ -586,7 +727,16 @@ impl JobRun {
                         Ok(inputs) => {
                             let state_key = format!("pre-{pos}");
                             let r = self
-                                .run_node(&def, pre, &inputs, &step_env, scope, step_no, &state_key, &format!("pre_{pos}"))
+                                .run_node(
+                                    &def,
+                                    pre,
+                                    &inputs,
+                                    &step_env,
+                                    scope,
+                                    step_no,
+                                    &state_key,
+                                    &format!("pre_{pos}"),
+                                )
                                 .await;
                             r.outcome
                         }
@@ -616,22 +766,44 @@ impl JobRun {
             let step_no = self.next_step_no();
             let started = Instant::now();
             let name = match &post {
-                PostStep::Node { name, .. } | PostStep::Cache { name, .. } => format!("Post {name}"),
+                PostStep::Node { name, .. } | PostStep::Cache { name, .. } => {
+                    format!("Post {name}")
+                }
             };
-            self.emit(Event::StepStarted { job: self.id.clone(), step: step_no, name }).await;
+            self.emit(Event::StepStarted {
+                job: self.id.clone(),
+                step: step_no,
+                name,
+            })
+            .await;
             let ctx = self.step_ctx(scope, &IndexMap::new());
             let outcome = match post {
-                PostStep::Node { action, script, condition, env, state_key, .. } => {
+                PostStep::Node {
+                    action,
+                    script,
+                    condition,
+                    env,
+                    state_key,
+                    ..
+                } => {
                     let cond = condition.unwrap_or_else(|| "always()".into());
-                    match Condition::parse(&cond).map_err(|e| e.to_string()).and_then(|c| c.eval(&ctx).map_err(|e| e.to_string())) {
+                    match Condition::parse(&cond)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| c.eval(&ctx).map_err(|e| e.to_string()))
+                    {
                         Ok(false) => StepOutcome::Skipped,
                         Err(e) => {
-                            self.annotate(Some(step_no), "error", format!("post-if: {e}")).await;
+                            self.annotate(Some(step_no), "error", format!("post-if: {e}"))
+                                .await;
                             StepOutcome::Failure
                         }
                         Ok(true) => {
                             let inputs = IndexMap::new();
-                            self.run_node(&action, &script, &inputs, &env, scope, step_no, &state_key, "post").await.outcome
+                            self.run_node(
+                                &action, &script, &inputs, &env, scope, step_no, &state_key, "post",
+                            )
+                            .await
+                            .outcome
                         }
                     }
                 }
@@ -640,7 +812,12 @@ impl JobRun {
                         match crate::builtin::cache_save(self, &save, step_no).await {
                             Ok(()) => StepOutcome::Success,
                             Err(e) => {
-                                self.annotate(Some(step_no), "warning", format!("saving the cache: {e}")).await;
+                                self.annotate(
+                                    Some(step_no),
+                                    "warning",
+                                    format!("saving the cache: {e}"),
+                                )
+                                .await;
                                 StepOutcome::Success
                             }
                         }
@@ -670,7 +847,11 @@ impl JobRun {
     }
 
     /// Runs the steps of one scope (the job's, or a composite action's).
-    pub(crate) fn run_steps<'a>(&'a mut self, steps: &'a [Step], scope: &'a mut Scope) -> BoxFut<'a, ()> {
+    pub(crate) fn run_steps<'a>(
+        &'a mut self,
+        steps: &'a [Step],
+        scope: &'a mut Scope,
+    ) -> BoxFut<'a, ()> {
         Box::pin(async move {
             for (pos, step) in steps.iter().enumerate() {
                 self.run_step(pos, step, scope).await;
@@ -688,19 +869,32 @@ impl JobRun {
         let ctx = self.step_ctx(scope, &IndexMap::new());
         let name = step_display_name(step, &ctx);
         if top {
-            self.emit(Event::StepStarted { job: self.id.clone(), step: step_no, name: name.clone() }).await;
+            self.emit(Event::StepStarted {
+                job: self.id.clone(),
+                step: step_no,
+                name: name.clone(),
+            })
+            .await;
         }
         // `if:`
         let cond = match &step.condition {
-            Some(c) => c.eval(&ctx).map_err(|e| format!("evaluating `if: {}`: {e}", c.source())),
+            Some(c) => c
+                .eval(&ctx)
+                .map_err(|e| format!("evaluating `if: {}`: {e}", c.source())),
             None => Ok(ctx.status == Status::Success),
         };
         let continue_on_error = match &step.continue_on_error {
             workflow::BoolOrExpr::Bool(b) => *b,
-            workflow::BoolOrExpr::Expr(t) => t.eval(&ctx).map(|v| workflow::expr::truthy(&v)).unwrap_or(false),
+            workflow::BoolOrExpr::Expr(t) => t
+                .eval(&ctx)
+                .map(|v| workflow::expr::truthy(&v))
+                .unwrap_or(false),
         };
         let result = match cond {
-            Ok(false) => StepResult { outcome: StepOutcome::Skipped, outputs: Map::new() },
+            Ok(false) => StepResult {
+                outcome: StepOutcome::Skipped,
+                outputs: Map::new(),
+            },
             Err(e) => {
                 self.annotate(Some(step_no), "error", e).await;
                 StepResult::failed()
@@ -713,8 +907,14 @@ impl JobRun {
             }
         };
         let outcome = result.outcome;
-        let conclusion = if outcome == StepOutcome::Failure && continue_on_error { StepOutcome::Success } else { outcome };
-        if conclusion == StepOutcome::Failure || (conclusion == StepOutcome::Cancelled && !self.cancel.is_cancelled()) {
+        let conclusion = if outcome == StepOutcome::Failure && continue_on_error {
+            StepOutcome::Success
+        } else {
+            outcome
+        };
+        if conclusion == StepOutcome::Failure
+            || (conclusion == StepOutcome::Cancelled && !self.cancel.is_cancelled())
+        {
             scope.failed = true;
         }
         if let Some(id) = &step.id {
@@ -742,7 +942,13 @@ impl JobRun {
     }
 
     /// Runs a step whose `if:` passed.
-    async fn exec_step(&mut self, pos: usize, step: &Step, scope: &mut Scope, step_no: usize) -> StepResult {
+    async fn exec_step(
+        &mut self,
+        pos: usize,
+        step: &Step,
+        scope: &mut Scope,
+        step_no: usize,
+    ) -> StepResult {
         let mut ctx = self.step_ctx(scope, &IndexMap::new());
         let step_env = match eval_env(&step.env, &mut ctx) {
             Ok(e) => e,
@@ -770,7 +976,12 @@ impl JobRun {
                 let script = match script.eval_string(&ctx) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.annotate(Some(step_no), "error", format!("evaluating the script: {e}")).await;
+                        self.annotate(
+                            Some(step_no),
+                            "error",
+                            format!("evaluating the script: {e}"),
+                        )
+                        .await;
                         return StepResult::failed();
                     }
                 };
@@ -781,16 +992,43 @@ impl JobRun {
                         return StepResult::failed();
                     }
                 };
-                let shell = shell.clone().or_else(|| if scope.depth == 0 { self.defaults_shell.clone() } else { None });
-                self.run_script(&script, shell.as_deref(), &wd, &step_env, scope, step_no, timeout, &action_name).await
+                let shell = shell.clone().or_else(|| {
+                    if scope.depth == 0 {
+                        self.defaults_shell.clone()
+                    } else {
+                        None
+                    }
+                });
+                self.run_script(
+                    &script,
+                    shell.as_deref(),
+                    &wd,
+                    &step_env,
+                    scope,
+                    step_no,
+                    timeout,
+                    &action_name,
+                )
+                .await
             }
             StepKind::Uses { action, with } => {
                 let uses = uses_string(action);
-                let prefetched = if scope.depth == 0 { self.pre_done.get(&pos).cloned() } else { None };
+                let prefetched = if scope.depth == 0 {
+                    self.pre_done.get(&pos).cloned()
+                } else {
+                    None
+                };
                 let state_key = format!("{}-{pos}-{step_no}", scope.depth);
-                let state_key = if scope.depth == 0 && prefetched.is_some() { format!("pre-{pos}") } else { state_key };
+                let state_key = if scope.depth == 0 && prefetched.is_some() {
+                    format!("pre-{pos}")
+                } else {
+                    state_key
+                };
                 let res = self
-                    .run_action(action, &uses, with, &ctx, &step_env, scope, step_no, timeout, prefetched, &state_key, step)
+                    .run_action(
+                        action, &uses, with, &ctx, &step_env, scope, step_no, timeout, prefetched,
+                        &state_key, step,
+                    )
                     .await;
                 match res {
                     Ok(r) => r,
@@ -804,9 +1042,16 @@ impl JobRun {
     }
 
     fn working_dir(&self, step: &Step, ctx: &Ctx) -> Result<PathBuf, String> {
-        let t = step.working_directory.as_ref().or(self.defaults_wd.as_ref());
-        let Some(t) = t else { return Ok(self.dirs.workspace.clone()) };
-        let wd = t.eval_string(ctx).map_err(|e| format!("evaluating working-directory: {e}"))?;
+        let t = step
+            .working_directory
+            .as_ref()
+            .or(self.defaults_wd.as_ref());
+        let Some(t) = t else {
+            return Ok(self.dirs.workspace.clone());
+        };
+        let wd = t
+            .eval_string(ctx)
+            .map_err(|e| format!("evaluating working-directory: {e}"))?;
         if wd.is_empty() {
             return Ok(self.dirs.workspace.clone());
         }
@@ -817,19 +1062,44 @@ impl JobRun {
     fn step_files(&self) -> Result<(StepFiles, StepFilesPaths), String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let f = |kind: &str| self.dirs.files.join(format!("{kind}_{id}"));
-        let files = StepFiles { env: f("set_env"), output: f("set_output"), state: f("save_state"), path: f("add_path"), summary: f("step_summary") };
-        for p in [&files.env, &files.output, &files.state, &files.path, &files.summary] {
+        let files = StepFiles {
+            env: f("set_env"),
+            output: f("set_output"),
+            state: f("save_state"),
+            path: f("add_path"),
+            summary: f("step_summary"),
+        };
+        for p in [
+            &files.env,
+            &files.output,
+            &files.state,
+            &files.path,
+            &files.summary,
+        ] {
             std::fs::write(p, b"").map_err(|e| format!("creating {}: {e}", p.display()))?;
         }
         let s = |p: &Path| p.to_string_lossy().into_owned();
-        let paths = StepFilesPaths { env: s(&files.env), output: s(&files.output), state: s(&files.state), path: s(&files.path), summary: s(&files.summary) };
+        let paths = StepFilesPaths {
+            env: s(&files.env),
+            output: s(&files.output),
+            state: s(&files.state),
+            path: s(&files.path),
+            summary: s(&files.summary),
+        };
         Ok((files, paths))
     }
 
     /// Reads a step's environment files (env and path persist to the job).
-    async fn read_step_files(&mut self, files: &StepFiles, step_no: usize, cmd: &mut CmdState) -> Result<(), String> {
+    async fn read_step_files(
+        &mut self,
+        files: &StepFiles,
+        step_no: usize,
+        cmd: &mut CmdState,
+    ) -> Result<(), String> {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-        let parse = |p: &Path| commands::parse_env_file(&read(p)).map_err(|e| format!("{}: {e}", p.display()));
+        let parse = |p: &Path| {
+            commands::parse_env_file(&read(p)).map_err(|e| format!("{}: {e}", p.display()))
+        };
         for (k, v) in parse(&files.env)? {
             self.env.insert(k, v);
         }
@@ -848,7 +1118,12 @@ impl JobRun {
         let summary = read(&files.summary);
         if !summary.trim().is_empty() {
             let markdown = self.masker.mask(&summary).into_owned();
-            self.emit(Event::StepSummary { job: self.id.clone(), step: step_no, markdown }).await;
+            self.emit(Event::StepSummary {
+                job: self.id.clone(),
+                step: step_no,
+                markdown,
+            })
+            .await;
         }
         for (k, v) in std::mem::take(&mut cmd.env) {
             self.env.insert(k, v);
@@ -887,37 +1162,78 @@ impl JobRun {
             Some(s) => s.to_owned(),
             None => {
                 let bash = if self.is_host {
-                    crate::executor::host::which("bash", env.get("PATH").map(String::as_str), wd).is_some()
+                    crate::executor::host::which("bash", env.get("PATH").map(String::as_str), wd)
+                        .is_some()
                 } else {
                     self.container_has_bash(&env).await
                 };
-                if bash { "bash".to_owned() } else { "sh".to_owned() }
+                if bash {
+                    "bash".to_owned()
+                } else {
+                    "sh".to_owned()
+                }
             }
         };
         let (program, template, ext) = shell_template(&shell_name);
-        let script_path = self.dirs.temp.join(format!("{}{ext}", uuid::Uuid::new_v4().simple()));
-        let body = if ext == ".ps1" { format!("$ErrorActionPreference = 'stop'\n{script}\nif ((Test-Path -LiteralPath variable:\\LASTEXITCODE)) {{ exit $LASTEXITCODE }}\n") } else { script.to_owned() };
+        let script_path = self
+            .dirs
+            .temp
+            .join(format!("{}{ext}", uuid::Uuid::new_v4().simple()));
+        let body = if ext == ".ps1" {
+            format!(
+                "$ErrorActionPreference = 'stop'\n{script}\nif ((Test-Path -LiteralPath variable:\\LASTEXITCODE)) {{ exit $LASTEXITCODE }}\n"
+            )
+        } else {
+            script.to_owned()
+        };
         if let Err(e) = std::fs::write(&script_path, body) {
-            self.annotate(Some(step_no), "error", format!("writing {}: {e}", script_path.display())).await;
+            self.annotate(
+                Some(step_no),
+                "error",
+                format!("writing {}: {e}", script_path.display()),
+            )
+            .await;
             return StepResult::failed();
         }
         let sp = script_path.to_string_lossy().into_owned();
         let args: Vec<String> = template.iter().map(|a| a.replace("{0}", &sp)).collect();
         if self.shared.debug {
-            self.log_system(Some(step_no), format!("##[debug]{program} {}", args.join(" "))).await;
+            self.log_system(
+                Some(step_no),
+                format!("##[debug]{program} {}", args.join(" ")),
+            )
+            .await;
         }
-        let command = Command { program: program.clone(), args, env: env.clone(), cwd: wd.to_path_buf() };
-        let mut cmd = CmdState { allow_unsecure: allow_unsecure(&env), ..CmdState::default() };
+        let command = Command {
+            program: program.clone(),
+            args,
+            env: env.clone(),
+            cwd: wd.to_path_buf(),
+        };
+        let mut cmd = CmdState {
+            allow_unsecure: allow_unsecure(&env),
+            ..CmdState::default()
+        };
         let end = match self.host.spawn(command).await {
             Ok(proc) => self.drive(proc, step_no, timeout, &mut cmd).await,
-            Err(ExecError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(ExecError::Spawn { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 if !wd.is_dir() {
-                    ProcEnd::Error(format!("the working directory {} does not exist", wd.display()))
+                    ProcEnd::Error(format!(
+                        "the working directory {} does not exist",
+                        wd.display()
+                    ))
                 } else {
                     ProcEnd::Error(format!("shell `{program}` not found on PATH"))
                 }
             }
-            Err(e) => ProcEnd::Error(format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default())),
+            Err(e) => ProcEnd::Error(format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            )),
         };
         let _ = std::fs::remove_file(&script_path);
         let files_res = self.read_step_files(&files, step_no, &mut cmd).await;
@@ -944,7 +1260,12 @@ impl JobRun {
                 StepOutcome::Failure
             }
             ProcEnd::TimedOut => {
-                self.annotate(Some(step_no), "error", "The step exceeded its timeout and was killed.".into()).await;
+                self.annotate(
+                    Some(step_no),
+                    "error",
+                    "The step exceeded its timeout and was killed.".into(),
+                )
+                .await;
                 StepOutcome::Failure
             }
             ProcEnd::Cancelled => StepOutcome::Cancelled,
@@ -960,16 +1281,29 @@ impl JobRun {
             }
             _ => outcome,
         };
-        StepResult { outcome, outputs: cmd.outputs_with_state(self, step_no) }
+        StepResult {
+            outcome,
+            outputs: cmd.outputs_with_state(self, step_no),
+        }
     }
 
     /// Reads a process's output (masking, workflow commands) until it exits; enforces the
     /// timeout and cancellation (SIGTERM, then SIGKILL after the grace period).
-    async fn drive(&mut self, mut proc: Box<dyn Process>, step_no: usize, timeout: Option<Duration>, cmd: &mut CmdState) -> ProcEnd {
+    async fn drive(
+        &mut self,
+        mut proc: Box<dyn Process>,
+        step_no: usize,
+        timeout: Option<Duration>,
+        cmd: &mut CmdState,
+    ) -> ProcEnd {
         let mut out = proc.take_stdout().map(LineReader::new);
         let mut err = proc.take_stderr().map(LineReader::new);
         let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let deadline = sleep_until(timeout.map(|t| tokio::time::Instant::now() + t).unwrap_or(far));
+        let deadline = sleep_until(
+            timeout
+                .map(|t| tokio::time::Instant::now() + t)
+                .unwrap_or(far),
+        );
         let kill_timer = sleep_until(far);
         let drain_timer = sleep_until(far);
         tokio::pin!(deadline, kill_timer, drain_timer);
@@ -1060,7 +1394,13 @@ impl JobRun {
     }
 
     /// One line of output: workflow commands on stdout, masking, the event.
-    async fn handle_line(&mut self, raw: &[u8], stream: LogStream, step_no: usize, cmd: &mut CmdState) {
+    async fn handle_line(
+        &mut self,
+        raw: &[u8],
+        stream: LogStream,
+        step_no: usize,
+        cmd: &mut CmdState,
+    ) {
         let text = match std::str::from_utf8(raw) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(raw),
@@ -1077,18 +1417,40 @@ impl JobRun {
             return;
         }
         let line = self.masker.mask(&text).into_owned();
-        self.emit(Event::Log { job: self.id.clone(), step: Some(step_no), stream, line }).await;
+        self.emit(Event::Log {
+            job: self.id.clone(),
+            step: Some(step_no),
+            stream,
+            line,
+        })
+        .await;
     }
 
     /// Handles a workflow command; false when it is not one (the line is logged as is).
-    async fn handle_command(&mut self, c: commands::WorkflowCommand, step_no: usize, cmd: &mut CmdState) -> bool {
+    async fn handle_command(
+        &mut self,
+        c: commands::WorkflowCommand,
+        step_no: usize,
+        cmd: &mut CmdState,
+    ) -> bool {
         let job = self.id.clone();
         match c.name.as_str() {
             "group" => {
                 let title = self.masker.mask(&c.message).into_owned();
-                self.emit(Event::GroupStarted { job, step: Some(step_no), title }).await;
+                self.emit(Event::GroupStarted {
+                    job,
+                    step: Some(step_no),
+                    title,
+                })
+                .await;
             }
-            "endgroup" => self.emit(Event::GroupEnded { job, step: Some(step_no) }).await,
+            "endgroup" => {
+                self.emit(Event::GroupEnded {
+                    job,
+                    step: Some(step_no),
+                })
+                .await
+            }
             "add-mask" => {
                 self.masker.add(&c.message);
             }
@@ -1108,7 +1470,13 @@ impl JobRun {
             "debug" => {
                 if self.shared.debug {
                     let line = format!("##[debug]{}", self.masker.mask(&c.message));
-                    self.emit(Event::Log { job, step: Some(step_no), stream: LogStream::Stdout, line }).await;
+                    self.emit(Event::Log {
+                        job,
+                        step: Some(step_no),
+                        stream: LogStream::Stdout,
+                        line,
+                    })
+                    .await;
                 }
             }
             "stop-commands" => {
@@ -1118,7 +1486,8 @@ impl JobRun {
             }
             "set-output" => {
                 if let Some(name) = c.prop("name") {
-                    cmd.outputs.insert(name.to_owned(), Value::String(c.message.clone()));
+                    cmd.outputs
+                        .insert(name.to_owned(), Value::String(c.message.clone()));
                 }
             }
             "save-state" => {
@@ -1157,7 +1526,10 @@ impl JobRun {
 impl CmdState {
     fn outputs_with_state(self, run: &mut JobRun, _step_no: usize) -> Map<String, Value> {
         if !self.state.is_empty() {
-            run.states.entry(String::new()).or_default().extend(self.state);
+            run.states
+                .entry(String::new())
+                .or_default()
+                .extend(self.state);
         }
         self.outputs
     }
@@ -1174,7 +1546,9 @@ pub(crate) struct StepFilesPaths {
 
 /// Waits until `reader` has a complete line buffered (`Ok(true)`), or reached EOF/an error
 /// (`Ok(false)`/`Err`; the rest is then read with `next_line`).
-async fn next_line<R: tokio::io::AsyncRead + Unpin>(reader: &mut Option<LineReader<R>>) -> std::io::Result<bool> {
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut Option<LineReader<R>>,
+) -> std::io::Result<bool> {
     match reader {
         Some(r) => r.fill_line().await,
         None => std::future::pending().await,
@@ -1182,19 +1556,28 @@ async fn next_line<R: tokio::io::AsyncRead + Unpin>(reader: &mut Option<LineRead
 }
 
 fn looks_like_command(raw: &[u8]) -> bool {
-    let t = raw.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &raw[i..]).unwrap_or(&[]);
+    let t = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &raw[i..])
+        .unwrap_or(&[]);
     t.starts_with(b"::")
 }
 
 fn allow_unsecure(env: &IndexMap<String, String>) -> bool {
-    env.get("ACTIONS_ALLOW_UNSECURE_COMMANDS").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    env.get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// `(program, args with {0}, script file extension)` for a `shell:` value.
 pub(crate) fn shell_template(shell: &str) -> (String, Vec<String>, &'static str) {
     let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
     match shell {
-        "bash" => ("bash".into(), s(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]), ".sh"),
+        "bash" => (
+            "bash".into(),
+            s(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]),
+            ".sh",
+        ),
         "sh" => ("sh".into(), s(&["-e", "{0}"]), ".sh"),
         "python" => ("python".into(), s(&["{0}"]), ".py"),
         "pwsh" => ("pwsh".into(), s(&["-command", ". '{0}'"]), ".ps1"),
@@ -1252,7 +1635,12 @@ fn split_words(s: &str) -> Vec<String> {
 pub(crate) fn uses_string(a: &ActionRef) -> String {
     match a {
         ActionRef::Local { path } => path.clone(),
-        ActionRef::Remote { owner, repo, path, git_ref } => match path {
+        ActionRef::Remote {
+            owner,
+            repo,
+            path,
+            git_ref,
+        } => match path {
             Some(p) => format!("{owner}/{repo}/{p}@{git_ref}"),
             None => format!("{owner}/{repo}@{git_ref}"),
         },
@@ -1266,7 +1654,12 @@ fn step_display_name(step: &Step, ctx: &Ctx) -> String {
     }
     match &step.kind {
         StepKind::Run { script, .. } => {
-            let first = script.source().lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let first = script
+                .source()
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             format!("Run {first}")
         }
         StepKind::Uses { action, .. } => format!("Run {}", uses_string(action)),
@@ -1306,7 +1699,10 @@ impl JobRun {
         use tokio::io::AsyncReadExt;
         let probe = Command {
             program: "sh".into(),
-            args: vec!["-c".into(), "printf '%s\\n' \"$PATH\"; command -v bash || true".into()],
+            args: vec![
+                "-c".into(),
+                "printf '%s\\n' \"$PATH\"; command -v bash || true".into(),
+            ],
             env: IndexMap::new(),
             cwd: self.dirs.workspace.clone(),
         };
@@ -1348,7 +1744,10 @@ impl JobRun {
         ] {
             spec.env.insert(k.to_owned(), v.clone());
         }
-        let mut cmd = CmdState { allow_unsecure: allow_unsecure(&spec.env), ..CmdState::default() };
+        let mut cmd = CmdState {
+            allow_unsecure: allow_unsecure(&spec.env),
+            ..CmdState::default()
+        };
         let end = match self.host.run_container(spec).await {
             Ok(proc) => self.drive(proc, step_no, timeout, &mut cmd).await,
             Err(e) => ProcEnd::Error(e.to_string()),
@@ -1405,27 +1804,44 @@ impl JobRun {
             env: env.clone(),
             cwd: self.dirs.workspace.clone(),
         };
-        let mut cmd = CmdState { allow_unsecure: allow_unsecure(&env), ..CmdState::default() };
+        let mut cmd = CmdState {
+            allow_unsecure: allow_unsecure(&env),
+            ..CmdState::default()
+        };
         let end = match self.host.spawn(command).await {
             Ok(proc) => self.drive(proc, step_no, None, &mut cmd).await,
-            Err(ExecError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                ProcEnd::Error("`node` not found on PATH: node actions need Node.js (apt-get install nodejs)".into())
+            Err(ExecError::Spawn { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ProcEnd::Error(
+                    "`node` not found on PATH: node actions need Node.js (apt-get install nodejs)"
+                        .into(),
+                )
             }
             Err(e) => ProcEnd::Error(e.to_string()),
         };
         let files_res = self.read_step_files(&files, step_no, &mut cmd).await;
         let state = std::mem::take(&mut cmd.state);
         if !state.is_empty() {
-            self.states.entry(state_key.to_owned()).or_default().extend(state);
+            self.states
+                .entry(state_key.to_owned())
+                .or_default()
+                .extend(state);
         }
         self.finish_process(end, files_res, step_no, cmd).await
     }
 }
 
 /// The job's `container:` and `services:` as executor specs.
-fn job_containers(job: &Job, ctx: &mut Ctx) -> Result<(Option<ContainerSpec>, IndexMap<String, ContainerSpec>), String> {
+fn job_containers(
+    job: &Job,
+    ctx: &mut Ctx,
+) -> Result<(Option<ContainerSpec>, IndexMap<String, ContainerSpec>), String> {
     let one = |c: &workflow::Container, alias: Option<&str>| -> Result<ContainerSpec, String> {
-        let ev = |t: &Template| t.eval_string(&*ctx).map_err(|e| format!("evaluating `{}`: {e}", t.source()));
+        let ev = |t: &Template| {
+            t.eval_string(&*ctx)
+                .map_err(|e| format!("evaluating `{}`: {e}", t.source()))
+        };
         let image = ev(&c.image)?;
         let credentials = match &c.credentials {
             Some((u, p)) => Some((ev(u)?, ev(p)?)),
@@ -1464,20 +1880,31 @@ pub(crate) fn input_env_name(name: &str) -> String {
     format!("INPUT_{}", name.replace(' ', "_").to_uppercase())
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn check(shell: &str, program: &str, args: &[&str], ext: &str) {
         let (p, a, e) = shell_template(shell);
-        assert_eq!((p.as_str(), a.iter().map(String::as_str).collect::<Vec<_>>(), e), (program, args.to_vec(), ext), "shell {shell:?}");
+        assert_eq!(
+            (
+                p.as_str(),
+                a.iter().map(String::as_str).collect::<Vec<_>>(),
+                e
+            ),
+            (program, args.to_vec(), ext),
+            "shell {shell:?}"
+        );
     }
 
     #[test]
     fn shells() {
-        check("bash", "bash", &["--noprofile", "--norc", "-eo", "pipefail", "{0}"], ".sh");
+        check(
+            "bash",
+            "bash",
+            &["--noprofile", "--norc", "-eo", "pipefail", "{0}"],
+            ".sh",
+        );
         check("sh", "sh", &["-e", "{0}"], ".sh");
         check("python", "python", &["{0}"], ".py");
         check("pwsh", "pwsh", &["-command", ". '{0}'"], ".ps1");

@@ -106,7 +106,14 @@ pub struct LineReader<R> {
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(reader: R) -> LineReader<R> {
-        LineReader { reader, buf: vec![0; READ_CHUNK + MAX_LINE], start: 0, end: 0, scanned: 0, eof: false }
+        LineReader {
+            reader,
+            buf: vec![0; READ_CHUNK + MAX_LINE],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            eof: false,
+        }
     }
 
     /// A complete line already in the buffer (or a [`MAX_LINE`] piece of an over-long one),
@@ -234,7 +241,11 @@ mod tests {
         check_mask(&[], "plain", "plain");
         check_mask(&["s3cret"], "the s3cret is s3cret!", "the *** is ***!");
         check_mask(&["abc", "abcdef"], "xabcdefx abc", "x***x ***");
-        check_mask(&["line one\nline two"], "line two and line one", "*** and ***");
+        check_mask(
+            &["line one\nline two"],
+            "line two and line one",
+            "*** and ***",
+        );
         check_mask(&["  "], "a  b", "a  b");
         check_mask(&[""], "ab", "ab");
         check_mask(&["YWJjCg=="], "YWJjCg==", "***");
@@ -261,7 +272,10 @@ mod tests {
     #[tokio::test]
     async fn splits_lines() {
         for chunk in [1, 3, 4096] {
-            assert_eq!(lines(b"a\nbb\r\n\nccc", chunk).await, vec!["a", "bb", "", "ccc"]);
+            assert_eq!(
+                lines(b"a\nbb\r\n\nccc", chunk).await,
+                vec!["a", "bb", "", "ccc"]
+            );
             assert_eq!(lines(b"", chunk).await, Vec::<String>::new());
             assert_eq!(lines(b"x\n", chunk).await, vec!["x"]);
         }
@@ -298,17 +312,30 @@ mod tests {
         }
         big.extend_from_slice(b"tail");
         for chunk in [1, 7, 4096, 1 << 20] {
-            assert_eq!(buffered_lines(b"a\nbb\r\n\nccc", chunk).await, vec!["a", "bb", "", "ccc"]);
+            assert_eq!(
+                buffered_lines(b"a\nbb\r\n\nccc", chunk).await,
+                vec!["a", "bb", "", "ccc"]
+            );
             assert_eq!(buffered_lines(&big, chunk).await, lines(&big, chunk).await);
         }
         let long = vec![b'x'; MAX_LINE + 5];
-        assert_eq!(buffered_lines(&long, 100_000).await.iter().map(String::len).collect::<Vec<_>>(), vec![MAX_LINE, 5]);
+        assert_eq!(
+            buffered_lines(&long, 100_000)
+                .await
+                .iter()
+                .map(String::len)
+                .collect::<Vec<_>>(),
+            vec![MAX_LINE, 5]
+        );
     }
 
     #[tokio::test]
     async fn long_lines_are_cut() {
         let long = vec![b'a'; MAX_LINE * 2 + 10];
         let got = lines(&long, 100_000).await;
-        assert_eq!(got.iter().map(String::len).collect::<Vec<_>>(), vec![MAX_LINE, MAX_LINE, 10]);
+        assert_eq!(
+            got.iter().map(String::len).collect::<Vec<_>>(),
+            vec![MAX_LINE, MAX_LINE, 10]
+        );
     }
 }

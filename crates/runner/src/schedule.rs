@@ -91,17 +91,35 @@ pub(crate) async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<RunSummary, RunError> {
-    let run_dir = options.work_root.join(format!("run-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::WorkDir { path: run_dir.clone(), source })?;
-    let artifact_dir = options.artifact_dir.clone().unwrap_or_else(|| run_dir.join("artifacts"));
-    std::fs::create_dir_all(&artifact_dir)
-        .map_err(|source| RunError::WorkDir { path: artifact_dir.clone(), source })?;
+    let run_dir = options
+        .work_root
+        .join(format!("run-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::WorkDir {
+        path: run_dir.clone(),
+        source,
+    })?;
+    let artifact_dir = options
+        .artifact_dir
+        .clone()
+        .unwrap_or_else(|| run_dir.join("artifacts"));
+    std::fs::create_dir_all(&artifact_dir).map_err(|source| RunError::WorkDir {
+        path: artifact_dir.clone(),
+        source,
+    })?;
     let host_env: IndexMap<String, String> = std::env::vars().collect();
     let flag = |k: &str| {
-        options.env.get(k).or(options.vars.get(k)).or(options.secrets.get(k)).is_some_and(|v| v == "true" || v == "1")
+        options
+            .env
+            .get(k)
+            .or(options.vars.get(k))
+            .or(options.secrets.get(k))
+            .is_some_and(|v| v == "true" || v == "1")
     };
     let debug = flag("ACTIONS_STEP_DEBUG") || flag("RUNNER_DEBUG");
-    let host = HostExecutor::new(HostOptions { sandbox: options.sandbox, docker_host: options.docker_host.clone() });
+    let host = HostExecutor::new(HostOptions {
+        sandbox: options.sandbox,
+        docker_host: options.docker_host.clone(),
+    });
     let shared = Arc::new(Shared {
         options,
         tuning,
@@ -120,13 +138,25 @@ pub(crate) async fn run(
     let mut all_jobs = Vec::new();
     let mut scopes = Vec::new();
     for plan in plans {
-        let prefix = if many { format!("{} / ", plan_stem(&plan.file)) } else { String::new() };
+        let prefix = if many {
+            format!("{} / ", plan_stem(&plan.file))
+        } else {
+            String::new()
+        };
         all_jobs.extend(plan.jobs.iter().map(|j| format!("{prefix}{}", j.id)));
         let inputs = dispatch_inputs(&plan, &shared.options);
-        scopes.push(Arc::new(PlanScope { plan: Arc::new(plan), prefix, inputs, secrets: shared.options.secrets.clone() }));
+        scopes.push(Arc::new(PlanScope {
+            plan: Arc::new(plan),
+            prefix,
+            inputs,
+            secrets: shared.options.secrets.clone(),
+        }));
     }
     shared
-        .emit(Event::RunStarted { workflows: scopes.iter().map(|s| s.plan.file.clone()).collect(), jobs: all_jobs })
+        .emit(Event::RunStarted {
+            workflows: scopes.iter().map(|s| s.plan.file.clone()).collect(),
+            jobs: all_jobs,
+        })
         .await;
     let mut set = JoinSet::new();
     for scope in scopes {
@@ -135,18 +165,25 @@ pub(crate) async fn run(
     while set.join_next().await.is_some() {}
 
     let summaries = std::mem::take(&mut *shared.summaries.lock().await);
-    let success = summaries.iter().all(|(s, allowed)| *allowed || !matches!(s.result, JobResult::Failure | JobResult::Cancelled));
+    let success = summaries.iter().all(|(s, allowed)| {
+        *allowed || !matches!(s.result, JobResult::Failure | JobResult::Cancelled)
+    });
     shared.emit(Event::RunFinished { success }).await;
     if shared.options.artifact_dir.is_some() {
         let _ = std::fs::remove_dir_all(run_dir.join("jobs"));
     }
     let _ = std::fs::remove_dir_all(&run_dir);
-    Ok(RunSummary { jobs: summaries.into_iter().map(|(s, _)| s).collect(), success })
+    Ok(RunSummary {
+        jobs: summaries.into_iter().map(|(s, _)| s).collect(),
+        success,
+    })
 }
 
 fn plan_stem(file: &str) -> String {
     let name = file.rsplit('/').next().unwrap_or(file);
-    name.trim_end_matches(".yml").trim_end_matches(".yaml").to_owned()
+    name.trim_end_matches(".yml")
+        .trim_end_matches(".yaml")
+        .to_owned()
 }
 
 /// The `inputs` context of a top-level plan: `workflow_dispatch` inputs with defaults and
@@ -163,7 +200,11 @@ fn dispatch_inputs(plan: &Plan, options: &RunOptions) -> Value {
             }
         }
         for (name, v) in &options.inputs {
-            let kind = trigger.inputs.get(name).map(|s| s.kind.as_str()).unwrap_or("string");
+            let kind = trigger
+                .inputs
+                .get(name)
+                .map(|s| s.kind.as_str())
+                .unwrap_or("string");
             out.insert(name.clone(), typed_input(kind, v.clone()));
         }
     } else {
@@ -181,15 +222,24 @@ pub(crate) fn typed_input(kind: &str, v: String) -> Value {
             "false" | "False" | "FALSE" | "" => Value::Bool(false),
             _ => Value::String(v),
         },
-        "number" => v.trim().parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).map_or_else(
-            || Value::String(v.clone()),
-            |n| match n {
-                Value::Number(num) if num.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9e15) => {
-                    json!(num.as_f64().map(|f| f as i64).unwrap_or_default())
-                }
-                other => other,
-            },
-        ),
+        "number" => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+            .map_or_else(
+                || Value::String(v.clone()),
+                |n| match n {
+                    Value::Number(num)
+                        if num
+                            .as_f64()
+                            .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9e15) =>
+                    {
+                        json!(num.as_f64().map(|f| f as i64).unwrap_or_default())
+                    }
+                    other => other,
+                },
+            ),
         _ => Value::String(v),
     }
 }
@@ -197,7 +247,10 @@ pub(crate) fn typed_input(kind: &str, v: String) -> Value {
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs every job of a plan in needs order; returns the outcome by (unprefixed) job id.
-pub(crate) fn run_plan(shared: Arc<Shared>, scope: Arc<PlanScope>) -> BoxFut<'static, IndexMap<String, JobOutcome>> {
+pub(crate) fn run_plan(
+    shared: Arc<Shared>,
+    scope: Arc<PlanScope>,
+) -> BoxFut<'static, IndexMap<String, JobOutcome>> {
     Box::pin(async move {
         let plan = scope.plan.clone();
         let ids: HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
@@ -205,12 +258,23 @@ pub(crate) fn run_plan(shared: Arc<Shared>, scope: Arc<PlanScope>) -> BoxFut<'st
         let mut started: HashSet<String> = HashSet::new();
         let mut set: JoinSet<JobOutcome> = JoinSet::new();
         let mut task_job: HashMap<tokio::task::Id, String> = HashMap::new();
-        for job in plan.jobs.iter().filter(|j| j.strategy.as_ref().is_none_or(|s| s.matrix.is_none())) {
+        for job in plan
+            .jobs
+            .iter()
+            .filter(|j| j.strategy.as_ref().is_none_or(|s| s.matrix.is_none()))
+        {
             shared
                 .emit(Event::JobQueued {
                     job: format!("{}{}", scope.prefix, job.id),
-                    name: job.name.as_ref().map_or_else(|| job.id.clone(), |n| n.source().to_owned()),
-                    needs: job.needs.iter().map(|n| format!("{}{n}", scope.prefix)).collect(),
+                    name: job
+                        .name
+                        .as_ref()
+                        .map_or_else(|| job.id.clone(), |n| n.source().to_owned()),
+                    needs: job
+                        .needs
+                        .iter()
+                        .map(|n| format!("{}{n}", scope.prefix))
+                        .collect(),
                 })
                 .await;
         }
@@ -219,20 +283,36 @@ pub(crate) fn run_plan(shared: Arc<Shared>, scope: Arc<PlanScope>) -> BoxFut<'st
                 if started.contains(&job.id) {
                     continue;
                 }
-                let ready = job.needs.iter().all(|n| done.contains_key(n) || !ids.contains(n.as_str()));
+                let ready = job
+                    .needs
+                    .iter()
+                    .all(|n| done.contains_key(n) || !ids.contains(n.as_str()));
                 if !ready {
                     continue;
                 }
                 started.insert(job.id.clone());
-                let needs: IndexMap<String, JobOutcome> =
-                    job.needs.iter().filter_map(|n| done.get(n).map(|o| (n.clone(), o.clone()))).collect();
-                let ancestors_failed = ancestors(&plan, &job.id)
+                let needs: IndexMap<String, JobOutcome> = job
+                    .needs
                     .iter()
-                    .any(|a| done.get(a).is_some_and(|o| matches!(o.result, JobResult::Failure | JobResult::Cancelled)));
-                let handle = set.spawn(run_job(shared.clone(), scope.clone(), job.clone(), needs, ancestors_failed));
+                    .filter_map(|n| done.get(n).map(|o| (n.clone(), o.clone())))
+                    .collect();
+                let ancestors_failed = ancestors(&plan, &job.id).iter().any(|a| {
+                    done.get(a).is_some_and(|o| {
+                        matches!(o.result, JobResult::Failure | JobResult::Cancelled)
+                    })
+                });
+                let handle = set.spawn(run_job(
+                    shared.clone(),
+                    scope.clone(),
+                    job.clone(),
+                    needs,
+                    ancestors_failed,
+                ));
                 task_job.insert(handle.id(), job.id.clone());
             }
-            let Some(joined) = set.join_next_with_id().await else { break };
+            let Some(joined) = set.join_next_with_id().await else {
+                break;
+            };
             match joined {
                 Ok((id, outcome)) => {
                     if let Some(job) = task_job.remove(&id) {
@@ -242,7 +322,13 @@ pub(crate) fn run_plan(shared: Arc<Shared>, scope: Arc<PlanScope>) -> BoxFut<'st
                 Err(e) => {
                     if let Some(job) = task_job.remove(&e.id()) {
                         tracing::error!(job = %job, error = %e, "Job task failed.");
-                        done.insert(job, JobOutcome { result: JobResult::Failure, outputs: Map::new() });
+                        done.insert(
+                            job,
+                            JobOutcome {
+                                result: JobResult::Failure,
+                                outputs: Map::new(),
+                            },
+                        );
                     }
                 }
             }
@@ -267,17 +353,34 @@ fn ancestors(plan: &Plan, id: &str) -> HashSet<String> {
 }
 
 /// The contexts every job-level expression sees.
-pub(crate) fn job_ctx(shared: &Shared, scope: &PlanScope, needs: &IndexMap<String, JobOutcome>) -> Ctx {
+pub(crate) fn job_ctx(
+    shared: &Shared,
+    scope: &PlanScope,
+    needs: &IndexMap<String, JobOutcome>,
+) -> Ctx {
     let mut ctx = Ctx::default();
     let mut github = shared.options.github.clone();
-    github.entry("event").or_insert_with(|| shared.options.event.clone());
-    github.entry("event_name").or_insert_with(|| Value::String(shared.options.event_name.clone()));
-    github.entry("workflow").or_insert_with(|| Value::String(scope.plan.name.clone()));
+    github
+        .entry("event")
+        .or_insert_with(|| shared.options.event.clone());
+    github
+        .entry("event_name")
+        .or_insert_with(|| Value::String(shared.options.event_name.clone()));
+    github
+        .entry("workflow")
+        .or_insert_with(|| Value::String(scope.plan.name.clone()));
     // Pull request refs come from the payload when the caller did not set them.
     if let Some(pr) = shared.options.event.get("pull_request") {
         for (key, side) in [("head_ref", "head"), ("base_ref", "base")] {
-            let unset = github.get(key).is_none_or(|v| v.as_str().is_some_and(str::is_empty));
-            if unset && let Some(r) = pr.get(side).and_then(|s| s.get("ref")).and_then(Value::as_str) {
+            let unset = github
+                .get(key)
+                .is_none_or(|v| v.as_str().is_some_and(str::is_empty));
+            if unset
+                && let Some(r) = pr
+                    .get(side)
+                    .and_then(|s| s.get("ref"))
+                    .and_then(Value::as_str)
+            {
                 github.insert(key.into(), Value::String(r.to_owned()));
             }
         }
@@ -300,18 +403,40 @@ pub(crate) fn job_ctx(shared: &Shared, scope: &PlanScope, needs: &IndexMap<Strin
         ("head_ref", ""),
         ("base_ref", ""),
     ] {
-        github.entry(k).or_insert_with(|| Value::String(v.to_owned()));
+        github
+            .entry(k)
+            .or_insert_with(|| Value::String(v.to_owned()));
     }
-    github
-        .entry("token")
-        .or_insert_with(|| Value::String(scope.secrets.get("GITHUB_TOKEN").cloned().unwrap_or_default()));
+    github.entry("token").or_insert_with(|| {
+        Value::String(
+            scope
+                .secrets
+                .get("GITHUB_TOKEN")
+                .cloned()
+                .unwrap_or_default(),
+        )
+    });
     ctx.set("github", Value::Object(github));
     ctx.set("inputs", scope.inputs.clone());
     ctx.set("vars", json!(shared.options.vars));
-    let mut secrets: Map<String, Value> = scope.secrets.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    secrets.entry("GITHUB_TOKEN").or_insert_with(|| Value::String(String::new()));
+    let mut secrets: Map<String, Value> = scope
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    secrets
+        .entry("GITHUB_TOKEN")
+        .or_insert_with(|| Value::String(String::new()));
     ctx.set("secrets", Value::Object(secrets));
-    ctx.set("needs", Value::Object(needs.iter().map(|(k, o)| (k.clone(), o.to_value())).collect()));
+    ctx.set(
+        "needs",
+        Value::Object(
+            needs
+                .iter()
+                .map(|(k, o)| (k.clone(), o.to_value()))
+                .collect(),
+        ),
+    );
     ctx.set("env", json!(shared.options.env));
     ctx.set("matrix", Value::Object(Map::new()));
     ctx.set("strategy", Value::Object(Map::new()));
@@ -321,9 +446,10 @@ pub(crate) fn job_ctx(shared: &Shared, scope: &PlanScope, needs: &IndexMap<Strin
 fn eval_bool(b: &BoolOrExpr, ctx: &Ctx) -> Result<bool, String> {
     match b {
         BoolOrExpr::Bool(b) => Ok(*b),
-        BoolOrExpr::Expr(t) => {
-            t.eval(ctx).map(|v| workflow::expr::truthy(&v)).map_err(|e| format!("evaluating `{}`: {e}", t.source()))
-        }
+        BoolOrExpr::Expr(t) => t
+            .eval(ctx)
+            .map(|v| workflow::expr::truthy(&v))
+            .map_err(|e| format!("evaluating `{}`: {e}", t.source())),
     }
 }
 
@@ -331,7 +457,9 @@ pub(crate) fn eval_number(n: &NumberOrExpr, ctx: &Ctx) -> Result<f64, String> {
     match n {
         NumberOrExpr::Number(n) => Ok(*n),
         NumberOrExpr::Expr(t) => {
-            let v = t.eval(ctx).map_err(|e| format!("evaluating `{}`: {e}", t.source()))?;
+            let v = t
+                .eval(ctx)
+                .map_err(|e| format!("evaluating `{}`: {e}", t.source()))?;
             match &v {
                 Value::Number(n) => n.as_f64().ok_or_else(|| "not a number".to_owned()),
                 other => workflow::expr::to_string(other)
@@ -345,7 +473,9 @@ pub(crate) fn eval_number(n: &NumberOrExpr, ctx: &Ctx) -> Result<f64, String> {
 
 pub(crate) fn uses_status_fn(src: &str) -> bool {
     let s = src.to_ascii_lowercase();
-    ["always(", "failure(", "cancelled(", "success("].iter().any(|f| s.contains(f))
+    ["always(", "failure(", "cancelled(", "success("]
+        .iter()
+        .any(|f| s.contains(f))
 }
 
 /// Runs one job (all its matrix legs).
@@ -367,21 +497,38 @@ async fn run_job(
     };
     let skipped_need = needs.values().any(|o| o.result == JobResult::Skipped);
     let run = match &job.condition {
-        _ if skipped_need && !job.condition.as_ref().is_some_and(|c| uses_status_fn(c.source())) => Ok(false),
-        Some(c) => c.eval(&ctx).map_err(|e| format!("evaluating `if: {}`: {e}", c.source())),
+        _ if skipped_need
+            && !job
+                .condition
+                .as_ref()
+                .is_some_and(|c| uses_status_fn(c.source())) =>
+        {
+            Ok(false)
+        }
+        Some(c) => c
+            .eval(&ctx)
+            .map_err(|e| format!("evaluating `if: {}`: {e}", c.source())),
         None => Ok(ctx.status == Status::Success),
     };
     let skip = |result: JobResult, message: Option<String>| {
         let shared = shared.clone();
         let job_id = job_id.clone();
-        let name = job.name.as_ref().and_then(|n| n.eval_string(&ctx).ok()).unwrap_or_else(|| job.id.clone());
+        let name = job
+            .name
+            .as_ref()
+            .and_then(|n| n.eval_string(&ctx).ok())
+            .unwrap_or_else(|| job.id.clone());
         async move {
             if let Some(message) = message {
                 shared
                     .emit(Event::Annotation {
                         job: job_id.clone(),
                         step: None,
-                        level: if result == JobResult::Failure { "error".into() } else { "warning".into() },
+                        level: if result == JobResult::Failure {
+                            "error".into()
+                        } else {
+                            "warning".into()
+                        },
                         message,
                         file: None,
                         line: None,
@@ -390,13 +537,20 @@ async fn run_job(
                     .await;
             }
             finish(&shared, &job_id, &name, result, 0, Map::new(), false).await;
-            JobOutcome { result, outputs: Map::new() }
+            JobOutcome {
+                result,
+                outputs: Map::new(),
+            }
         }
     };
     match run {
         Ok(true) => {}
         Ok(false) => {
-            let result = if shared.cancel.is_cancelled() { JobResult::Cancelled } else { JobResult::Skipped };
+            let result = if shared.cancel.is_cancelled() {
+                JobResult::Cancelled
+            } else {
+                JobResult::Skipped
+            };
             return skip(result, None).await;
         }
         Err(e) => return skip(JobResult::Failure, Some(e)).await,
@@ -408,11 +562,21 @@ async fn run_job(
             Ok(legs) => {
                 let legs = workflow::matrix::filter(legs, &shared.options.matrix_filter);
                 if legs.is_empty() {
-                    return skip(JobResult::Skipped, Some(format!("job `{job_id}`: the matrix has no legs"))).await;
+                    return skip(
+                        JobResult::Skipped,
+                        Some(format!("job `{job_id}`: the matrix has no legs")),
+                    )
+                    .await;
                 }
                 legs.into_iter().map(Some).collect()
             }
-            Err(e) => return skip(JobResult::Failure, Some(format!("job `{job_id}`: matrix: {e}"))).await,
+            Err(e) => {
+                return skip(
+                    JobResult::Failure,
+                    Some(format!("job `{job_id}`: matrix: {e}")),
+                )
+                .await;
+            }
         },
         None => vec![None],
     };
@@ -423,7 +587,12 @@ async fn run_job(
     };
     // `fail-fast` defaults to true only when not written; BoolOrExpr::default() is false, so
     // an absent key must be distinguished by the compiler: it stores `Bool(true)` by default.
-    let max_parallel = match job.strategy.as_ref().and_then(|s| s.max_parallel.as_ref()).map(|m| eval_number(m, &ctx)) {
+    let max_parallel = match job
+        .strategy
+        .as_ref()
+        .and_then(|s| s.max_parallel.as_ref())
+        .map(|m| eval_number(m, &ctx))
+    {
         None => legs.len().max(1),
         Some(Ok(n)) if n >= 1.0 => n as usize,
         Some(Ok(_)) => legs.len().max(1),
@@ -432,9 +601,20 @@ async fn run_job(
     for leg in legs.iter().flatten() {
         shared
             .emit(Event::JobQueued {
-                job: if leg.is_empty() { job_id.clone() } else { format!("{job_id} ({})", leg_suffix(leg)) },
-                name: job.name.as_ref().map_or_else(|| job.id.clone(), |n| n.source().to_owned()),
-                needs: job.needs.iter().map(|n| format!("{}{n}", scope.prefix)).collect(),
+                job: if leg.is_empty() {
+                    job_id.clone()
+                } else {
+                    format!("{job_id} ({})", leg_suffix(leg))
+                },
+                name: job
+                    .name
+                    .as_ref()
+                    .map_or_else(|| job.id.clone(), |n| n.source().to_owned()),
+                needs: job
+                    .needs
+                    .iter()
+                    .map(|n| format!("{}{n}", scope.prefix))
+                    .collect(),
             })
             .await;
     }
@@ -449,7 +629,10 @@ async fn run_job(
             _ => job_id.clone(),
         };
         if let Some(l) = &leg {
-            leg_ctx.set("matrix", Value::Object(l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+            leg_ctx.set(
+                "matrix",
+                Value::Object(l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            );
         }
         leg_ctx.set(
             "strategy",
@@ -465,12 +648,29 @@ async fn run_job(
             let _permit = semaphore.acquire_owned().await;
             if matrix_cancel.is_cancelled() {
                 let name = leg_name(&job, &leg_ctx, leg.as_ref(), has_matrix);
-                finish(&shared, &leg_id, &name, JobResult::Cancelled, 0, Map::new(), false).await;
+                finish(
+                    &shared,
+                    &leg_id,
+                    &name,
+                    JobResult::Cancelled,
+                    0,
+                    Map::new(),
+                    false,
+                )
+                .await;
                 return (JobResult::Cancelled, Map::new(), false);
             }
             let name = leg_name(&job, &leg_ctx, leg.as_ref(), has_matrix);
-            let (result, outputs, allowed) =
-                run_leg(shared.clone(), scope, &job, leg_id.clone(), name, leg_ctx, matrix_cancel.clone()).await;
+            let (result, outputs, allowed) = run_leg(
+                shared.clone(),
+                scope,
+                &job,
+                leg_id.clone(),
+                name,
+                leg_ctx,
+                matrix_cancel.clone(),
+            )
+            .await;
             if fail_fast && result == JobResult::Failure && !allowed {
                 matrix_cancel.cancel();
             }
@@ -534,9 +734,21 @@ pub(crate) async fn finish(
     outputs: Map<String, Value>,
     allowed_failure: bool,
 ) {
-    shared.emit(Event::JobFinished { job: id.to_owned(), result, duration_ms, outputs }).await;
+    shared
+        .emit(Event::JobFinished {
+            job: id.to_owned(),
+            result,
+            duration_ms,
+            outputs,
+        })
+        .await;
     shared.summaries.lock().await.push((
-        JobSummary { id: id.to_owned(), name: name.to_owned(), result, duration_ms },
+        JobSummary {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            result,
+            duration_ms,
+        },
         allowed_failure,
     ));
 }
@@ -556,7 +768,12 @@ async fn run_leg(
     let continue_on_error = eval_bool(&job.continue_on_error, &ctx).unwrap_or(false);
     match &job.kind {
         JobKind::Call(call) => {
-            shared.emit(Event::JobStarted { job: leg_id.clone(), name: name.clone() }).await;
+            shared
+                .emit(Event::JobStarted {
+                    job: leg_id.clone(),
+                    name: name.clone(),
+                })
+                .await;
             let (result, outputs) = match run_call(&shared, &scope, call, &leg_id, &mut ctx).await {
                 Ok(r) => r,
                 Err(message) => {
@@ -576,7 +793,16 @@ async fn run_leg(
             };
             let allowed = result == JobResult::Failure && continue_on_error;
             let ms = started.elapsed().as_millis() as u64;
-            finish(&shared, &leg_id, &name, result, ms, outputs.clone(), allowed).await;
+            finish(
+                &shared,
+                &leg_id,
+                &name,
+                result,
+                ms,
+                outputs.clone(),
+                allowed,
+            )
+            .await;
             (result, outputs, allowed)
         }
         JobKind::Steps(_) => {
@@ -593,7 +819,12 @@ async fn run_leg(
                 Some(shared.options.default_platform.clone())
             } else {
                 labels.iter().find_map(|l| {
-                    shared.options.platforms.iter().find(|(k, _)| k.eq_ignore_ascii_case(l)).map(|(_, p)| p.clone())
+                    shared
+                        .options
+                        .platforms
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(l))
+                        .map(|(_, p)| p.clone())
                 })
             };
             let Some(platform) = platform else {
@@ -612,10 +843,24 @@ async fn run_leg(
                         col: None,
                     })
                     .await;
-                finish(&shared, &leg_id, &name, JobResult::Skipped, 0, Map::new(), false).await;
+                finish(
+                    &shared,
+                    &leg_id,
+                    &name,
+                    JobResult::Skipped,
+                    0,
+                    Map::new(),
+                    false,
+                )
+                .await;
                 return (JobResult::Skipped, Map::new(), false);
             };
-            shared.emit(Event::JobStarted { job: leg_id.clone(), name: name.clone() }).await;
+            shared
+                .emit(Event::JobStarted {
+                    job: leg_id.clone(),
+                    name: name.clone(),
+                })
+                .await;
             let (result, outputs) = crate::job::run_steps_job(
                 shared.clone(),
                 scope.clone(),
@@ -629,7 +874,16 @@ async fn run_leg(
             .await;
             let allowed = result == JobResult::Failure && continue_on_error;
             let ms = started.elapsed().as_millis() as u64;
-            finish(&shared, &leg_id, &name, result, ms, outputs.clone(), allowed).await;
+            finish(
+                &shared,
+                &leg_id,
+                &name,
+                result,
+                ms,
+                outputs.clone(),
+                allowed,
+            )
+            .await;
             (result, outputs, allowed)
         }
     }
@@ -643,18 +897,27 @@ async fn run_call(
     leg_id: &str,
     ctx: &mut Ctx,
 ) -> Result<(JobResult, Map<String, Value>), String> {
-    let plan = call.plan.as_ref().ok_or_else(|| format!("the called workflow `{}` was not compiled", call.uses))?;
+    let plan = call
+        .plan
+        .as_ref()
+        .ok_or_else(|| format!("the called workflow `{}` was not compiled", call.uses))?;
     let trigger = plan.trigger.clone().unwrap_or_default();
     let mut inputs = Map::new();
     for (name, spec) in &trigger.inputs {
         if let Some(d) = &spec.default {
-            let v = d.eval_string(ctx).map_err(|e| format!("input `{name}` default: {e}"))?;
+            let v = d
+                .eval_string(ctx)
+                .map_err(|e| format!("input `{name}` default: {e}"))?;
             inputs.insert(name.clone(), typed_input(&spec.kind, v));
         }
     }
     for (name, t) in &call.with {
         let v = t.eval(ctx).map_err(|e| format!("with.{name}: {e}"))?;
-        let kind = trigger.inputs.get(name).map(|s| s.kind.as_str()).unwrap_or("string");
+        let kind = trigger
+            .inputs
+            .get(name)
+            .map(|s| s.kind.as_str())
+            .unwrap_or("string");
         let v = match (&v, kind) {
             (Value::String(s), "boolean" | "number") => typed_input(kind, s.clone()),
             _ => v,
@@ -663,7 +926,10 @@ async fn run_call(
     }
     for (name, spec) in &trigger.inputs {
         if spec.required && !inputs.contains_key(name) {
-            return Err(format!("the called workflow `{}` requires the input `{name}`", call.uses));
+            return Err(format!(
+                "the called workflow `{}` requires the input `{name}`",
+                call.uses
+            ));
         }
     }
     let secrets = match &call.secrets {
@@ -672,7 +938,11 @@ async fn run_call(
         CallSecrets::Map(m) => {
             let mut out = IndexMap::new();
             for (k, t) in m {
-                out.insert(k.clone(), t.eval_string(ctx).map_err(|e| format!("secrets.{k}: {e}"))?);
+                out.insert(
+                    k.clone(),
+                    t.eval_string(ctx)
+                        .map_err(|e| format!("secrets.{k}: {e}"))?,
+                );
             }
             out
         }
@@ -692,7 +962,14 @@ async fn run_call(
         JobResult::Success
     };
     let mut jobs_ctx = job_ctx(shared, &nested, &IndexMap::new());
-    jobs_ctx.set("jobs", Value::Object(done.iter().map(|(k, o)| (k.clone(), o.to_value())).collect()));
+    jobs_ctx.set(
+        "jobs",
+        Value::Object(
+            done.iter()
+                .map(|(k, o)| (k.clone(), o.to_value()))
+                .collect(),
+        ),
+    );
     let mut outputs = Map::new();
     for (name, out) in &trigger.outputs {
         let v = eval_template(&out.value, &jobs_ctx).unwrap_or_default();

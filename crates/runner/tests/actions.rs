@@ -7,7 +7,14 @@ use runner::{Event, JobResult, StepOutcome};
 
 fn git(dir: &std::path::Path, args: &[&str]) {
     let st = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@e", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .status()
@@ -111,7 +118,10 @@ jobs:
         "inner-failure-handler",
         "failing=failure",
     ] {
-        assert!(logs.iter().any(|l| l.starts_with(want)), "missing {want:?} in {logs:?}");
+        assert!(
+            logs.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in {logs:?}"
+        );
     }
     assert!(!logs.iter().any(|l| l == "not-reached"));
 }
@@ -134,7 +144,13 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Failure);
-    assert!(out.annotations().iter().any(|(_, m)| m.contains("can't find action `./path/to/nothing`")), "{:?}", out.annotations());
+    assert!(
+        out.annotations()
+            .iter()
+            .any(|(_, m)| m.contains("can't find action `./path/to/nothing`")),
+        "{:?}",
+        out.annotations()
+    );
     assert!(out.logs("j").contains(&"still-here".to_owned()));
 }
 
@@ -170,7 +186,11 @@ runs:
          fs.appendFileSync(process.env.GITHUB_STATE, 'fromMain=m\\n');\n",
     )
     .expect("write");
-    std::fs::write(repo.join("post.js"), "console.log('post ran state=' + process.env.STATE_fromMain);\n").expect("write");
+    std::fs::write(
+        repo.join("post.js"),
+        "console.log('post ran state=' + process.env.STATE_fromMain);\n",
+    )
+    .expect("write");
     git(&repo, &["init", "-q"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "v1"]);
@@ -193,7 +213,11 @@ jobs:
     let out = run(yaml, o.clone()).await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
-    let pos = |s: &str| logs.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no {s:?} in {logs:?}"));
+    let pos = |s: &str| {
+        logs.iter()
+            .position(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("no {s:?} in {logs:?}"))
+    };
     assert!(pos("pre ran") < pos("first"));
     assert!(pos("first") < pos("main who=tester state=yes repo=acme/hello@v1"));
     assert!(pos("said=hi tester") < pos("post ran state=m"));
@@ -221,7 +245,13 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Failure);
-    assert!(out.annotations().iter().any(|(_, m)| m.contains("fetching action `acme/missing@v1`")), "{:?}", out.annotations());
+    assert!(
+        out.annotations()
+            .iter()
+            .any(|(_, m)| m.contains("fetching action `acme/missing@v1`")),
+        "{:?}",
+        out.annotations()
+    );
 }
 
 #[tokio::test]
@@ -257,7 +287,10 @@ jobs:
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
     for want in ["has-main", "has-untracked", "no-target", "has-sub"] {
-        assert!(logs.contains(&want.to_owned()), "missing {want} in {logs:?}");
+        assert!(
+            logs.contains(&want.to_owned()),
+            "missing {want} in {logs:?}"
+        );
     }
 }
 
@@ -316,9 +349,16 @@ jobs:
     assert_eq!(out.job("test"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("test");
     for want in ["binary", "doc", "no-log", "missing=failure"] {
-        assert!(logs.contains(&want.to_owned()), "missing {want} in {logs:?}");
+        assert!(
+            logs.contains(&want.to_owned()),
+            "missing {want} in {logs:?}"
+        );
     }
-    assert!(out.annotations().iter().any(|(l, m)| l == "warning" && m.contains("No files were found")));
+    assert!(
+        out.annotations()
+            .iter()
+            .any(|(l, m)| l == "warning" && m.contains("No files were found"))
+    );
     assert!(keep.join("dist/manifest.json").is_file());
 }
 
@@ -350,16 +390,31 @@ jobs:
     let first = run(&wf("deps-1"), o.clone()).await;
     assert_eq!(first.job("j"), JobResult::Success, "{}", first.dump());
     assert!(first.logs("j").contains(&"hit=false".to_owned()));
-    assert!(first.steps("j").iter().any(|(n, o, _)| n.starts_with("Post") && *o == StepOutcome::Success), "{:?}", first.steps("j"));
+    assert!(
+        first
+            .steps("j")
+            .iter()
+            .any(|(n, o, _)| n.starts_with("Post") && *o == StepOutcome::Success),
+        "{:?}",
+        first.steps("j")
+    );
     let second = run(&wf("deps-1"), o.clone()).await;
     let logs = second.logs("j");
     assert!(logs.contains(&"hit=true".to_owned()), "{logs:?}");
     assert!(logs.contains(&"built-deps-1".to_owned()), "{logs:?}");
-    assert!(!second.steps("j").iter().any(|(n, _, _)| n.starts_with("Post")));
+    assert!(
+        !second
+            .steps("j")
+            .iter()
+            .any(|(n, _, _)| n.starts_with("Post"))
+    );
     let third = run(&wf("deps-2"), o).await;
     let logs = third.logs("j");
     assert!(logs.contains(&"hit=false".to_owned()), "{logs:?}");
-    assert!(logs.contains(&"built-deps-1".to_owned()), "restored via restore-keys: {logs:?}");
+    assert!(
+        logs.contains(&"built-deps-1".to_owned()),
+        "restored via restore-keys: {logs:?}"
+    );
     let _ = Event::RunFinished { success: true };
 }
 
@@ -392,8 +447,15 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
-    let digest = out.logs("j").iter().find_map(|l| l.strip_prefix("digest=").map(str::to_owned)).expect("digest line");
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    let digest = out
+        .logs("j")
+        .iter()
+        .find_map(|l| l.strip_prefix("digest=").map(str::to_owned))
+        .expect("digest line");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     assert!(layout.exists(), "the OCI output was written");
 }
 

@@ -36,9 +36,15 @@ jobs:
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
-    assert!(logs.contains(&"in-container bash=none".to_owned()), "{logs:?}");
+    assert!(
+        logs.contains(&"in-container bash=none".to_owned()),
+        "{logs:?}"
+    );
     assert!(logs.contains(&"x=1 file=data".to_owned()), "{logs:?}");
-    assert_eq!(out.outputs("j").get("v").and_then(|v| v.as_str()), Some("from-container"));
+    assert_eq!(
+        out.outputs("j").get("v").and_then(|v| v.as_str()),
+        Some("from-container")
+    );
 }
 
 #[tokio::test]
@@ -67,7 +73,11 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
-    assert!(out.logs("j").contains(&"from-host".to_owned()), "{:?}", out.logs("j"));
+    assert!(
+        out.logs("j").contains(&"from-host".to_owned()),
+        "{:?}",
+        out.logs("j")
+    );
 }
 
 #[tokio::test]
@@ -110,5 +120,10 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
-    assert!(out.logs("j").contains(&"hello docker env=docker".to_owned()), "{:?}", out.logs("j"));
+    assert!(
+        out.logs("j")
+            .contains(&"hello docker env=docker".to_owned()),
+        "{:?}",
+        out.logs("j")
+    );
 }

@@ -38,8 +38,18 @@ jobs:
     .await;
     assert_eq!(out.job("build"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("build");
-    for want in ["hello wf job cli", "step=step", "ci=true ws-ok=yes repo=team/app job=build os=Linux", "event-ok", "expr=team/app job", "python works"] {
-        assert!(logs.iter().any(|l| l == want), "missing {want:?} in {logs:?}");
+    for want in [
+        "hello wf job cli",
+        "step=step",
+        "ci=true ws-ok=yes repo=team/app job=build os=Linux",
+        "event-ok",
+        "expr=team/app job",
+        "python works",
+    ] {
+        assert!(
+            logs.iter().any(|l| l == want),
+            "missing {want:?} in {logs:?}"
+        );
     }
     assert!(out.summary.success);
 }
@@ -80,10 +90,19 @@ jobs:
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j").join("\n");
-    for want in ["one=1", "multi=line a\nk=v|", "k=unset", "tool-ran", "outs=value true", "one=1 two=2 ctx=2"] {
+    for want in [
+        "one=1",
+        "multi=line a\nk=v|",
+        "k=unset",
+        "tool-ran",
+        "outs=value true",
+        "one=1 two=2 ctx=2",
+    ] {
         assert!(logs.contains(want), "missing {want:?} in {logs}");
     }
-    assert!(out.events.iter().any(|e| matches!(e, Event::StepSummary { markdown, .. } if markdown.contains("# Summary"))));
+    assert!(out.events.iter().any(
+        |e| matches!(e, Event::StepSummary { markdown, .. } if markdown.contains("# Summary"))
+    ));
 }
 
 #[tokio::test]
@@ -117,7 +136,12 @@ jobs:
     let logs = out.all_logs();
     assert!(!logs.contains("hunter2"), "{logs}");
     assert!(!logs.contains("dynamic value"), "{logs}");
-    for want in ["plain *** end", "split *** done", "see *** here", "to stderr ***"] {
+    for want in [
+        "plain *** end",
+        "split *** done",
+        "see *** here",
+        "to stderr ***",
+    ] {
         assert!(logs.contains(want), "missing {want:?} in {logs}");
     }
     assert!(!logs.contains("add-mask"), "{logs}");
@@ -153,17 +177,31 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
-    assert!(out.events.iter().any(|e| matches!(e, Event::GroupStarted { title, .. } if title == "My group")));
-    assert!(out.events.iter().any(|e| matches!(e, Event::GroupEnded { .. })));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::GroupStarted { title, .. } if title == "My group"))
+    );
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::GroupEnded { .. }))
+    );
     assert!(out.events.iter().any(|e| matches!(e,
         Event::Annotation { level, message, file, line, col, .. }
         if level == "error" && message == "bad\nthing" && file.as_deref() == Some("src/a.rs") && *line == Some(3) && *col == Some(5))));
     let ann = out.annotations();
     assert!(ann.contains(&("warning".into(), "careful".into())));
     assert!(ann.contains(&("notice".into(), "back".into())));
-    assert!(ann.iter().any(|(l, m)| l == "error" && m.contains("`set-env` command is disabled")));
+    assert!(
+        ann.iter()
+            .any(|(l, m)| l == "error" && m.contains("`set-env` command is disabled"))
+    );
     let logs = out.logs("j");
-    assert!(logs.contains(&"::warning::not a command".to_owned()), "{logs:?}");
+    assert!(
+        logs.contains(&"::warning::not a command".to_owned()),
+        "{logs:?}"
+    );
     assert!(!logs.iter().any(|l| l.contains("hidden")));
     assert!(logs.contains(&"legacy=old x=unset".to_owned()), "{logs:?}");
 }
@@ -214,7 +252,10 @@ jobs:
     assert_eq!(out.job("c"), JobResult::Skipped);
     assert_eq!(out.job("d"), JobResult::Success);
     assert_eq!(out.job("e"), JobResult::Success);
-    assert_eq!(out.outputs("a").get("v").and_then(|v| v.as_str()), Some("from-a"));
+    assert_eq!(
+        out.outputs("a").get("v").and_then(|v| v.as_str()),
+        Some("from-a")
+    );
     assert!(out.logs("b").contains(&"got from-a success".to_owned()));
     assert!(out.logs("d").contains(&"b was failure".to_owned()));
     assert!(out.logs("e").contains(&"c was skipped".to_owned()));
@@ -247,10 +288,16 @@ jobs:
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
-    assert!(logs.contains(&"outcome=failure conclusion=success".to_owned()), "{logs:?}");
+    assert!(
+        logs.contains(&"outcome=failure conclusion=success".to_owned()),
+        "{logs:?}"
+    );
     assert!(logs.contains(&"skipped=skipped".to_owned()), "{logs:?}");
     let steps = out.steps("j");
-    assert_eq!((steps[0].1, steps[0].2), (StepOutcome::Failure, StepOutcome::Success));
+    assert_eq!(
+        (steps[0].1, steps[0].2),
+        (StepOutcome::Failure, StepOutcome::Success)
+    );
     assert_eq!(steps[2].1, StepOutcome::Skipped);
 }
 
@@ -278,8 +325,15 @@ jobs:
     let logs = out.logs("j");
     assert!(!logs.contains(&"not-run".to_owned()));
     assert!(logs.contains(&"on-failure".to_owned()));
-    assert!(logs.contains(&"always status=failure".to_owned()), "{logs:?}");
-    assert!(out.annotations().iter().any(|(_, m)| m.contains("exit code 2")));
+    assert!(
+        logs.contains(&"always status=failure".to_owned()),
+        "{logs:?}"
+    );
+    assert!(
+        out.annotations()
+            .iter()
+            .any(|(_, m)| m.contains("exit code 2"))
+    );
 }
 
 #[tokio::test]
@@ -314,10 +368,18 @@ jobs:
         f.options(),
     )
     .await;
-    assert_eq!(out.job("test (linux, 1)"), JobResult::Success, "{:?}", out.summary.jobs);
+    assert_eq!(
+        out.job("test (linux, 1)"),
+        JobResult::Success,
+        "{:?}",
+        out.summary.jobs
+    );
     assert_eq!(out.job("test (linux, 2)"), JobResult::Success);
     assert_eq!(out.job("test (linux, 3, yes)"), JobResult::Success);
-    assert!(out.logs("test (linux, 3, yes)").contains(&"leg linux 3 yes 3".to_owned()));
+    assert!(
+        out.logs("test (linux, 3, yes)")
+            .contains(&"leg linux 3 yes 3".to_owned())
+    );
     assert_eq!(out.job("ff (fail)"), JobResult::Failure);
     assert_eq!(out.job("ff (slow)"), JobResult::Cancelled);
 }
@@ -370,15 +432,26 @@ jobs:
     .await;
     assert_eq!(out.job("mapped"), JobResult::Success);
     assert_eq!(out.job("unmapped"), JobResult::Skipped);
-    assert!(out.annotations().iter().any(|(l, m)| l == "warning" && m.contains("windows-latest")));
+    assert!(
+        out.annotations()
+            .iter()
+            .any(|(l, m)| l == "warning" && m.contains("windows-latest"))
+    );
     assert!(out.summary.success);
 }
 
 fn pids_of_group_alive(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("proc").filter_map(Result::ok) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+    for e in std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(Result::ok)
+    {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if cmd.contains(marker) {
             // Zombies have an empty cmdline, so a match is a live process.
@@ -409,9 +482,16 @@ jobs:
     )
     .await;
     assert_eq!(out.job("j"), JobResult::Failure);
-    assert!(out.annotations().iter().any(|(_, m)| m.contains("timeout")), "{:?}", out.annotations());
+    assert!(
+        out.annotations().iter().any(|(_, m)| m.contains("timeout")),
+        "{:?}",
+        out.annotations()
+    );
     assert!(out.logs("j").contains(&"after".to_owned()));
-    assert!(pids_of_group_alive("sleep 1001").is_empty(), "sleep 1001 still running");
+    assert!(
+        pids_of_group_alive("sleep 1001").is_empty(),
+        "sleep 1001 still running"
+    );
 }
 
 #[tokio::test]
@@ -476,7 +556,9 @@ jobs:
     .await;
     assert_eq!(out.job("j"), JobResult::Failure);
     assert!(
-        out.annotations().iter().any(|(_, m)| m == "shell `no-such-shell-xyz` not found on PATH"),
+        out.annotations()
+            .iter()
+            .any(|(_, m)| m == "shell `no-such-shell-xyz` not found on PATH"),
         "{:?}",
         out.annotations()
     );
@@ -595,10 +677,24 @@ jobs:
         o,
     )
     .await;
-    assert_eq!(out.job("call / inner"), JobResult::Success, "{}", out.dump());
+    assert_eq!(
+        out.job("call / inner"),
+        JobResult::Success,
+        "{}",
+        out.dump()
+    );
     assert_eq!(out.job("call"), JobResult::Success);
-    assert!(out.logs("call / inner").contains(&"flag=true is-bool=true name=x tok=***".to_owned()), "{:?}", out.logs("call / inner"));
-    assert!(out.logs("use").contains(&"got done-x".to_owned()), "{}", out.dump());
+    assert!(
+        out.logs("call / inner")
+            .contains(&"flag=true is-bool=true name=x tok=***".to_owned()),
+        "{:?}",
+        out.logs("call / inner")
+    );
+    assert!(
+        out.logs("use").contains(&"got done-x".to_owned()),
+        "{}",
+        out.dump()
+    );
 }
 
 #[tokio::test]
@@ -629,7 +725,10 @@ jobs:
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
     for want in ["inside", "tmp", "outside-denied"] {
-        assert!(logs.contains(&want.to_owned()), "missing {want} in {logs:?}");
+        assert!(
+            logs.contains(&want.to_owned()),
+            "missing {want} in {logs:?}"
+        );
     }
     assert!(!outside.exists());
 }
@@ -673,14 +772,31 @@ jobs:
     assert_eq!(kinds[0], "run_started a,m");
     assert_eq!(kinds[1], "queued a");
     assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
-    let pos = |s: &str| kinds.iter().position(|k| k == s).unwrap_or_else(|| panic!("no {s} in {kinds:?}"));
+    let pos = |s: &str| {
+        kinds
+            .iter()
+            .position(|k| k == s)
+            .unwrap_or_else(|| panic!("no {s} in {kinds:?}"))
+    };
     assert!(pos("started a") < pos("finished a"));
     assert!(pos("finished a") < pos("queued m (1)"));
     assert!(pos("queued m (2)") < pos("finished m (2)"));
     // Step events of a job are bracketed by the job's start and finish.
-    let a_step = out.events.iter().position(|e| matches!(e, Event::StepStarted { job, .. } if job == "a")).expect("step");
-    let a_log = out.events.iter().position(|e| matches!(e, Event::Log { job, line, .. } if job == "a" && line == "one")).expect("log");
-    let a_done = out.events.iter().position(|e| matches!(e, Event::StepFinished { job, .. } if job == "a")).expect("done");
+    let a_step = out
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::StepStarted { job, .. } if job == "a"))
+        .expect("step");
+    let a_log = out
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Log { job, line, .. } if job == "a" && line == "one"))
+        .expect("log");
+    let a_done = out
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::StepFinished { job, .. } if job == "a"))
+        .expect("done");
     assert!(a_step < a_log && a_log < a_done);
 }
 
@@ -704,7 +820,10 @@ jobs:
     .await;
     assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
     let logs = out.logs("j");
-    let h = logs.iter().find_map(|l| l.strip_prefix("h=")).expect("hash line");
+    let h = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("h="))
+        .expect("hash line");
     assert_eq!(h.len(), 64, "{h}");
     assert!(logs.contains(&"none=".to_owned()), "{logs:?}");
 }

@@ -68,7 +68,9 @@ pub fn which(program: &str, path_var: Option<&str>, cwd: &Path) -> Option<PathBu
         return p.is_file().then_some(p);
     }
     let path_var = path_var?;
-    std::env::split_paths(path_var).map(|dir| dir.join(program)).find(|c| is_executable(c))
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join(program))
+        .find(|c| is_executable(c))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -82,12 +84,24 @@ impl JobHost for HostJob {
         let not_found = || ExecError::Spawn {
             program: command.program.clone(),
             cwd: command.cwd.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("`{}` not found on PATH", command.program)),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("`{}` not found on PATH", command.program),
+            ),
         };
-        let resolved =
-            which(&command.program, command.env.get("PATH").map(String::as_str), &command.cwd).ok_or_else(not_found)?;
+        let resolved = which(
+            &command.program,
+            command.env.get("PATH").map(String::as_str),
+            &command.cwd,
+        )
+        .ok_or_else(not_found)?;
         let mut cmd = if self.options.sandbox {
-            let bwrap = which("bwrap", std::env::var("PATH").ok().as_deref(), Path::new("/")).ok_or_else(|| {
+            let bwrap = which(
+                "bwrap",
+                std::env::var("PATH").ok().as_deref(),
+                Path::new("/"),
+            )
+            .ok_or_else(|| {
                 ExecError::Other("the sandbox needs bubblewrap: apt-get install bubblewrap".into())
             })?;
             let mut c = tokio::process::Command::new(bwrap);
@@ -95,7 +109,15 @@ impl JobHost for HostJob {
             for m in &self.spec.mounts {
                 c.arg("--bind").arg(m).arg(m);
             }
-            c.args(["--dev", "/dev", "--proc", "/proc", "--unshare-all", "--share-net", "--die-with-parent"]);
+            c.args([
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--unshare-all",
+                "--share-net",
+                "--die-with-parent",
+            ]);
             c.arg("--chdir").arg(&command.cwd);
             c.arg(resolved);
             c
@@ -141,11 +163,19 @@ impl JobHost for HostJob {
     }
 
     fn describe(&self) -> String {
-        if self.options.sandbox { "host (bubblewrap)".into() } else { "host".into() }
+        if self.options.sandbox {
+            "host (bubblewrap)".into()
+        } else {
+            "host".into()
+        }
     }
 
     async fn cleanup(&self) {
-        let groups = self.groups.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
+        let groups = self
+            .groups
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
         for pgid in groups {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
@@ -161,15 +191,24 @@ pub struct HostProcess {
 #[async_trait]
 impl Process for HostProcess {
     fn take_stdout(&mut self) -> Option<Box<dyn AsyncRead + Send + Unpin>> {
-        self.child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)
+        self.child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)
     }
 
     fn take_stderr(&mut self) -> Option<Box<dyn AsyncRead + Send + Unpin>> {
-        self.child.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)
+        self.child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)
     }
 
     async fn wait(&mut self) -> Result<ExitStatus, ExecError> {
-        self.child.wait().await.map_err(|e| ExecError::Other(format!("waiting for the process: {e}")))
+        self.child
+            .wait()
+            .await
+            .map_err(|e| ExecError::Other(format!("waiting for the process: {e}")))
     }
 
     fn terminate(&self) {

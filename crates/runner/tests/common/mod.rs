@@ -39,7 +39,10 @@ impl Fixture {
         github.insert("repository".into(), "team/app".into());
         github.insert("repository_owner".into(), "team".into());
         github.insert("actor".into(), "alice".into());
-        github.insert("sha".into(), "0123456789abcdef0123456789abcdef01234567".into());
+        github.insert(
+            "sha".into(),
+            "0123456789abcdef0123456789abcdef01234567".into(),
+        );
         github.insert("ref".into(), "refs/heads/main".into());
         RunOptions {
             repo_root: self.repo(),
@@ -68,8 +71,14 @@ pub fn plan(yaml: &str, options: &RunOptions) -> workflow::Plan {
     let wf = workflow::parse(yaml, "test.yml").unwrap_or_else(|d| panic!("parse: {d}"));
     let root = options.repo_root.clone();
     let loader = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
-    workflow::compile(&wf, &workflow::CompileOptions { event: &options.event_name, loader: &loader })
-        .unwrap_or_else(|d| panic!("compile: {d}"))
+    workflow::compile(
+        &wf,
+        &workflow::CompileOptions {
+            event: &options.event_name,
+            loader: &loader,
+        },
+    )
+    .unwrap_or_else(|d| panic!("compile: {d}"))
 }
 
 /// The result of a run: the summary and every event.
@@ -92,7 +101,9 @@ pub async fn run_with(yaml: &str, options: RunOptions, cancel: CancellationToken
         }
         events
     });
-    let summary = runner::run(vec![plan], options, tx, cancel).await.expect("run");
+    let summary = runner::run(vec![plan], options, tx, cancel)
+        .await
+        .expect("run");
     let events = collector.await.expect("collector");
     Outcome { summary, events }
 }
@@ -138,8 +149,18 @@ impl Outcome {
                 Event::StepStarted { job: j, step, name } if j == job => {
                     names.insert(*step, name.clone());
                 }
-                Event::StepFinished { job: j, step, outcome, conclusion, .. } if j == job => {
-                    out.push((names.get(step).cloned().unwrap_or_default(), *outcome, *conclusion));
+                Event::StepFinished {
+                    job: j,
+                    step,
+                    outcome,
+                    conclusion,
+                    ..
+                } if j == job => {
+                    out.push((
+                        names.get(step).cloned().unwrap_or_default(),
+                        *outcome,
+                        *conclusion,
+                    ));
                 }
                 _ => {}
             }
@@ -151,7 +172,9 @@ impl Outcome {
         self.events
             .iter()
             .find_map(|e| match e {
-                Event::JobFinished { job: j, outputs, .. } if j == job => Some(outputs.clone()),
+                Event::JobFinished {
+                    job: j, outputs, ..
+                } if j == job => Some(outputs.clone()),
                 _ => None,
             })
             .unwrap_or_default()
@@ -168,7 +191,11 @@ impl Outcome {
     }
 
     pub fn dump(&self) -> String {
-        self.events.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect::<Vec<_>>().join("\n")
+        self.events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
