@@ -8,7 +8,8 @@
 //!   [`host::LocalHost`] and [`ssh::SshHost`] implement them.
 //! - [`rollout`]: one deploy through a `Host` — take the root's deploy lock, install,
 //!   switch, restart under [`supervisor`], health check, roll back on failure, prune.
-//! - [`source`]: what is deployed (an OCI layout, a docker-archive, an artifact dir/tarball).
+//! - [`source`]: what is deployed (a registry image, an OCI layout, a docker-archive, an
+//!   artifact directory or tarball).
 //! - [`docker`]: the Docker-host target (replace a container: start new, check, remove old).
 //! - [`kubernetes`]: server-side apply of manifests, rollout wait, prune by app label.
 //!
