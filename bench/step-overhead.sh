@@ -57,9 +57,26 @@ mkwf 1 "$TMP/ws/steps1.yml"
 ok=$(jq -s '[.[] | select(.type=="step_finished" and .outcome=="success")] | length' "$TMP/check.jsonl")
 [ "$ok" = "$N" ] || { echo "error: slipway ran $ok of $N steps successfully" >&2; exit 1; }
 
-(cd "$TMP/ws" && hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$TMP/slipway.json" \
-    -n "n$N" "$SLIPWAY run -W steps$N.yml" -n n1 "$SLIPWAY run -W steps1.yml") >"$TMP/hyperfine.log" 2>&1 \
+# The same-window comparison: slipway, the floor's method (b) and wrkflw in one hyperfine
+# invocation, so that load changes on a shared machine hit all three alike; CPU time
+# (user+system) per step is reported too, as it is far less sensitive to load than wall time.
+cat > "$TMP/floor.sh" <<S
+d=$TMP/steps; mkdir -p "\$d"
+for i in \$(seq $N); do
+  printf '%s\n' true > "\$d/step_\$i.sh"
+  bash --noprofile --norc -e -o pipefail "\$d/step_\$i.sh"
+done
+rm -rf "\$d"
+S
+mkdir -p "$TMP/home"
+(cd "$TMP/ws" && HOME=$TMP/home hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$TMP/slipway.json" \
+    -n "n$N" "$SLIPWAY run -W steps$N.yml" -n n1 "$SLIPWAY run -W steps1.yml" \
+    -n floor "bash $TMP/floor.sh" -n wrkflw "$WRKFLW run --runtime emulation steps$N.yml") >"$TMP/hyperfine.log" 2>&1 \
   || { echo "error: hyperfine slipway failed" >&2; tail -20 "$TMP/hyperfine.log" >&2; exit 1; }
+per() { jq -r ".results[]|select(.command==\"$1\")|.median*1000/$N" "$TMP/slipway.json" | xargs printf '%.3f'; }
+cpu() { jq -r ".results[]|select(.command==\"$1\")|(.user+.system)*1000/$N" "$TMP/slipway.json" | xargs printf '%.3f'; }
+I_S=$(per "n$N"); I_F=$(per floor); I_W=$(per wrkflw)
+C_S=$(cpu "n$N"); C_F=$(cpu floor); C_W=$(cpu wrkflw)
 S_N=$(jq -r ".results[]|select(.command==\"n$N\")|.median" "$TMP/slipway.json")
 S_1=$(jq -r '.results[]|select(.command=="n1")|.median' "$TMP/slipway.json")
 S_PER=$(awk -v t="$S_N" -v n="$N" 'BEGIN{printf "%.3f", t*1000/n}')
@@ -89,5 +106,7 @@ echo "slipway_per_step_vs_floor: $(ratio "$S_PER" "$FLOOR")x"
 echo "slipway_marginal_vs_floor: $(ratio "$S_MARG" "$FLOOR")x"
 echo "wrkflw_per_step_vs_floor: $(ratio "$W_PER" "$FLOOR")x"
 echo "slipway_vs_wrkflw_per_step: $(ratio "$S_PER" "$W_PER")x"
+echo "same_window_ms_per_step (one hyperfine invocation): slipway=$I_S floor=$I_F wrkflw=$I_W; slipway/floor=$(ratio "$I_S" "$I_F")x slipway/wrkflw=$(ratio "$I_S" "$I_W")x"
+echo "same_window_cpu_ms_per_step (user+system): slipway=$C_S floor=$C_F wrkflw=$C_W; slipway/floor=$(ratio "$C_S" "$C_F")x slipway/wrkflw=$(ratio "$C_S" "$C_W")x"
 echo "load_average: $(cut -d' ' -f1-3 /proc/loadavg) (figures on a loaded machine include run-queue waits; compare ratios)"
-echo "summary: step-overhead N=$N ms/step: slipway=$S_PER (marginal $S_MARG) floor=$FLOOR wrkflw=$W_PER (marginal $W_MARG); slipway/floor=$(ratio "$S_PER" "$FLOOR")x wrkflw/floor=$(ratio "$W_PER" "$FLOOR")x slipway/wrkflw=$(ratio "$S_PER" "$W_PER")x (goal <=1.15x floor, <=1x wrkflw; median of $RUNS)"
+echo "summary: step-overhead N=$N ms/step: slipway=$S_PER (marginal $S_MARG) floor=$FLOOR wrkflw=$W_PER (marginal $W_MARG); slipway/floor=$(ratio "$S_PER" "$FLOOR")x slipway/wrkflw=$(ratio "$S_PER" "$W_PER")x; same window: slipway/floor=$(ratio "$I_S" "$I_F")x slipway/wrkflw=$(ratio "$I_S" "$I_W")x, cpu slipway/floor=$(ratio "$C_S" "$C_F")x (goal <=1.15x floor, <=1x wrkflw; median of $RUNS)"
