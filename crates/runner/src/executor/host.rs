@@ -171,13 +171,17 @@ impl JobHost for HostJob {
     }
 
     async fn cleanup(&self) {
-        let groups = self
-            .groups
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default();
-        for pgid in groups {
+        let groups = self.groups.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
+        for &pgid in &groups {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        // Wait (bounded) until the killed groups are gone, so that nothing of the job is
+        // left running when the job is reported finished.
+        for _ in 0..400 {
+            if groups.iter().all(|&pgid| killpg(Pid::from_raw(pgid), None).is_err()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 }
