@@ -1,6 +1,8 @@
 //! The example repository in `examples/`: its pipeline (build -> test matrix -> package, with
 //! artifacts, outputs and env) passes from the repository root and from inside `examples/`,
-//! and its failing variant fails fast: a test leg fails, `package` is skipped, exit 1.
+//! and its failing variant fails fast: a test leg fails, `package` is skipped, exit 1. With
+//! `--var REGISTRY=...` the image job pushes the app image into slipway's own registry, and a
+//! real dockerd and skopeo pull it from there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,4 +107,78 @@ fn failing_variant_fails_fast() {
     assert!(r.iter().any(|(j, res)| j == "build" && res == "success"), "{r:?}");
     assert!(r.iter().any(|(j, res)| j.starts_with("test") && res == "failure"), "{r:?}");
     assert!(r.iter().any(|(j, res)| j == "package" && res == "skipped"), "{r:?}");
+    assert!(r.iter().any(|(j, res)| j == "image" && res == "skipped"), "{r:?}");
+}
+
+/// `slipway registry` on a free port, killed on drop.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(storage: &Path) -> Registry {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["registry", "--listen", "127.0.0.1:0", "--storage"])
+            .arg(storage)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting slipway registry");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("registry exited before listening").expect("reading stderr");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // keep draining stderr so the registry never blocks on a full pipe
+        std::thread::spawn(move || for _ in lines {});
+        Registry { child, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pipeline_pushes_its_image_into_the_embedded_registry() {
+    let tmp = test_support::tempdir();
+    let registry = Registry::start(&tmp.path().join("registry"));
+    let var = format!("REGISTRY={}", registry.addr);
+    let o = slipway(&root().join("examples"), &["run", "--json", "--var", &var], &tmp.path().join("cache"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let digest = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "job_finished" && e["job"] == "image")
+        .and_then(|e| e["outputs"]["digest"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("image job output `digest`: {}", text(&o)));
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let version = std::fs::read_to_string(root().join("examples/VERSION")).expect("VERSION");
+    let reference = format!("{}/examples/wordcount:{}", registry.addr, version.trim());
+    test_support::require_command("skopeo", "skopeo");
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .expect("running skopeo");
+    assert!(inspect.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&inspect.stderr));
+    let inspected: Value = serde_json::from_slice(&inspect.stdout).expect("skopeo JSON");
+    assert_eq!(inspected["Digest"].as_str(), Some(digest.as_str()), "the pushed digest is the one the job reported");
+
+    let docker = test_support::docker_host();
+    let pull = Command::new("docker").args(["-H", &docker, "pull", &reference]).output().expect("running docker");
+    assert!(pull.status.success(), "docker pull: {}", String::from_utf8_lossy(&pull.stderr));
+    let id = Command::new("docker")
+        .args(["-H", &docker, "image", "inspect", "--format", "{{index .RepoDigests 0}}", &reference])
+        .output()
+        .expect("running docker");
+    assert!(String::from_utf8_lossy(&id.stdout).contains(&digest), "{}", String::from_utf8_lossy(&id.stdout));
+    let _ = Command::new("docker").args(["-H", &docker, "rmi", "-f", &reference]).output();
 }
