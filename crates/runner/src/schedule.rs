@@ -471,12 +471,13 @@ pub(crate) fn eval_number(n: &NumberOrExpr, ctx: &Ctx) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn uses_status_fn(src: &str) -> bool {
+/// Whether a job condition may run the job although a needed job did not succeed
+/// (`always()`, `failure()`, `cancelled()`; a plain or `success()` condition may not).
+fn overrides_success(src: &str) -> bool {
     let s = src.to_ascii_lowercase();
-    ["always(", "failure(", "cancelled(", "success("]
-        .iter()
-        .any(|f| s.contains(f))
+    ["always(", "failure(", "cancelled("].iter().any(|f| s.contains(f))
 }
+
 
 /// Runs one job (all its matrix legs).
 async fn run_job(
@@ -501,7 +502,7 @@ async fn run_job(
             && !job
                 .condition
                 .as_ref()
-                .is_some_and(|c| uses_status_fn(c.source())) =>
+                .is_some_and(|c| overrides_success(c.source())) =>
         {
             Ok(false)
         }

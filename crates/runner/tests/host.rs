@@ -827,3 +827,44 @@ jobs:
     assert_eq!(h.len(), 64, "{h}");
     assert!(logs.contains(&"none=".to_owned()), "{logs:?}");
 }
+
+#[tokio::test]
+async fn a_skipped_need_skips_dependents_unless_their_if_says_otherwise() {
+    let f = Fixture::new();
+    let out = run(
+        r##"
+on: push
+jobs:
+  gate:
+    if: false
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo no
+  plain:
+    needs: gate
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo no
+  explicit-success:
+    needs: gate
+    if: success()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo no
+  always:
+    needs: gate
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "gate=${{ needs.gate.result }}"
+"##,
+        f.options(),
+    )
+    .await;
+    assert_eq!(out.job("gate"), JobResult::Skipped);
+    assert_eq!(out.job("plain"), JobResult::Skipped);
+    assert_eq!(out.job("explicit-success"), JobResult::Skipped);
+    assert_eq!(out.job("always"), JobResult::Success);
+    assert!(out.logs("always").contains(&"gate=skipped".to_owned()));
+    assert!(out.summary.success);
+}
