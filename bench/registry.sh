@@ -79,7 +79,7 @@ YML
   for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.05; done
   skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$IMG:small" "docker://127.0.0.1:$port/bench/small:latest" >/dev/null
   local url="http://127.0.0.1:$port/v2/bench/small/manifests/latest" per=$(( HEAD_TOTAL / HEAD_CLIENTS )) extra=$(( HEAD_TOTAL % HEAD_CLIENTS )) i n
-  : > "$TMP/$name-times"
+  : > "$TMP/$name.latencies"
   for i in $(seq 1 "$HEAD_CLIENTS"); do
     n=$per; [ "$i" -le "$extra" ] && n=$((n + 1))
     { echo 'header = "Accept: application/vnd.oci.image.manifest.v1+json"'
@@ -88,15 +88,15 @@ YML
   # warm-up, then the measured run: 16 keep-alive clients at once
   curl -s -I -K "$TMP/$name-client1.cfg" >/dev/null
   local pids=()
-  for i in $(seq 1 "$HEAD_CLIENTS"); do curl -s -I -f -K "$TMP/$name-client$i.cfg" > "$TMP/$name-t$i" & pids+=($!); done
+  for i in $(seq 1 "$HEAD_CLIENTS"); do curl -s -I -f -K "$TMP/$name-client$i.cfg" > "$TMP/$name.client$i.out" & pids+=($!); done
   wait "${pids[@]}" || { echo "error: a HEAD client failed against $name" >&2; exit 1; }
-  cat "$TMP/$name"-t* >> "$TMP/$name-times"
+  cat "$TMP/$name".client*.out >> "$TMP/$name.latencies"
   kill -TERM "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
   local count p50 p99
-  count=$(wc -l < "$TMP/$name-times")
+  count=$(wc -l < "$TMP/$name.latencies")
   [ "$count" -eq "$HEAD_TOTAL" ] || { echo "error: $name answered $count of $HEAD_TOTAL HEADs" >&2; exit 1; }
-  p50=$(sort -g "$TMP/$name-times" | awk -v n="$count" 'NR==int(n*0.50+0.5){printf "%.3f", $1*1000}')
-  p99=$(sort -g "$TMP/$name-times" | awk -v n="$count" 'NR==int(n*0.99+0.5){printf "%.3f", $1*1000}')
+  p50=$(sort -g "$TMP/$name.latencies" | awk -v n="$count" 'NR==int(n*0.50+0.5){printf "%.3f", $1*1000}')
+  p99=$(sort -g "$TMP/$name.latencies" | awk -v n="$count" 'NR==int(n*0.99+0.5){printf "%.3f", $1*1000}')
   echo "${name}_head_${HEAD_TOTAL}x${HEAD_CLIENTS}_p50_ms: $p50"
   echo "${name}_head_${HEAD_TOTAL}x${HEAD_CLIENTS}_p99_ms: $p99"
 }

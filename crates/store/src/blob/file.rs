@@ -13,7 +13,9 @@ use bytes::Bytes;
 use super::{check_key, BlobError, BlobMeta, BlobStore, ByteStream, Children, Committed, Digest, MetaStore, Spool, Spooled};
 
 /// Read size when streaming a blob out.
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 256 << 10;
+/// Chunks read ahead of the client per blob stream.
+const READ_AHEAD: usize = 2;
 
 /// Blobs and records under one root directory (layout in the [module docs](super)).
 #[derive(Debug, Clone)]
@@ -94,7 +96,7 @@ impl BlobStore for FileStore {
     async fn open(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, BlobError> {
         let path = self.blob_path(digest);
         let digest = digest.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
         let opened = blocking({
             let path = path.clone();
             move || {

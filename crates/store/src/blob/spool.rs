@@ -12,10 +12,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::Digest;
 
-/// How many body chunks may wait for the disk writer: bounds memory per upload.
-const QUEUE_CHUNKS: usize = 32;
-/// Write buffer of the disk writer.
-const WRITE_BUFFER: usize = 1 << 20;
+/// How many body chunks may wait for the disk writer: bounds memory per upload (hyper's
+/// chunks are at most ~400 KiB).
+const QUEUE_CHUNKS: usize = 4;
+/// Write buffer of the disk writer (coalesces small chunks into fewer writes).
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// A directory of upload files. Files older than an expiry are abandoned uploads.
 #[derive(Debug, Clone)]
