@@ -93,7 +93,7 @@ async fn registration_needs_the_agent_token_and_labels_select_jobs() {
 
 #[tokio::test]
 async fn an_expired_lease_is_retried_once_then_failed_as_agent_lost() {
-    let (_git, mut server, clone_url, sha) = setup(300).await;
+    let (_git, mut server, clone_url, sha) = setup(1500).await;
     let agent = RawAgent::new(&server.url, &[]).await;
     let run = push(&server, &clone_url, &sha, "d1").await;
     let first = agent.lease(10_000).await.expect("first lease");
@@ -129,7 +129,7 @@ async fn cancelling_a_run_stops_its_job_on_the_agent() {
     let api = format!("{}/api/v1", forge.url);
     let mut server = TestServer::start(ServerSetup {
         repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, Some(&api))],
-        lease_ttl: std::time::Duration::from_millis(900),
+        lease_ttl: std::time::Duration::from_millis(3000),
         ..ServerSetup::default()
     })
     .await;

@@ -45,7 +45,7 @@ async fn cancel_in_progress_cancels_the_running_run() {
     tree.push("main");
     let mut server = TestServer::start(ServerSetup {
         repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
-        lease_ttl: std::time::Duration::from_millis(900),
+        lease_ttl: std::time::Duration::from_millis(3000),
         ..ServerSetup::default()
     })
     .await;

@@ -294,7 +294,7 @@ async fn a_job_of_an_agent_killed_with_sigkill_is_retried_on_another_agent() {
     let sha = tree.commit("ci");
     tree.push("main");
     let mut forge = start_forge().await;
-    let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "1s");
+    let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "2s");
     let (mut server, url) = start_server(dir.path(), &config, &fresh_postgres());
     let mut doomed = start_agent(dir.path(), &url, "doomed");
     let run = push_webhook(&url, &clone_url, &sha, "delivery-1").await;
