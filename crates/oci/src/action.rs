@@ -26,9 +26,17 @@ fn input<'a>(inputs: &'a IndexMap<String, String>, name: &str) -> Option<&'a str
 
 /// A list input: one item a line, or comma-separated (as the original actions accept).
 fn list(inputs: &IndexMap<String, String>, name: &str, commas: bool) -> Vec<String> {
-    let Some(v) = input(inputs, name) else { return vec![] };
+    let Some(v) = input(inputs, name) else {
+        return vec![];
+    };
     v.lines()
-        .flat_map(|l| if commas { l.split(',').map(str::to_string).collect::<Vec<_>>() } else { vec![l.to_string()] })
+        .flat_map(|l| {
+            if commas {
+                l.split(',').map(str::to_string).collect::<Vec<_>>()
+            } else {
+                vec![l.to_string()]
+            }
+        })
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && !s.starts_with('#'))
         .collect()
@@ -41,7 +49,11 @@ fn boolean(inputs: &IndexMap<String, String>, name: &str) -> bool {
 fn pairs(items: Vec<String>, what: &str) -> Result<Vec<(String, String)>, ActionError> {
     items
         .into_iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| ActionError(format!("{what}: expected KEY=VALUE, got {kv:?}"))))
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ActionError(format!("{what}: expected KEY=VALUE, got {kv:?}")))
+        })
         .collect()
 }
 
@@ -58,14 +70,21 @@ pub fn cache_dir_from_env() -> PathBuf {
 /// `SOURCE_DATE_EPOCH` from the environment (0 when unset); an error when it is not a number.
 pub fn source_date_epoch_from_env() -> Result<i64, String> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
         _ => Ok(0),
     }
 }
 
 fn resolve(workspace: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { workspace.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        workspace.join(p)
+    }
 }
 
 /// Runs `docker/build-push-action` with its inputs (`context`, `file`, `tags`, `push`,
@@ -80,15 +99,23 @@ pub async fn build_push(
     let context = resolve(workspace, input(inputs, "context").unwrap_or("."));
     let tags: Vec<Reference> = list(inputs, "tags", true)
         .iter()
-        .map(|t| t.parse::<Reference>().map_err(|e| ActionError(format!("tags: {e}"))))
+        .map(|t| {
+            t.parse::<Reference>()
+                .map_err(|e| ActionError(format!("tags: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     let outputs: Vec<Output> = list(inputs, "outputs", false)
         .iter()
-        .map(|o| o.parse::<Output>().map_err(|e| ActionError(format!("outputs: {e}"))))
+        .map(|o| {
+            o.parse::<Output>()
+                .map_err(|e| ActionError(format!("outputs: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     let push = boolean(inputs, "push") || outputs.contains(&Output::Registry);
     if push && tags.is_empty() {
-        return Err(ActionError("push: true needs at least one tag in `tags`".into()));
+        return Err(ActionError(
+            "push: true needs at least one tag in `tags`".into(),
+        ));
     }
     let mut opts = BuildOptions::new(&context, cache_dir_from_env());
     opts.dockerfile = input(inputs, "file").map(|f| resolve(workspace, f));
@@ -102,17 +129,27 @@ pub async fn build_push(
     opts.compression = match input(inputs, "compression") {
         Some("gzip") => Compression::Gzip,
         Some("none") | None => Compression::None,
-        Some(other) => return Err(ActionError(format!("compression: {other:?} is not none or gzip"))),
+        Some(other) => {
+            return Err(ActionError(format!(
+                "compression: {other:?} is not none or gzip"
+            )));
+        }
     };
     let creds = Credentials::from_docker_config().map_err(|e| ActionError(format!("{e:#}")))?;
-    let client = Client::new(creds, ClientOptions::default()).map_err(|e| ActionError(e.to_string()))?;
-    let built = build::build(&opts, &client, log).await.map_err(|e| ActionError(chain(&e)))?;
+    let client =
+        Client::new(creds, ClientOptions::default()).map_err(|e| ActionError(e.to_string()))?;
+    let built = build::build(&opts, &client, log)
+        .await
+        .map_err(|e| ActionError(chain(&e)))?;
     let store = build::Store::open(&opts.cache_dir).map_err(|e| ActionError(chain(&e)))?;
     for o in &outputs {
         output::write(&store.layout, &built, &tags, o).map_err(|e| ActionError(chain(&e)))?;
     }
     if push {
-        for r in output::push(&client, &store.layout, &built, &tags).await.map_err(|e| ActionError(chain(&e)))? {
+        for r in output::push(&client, &store.layout, &built, &tags)
+            .await
+            .map_err(|e| ActionError(chain(&e)))?
+        {
             log(&format!("pushed {} ({} blobs)", r.manifest, r.blobs.len()));
         }
     }
@@ -137,22 +174,49 @@ pub async fn login(
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<IndexMap<String, String>, ActionError> {
     let registry = input(inputs, "registry").unwrap_or("docker.io");
-    let username = input(inputs, "username").ok_or_else(|| ActionError("username is required".into()))?;
-    let password = input(inputs, "password").ok_or_else(|| ActionError("password is required".into()))?;
-    let cred = Credential { username: username.into(), password: password.into() };
-    login_and_store(registry, cred, DockerConfig::load_default().map_err(|e| ActionError(e.to_string()))?, false)
-        .await
-        .map_err(ActionError)?;
+    let username =
+        input(inputs, "username").ok_or_else(|| ActionError("username is required".into()))?;
+    let password =
+        input(inputs, "password").ok_or_else(|| ActionError("password is required".into()))?;
+    let cred = Credential {
+        username: username.into(),
+        password: password.into(),
+    };
+    login_and_store(
+        registry,
+        cred,
+        DockerConfig::load_default().map_err(|e| ActionError(e.to_string()))?,
+        false,
+    )
+    .await
+    .map_err(ActionError)?;
     log(&format!("Login Succeeded ({registry})"));
     Ok(IndexMap::new())
 }
 
 /// Checks `cred` against `registry` and stores it in `config`.
-pub async fn login_and_store(registry: &str, cred: Credential, mut config: DockerConfig, insecure: bool) -> Result<(), String> {
+pub async fn login_and_store(
+    registry: &str,
+    cred: Credential,
+    mut config: DockerConfig,
+    insecure: bool,
+) -> Result<(), String> {
     let host = crate::registry::credentials::normalize_host(registry);
-    let r: Reference = format!("{host}/library/x").parse().map_err(|e| format!("registry {registry:?}: {e}"))?;
-    let client = Client::new(Credentials::none().with(&host, cred.clone()), ClientOptions { insecure, ..Default::default() }).map_err(|e| e.to_string())?;
-    client.ping(&r).await.map_err(|e| format!("logging in to {registry}: {}", chain(&e)))?;
+    let r: Reference = format!("{host}/library/x")
+        .parse()
+        .map_err(|e| format!("registry {registry:?}: {e}"))?;
+    let client = Client::new(
+        Credentials::none().with(&host, cred.clone()),
+        ClientOptions {
+            insecure,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    client
+        .ping(&r)
+        .await
+        .map_err(|e| format!("logging in to {registry}: {}", chain(&e)))?;
     config.store(&host, &cred).map_err(|e| chain(&e))?;
     Ok(())
 }
@@ -173,6 +237,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::future::Future;
@@ -183,11 +248,18 @@ mod tests {
     // The runner boxes these futures as `Send` for any lifetime; this fails to compile if a
     // change makes them `!Send` (e.g. a borrowed closure held across an await).
     #[allow(dead_code)]
-    fn build_push_is_send<'a>(i: &'a IndexMap<String, String>, w: &'a Path, l: &'a (dyn Fn(&str) + Send + Sync)) -> Pin<Box<dyn Future<Output = Out> + Send + 'a>> {
+    fn build_push_is_send<'a>(
+        i: &'a IndexMap<String, String>,
+        w: &'a Path,
+        l: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> Pin<Box<dyn Future<Output = Out> + Send + 'a>> {
         Box::pin(build_push(i, w, l))
     }
     #[allow(dead_code)]
-    fn login_is_send<'a>(i: &'a IndexMap<String, String>, l: &'a (dyn Fn(&str) + Send + Sync)) -> Pin<Box<dyn Future<Output = Out> + Send + 'a>> {
+    fn login_is_send<'a>(
+        i: &'a IndexMap<String, String>,
+        l: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> Pin<Box<dyn Future<Output = Out> + Send + 'a>> {
         Box::pin(login(i, l))
     }
 
@@ -197,6 +269,12 @@ mod tests {
         i.insert("tags".to_string(), "a:1, b:2\nc:3\n".to_string());
         assert_eq!(list(&i, "tags", true), ["a:1", "b:2", "c:3"]);
         i.insert("build-args".to_string(), "A=1,2\nB=3".to_string());
-        assert_eq!(pairs(list(&i, "build-args", false), "build-args").unwrap(), [("A".to_string(), "1,2".to_string()), ("B".to_string(), "3".to_string())]);
+        assert_eq!(
+            pairs(list(&i, "build-args", false), "build-args").unwrap(),
+            [
+                ("A".to_string(), "1,2".to_string()),
+                ("B".to_string(), "3".to_string())
+            ]
+        );
     }
 }

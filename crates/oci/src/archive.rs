@@ -16,7 +16,10 @@ pub enum ArchiveError {
     #[error("layer {digest}: its content does not match the image's diff id {diff_id}")]
     DiffId { digest: Digest, diff_id: Digest },
     #[error("the image manifest {digest} is unreadable")]
-    Manifest { digest: Digest, source: serde_json::Error },
+    Manifest {
+        digest: Digest,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
@@ -25,15 +28,37 @@ pub enum ArchiveError {
 
 /// Writes the image `manifest_digest` from `layout` as a docker archive at `path` (through a
 /// temporary file; `path` appears only when complete). `tags` become `RepoTags`.
-pub fn write(layout: &Layout, manifest_digest: &Digest, tags: &[String], path: &Path) -> Result<(), ArchiveError> {
-    let err = |source| ArchiveError::Io { path: path.to_path_buf(), source };
-    let manifest: Manifest = serde_json::from_slice(&layout.read_blob(manifest_digest)?)
-        .map_err(|source| ArchiveError::Manifest { digest: manifest_digest.clone(), source })?;
+pub fn write(
+    layout: &Layout,
+    manifest_digest: &Digest,
+    tags: &[String],
+    path: &Path,
+) -> Result<(), ArchiveError> {
+    let err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(&layout.read_blob(manifest_digest)?).map_err(|source| {
+            ArchiveError::Manifest {
+                digest: manifest_digest.clone(),
+                source,
+            }
+        })?;
     let config_bytes = layout.read_blob(&manifest.config.digest)?;
-    let config: crate::manifest::ImageConfig = serde_json::from_slice(&config_bytes)
-        .map_err(|source| ArchiveError::Manifest { digest: manifest.config.digest.clone(), source })?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".docker-archive-").tempfile_in(dir).map_err(err)?;
+    let config: crate::manifest::ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|source| ArchiveError::Manifest {
+            digest: manifest.config.digest.clone(),
+            source,
+        })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".docker-archive-")
+        .tempfile_in(dir)
+        .map_err(err)?;
     let mut b = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp));
     let header = |name: &str, size: u64| {
         let mut h = tar::Header::new_gnu();
@@ -48,7 +73,8 @@ pub fn write(layout: &Layout, manifest_digest: &Digest, tags: &[String], path: &
     };
     let config_name = format!("{}.json", manifest.config.digest.hex());
     let mut h = header(&config_name, config_bytes.len() as u64);
-    b.append_data(&mut h, &config_name, config_bytes.as_slice()).map_err(err)?;
+    b.append_data(&mut h, &config_name, config_bytes.as_slice())
+        .map_err(err)?;
     let mut layer_names = Vec::new();
     for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let name = format!("{}/layer.tar", diff_id.hex());
@@ -57,7 +83,8 @@ pub fn write(layout: &Layout, manifest_digest: &Digest, tags: &[String], path: &
         dh.set_mtime(0);
         dh.set_entry_type(tar::EntryType::Directory);
         dh.set_size(0);
-        b.append_data(&mut dh, format!("{}/", diff_id.hex()), io::empty()).map_err(err)?;
+        b.append_data(&mut dh, format!("{}/", diff_id.hex()), io::empty())
+            .map_err(err)?;
         if Compression::of_media_type(&l.media_type) == Compression::None && l.digest == *diff_id {
             let f = layout.open_blob(&l.digest)?;
             let mut h = header(&name, l.size);
@@ -70,11 +97,15 @@ pub fn write(layout: &Layout, manifest_digest: &Digest, tags: &[String], path: &
             let (d, size, w) = hw.finish();
             w.into_inner().map_err(|e| err(e.into_error()))?;
             if d != *diff_id {
-                return Err(ArchiveError::DiffId { digest: l.digest.clone(), diff_id: diff_id.clone() });
+                return Err(ArchiveError::DiffId {
+                    digest: l.digest.clone(),
+                    diff_id: diff_id.clone(),
+                });
             }
             io::Seek::seek(&mut spool, io::SeekFrom::Start(0)).map_err(err)?;
             let mut h = header(&name, size);
-            b.append_data(&mut h, &name, spool.take(size)).map_err(err)?;
+            b.append_data(&mut h, &name, spool.take(size))
+                .map_err(err)?;
         }
         layer_names.push(name);
     }
@@ -85,7 +116,8 @@ pub fn write(layout: &Layout, manifest_digest: &Digest, tags: &[String], path: &
     }]);
     let bytes = serde_json::to_vec(&docker_manifest).expect("JSON values serialise");
     let mut h = header("manifest.json", bytes.len() as u64);
-    b.append_data(&mut h, "manifest.json", bytes.as_slice()).map_err(err)?;
+    b.append_data(&mut h, "manifest.json", bytes.as_slice())
+        .map_err(err)?;
     let mut w = b.into_inner().map_err(err)?;
     w.flush().map_err(err)?;
     let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;

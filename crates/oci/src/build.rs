@@ -22,7 +22,10 @@ use crate::digest::{Digest, Hasher};
 use crate::dockerfile::{self, CommandForm, Dockerfile, DockerfileError, Instruction};
 use crate::layer::{self, Entry, Kind, LayerBlob, LayerError, clean_rel};
 use crate::layout::{Layout, LayoutError};
-use crate::manifest::{Compression, ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, media, rfc3339};
+use crate::manifest::{
+    Compression, ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform,
+    RootFs, media, rfc3339,
+};
 use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
 use crate::sandbox;
@@ -35,19 +38,41 @@ pub enum BuildError {
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
     #[error("{file}:{line}: {what}")]
-    Step { file: String, line: usize, what: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Step {
+        file: String,
+        line: usize,
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{file}:{line}: RUN failed with exit code {code}: {command}")]
-    RunFailed { file: String, line: usize, command: String, code: i32 },
-    #[error("{file}:{line}: RUN needs a sandbox to run without a daemon: apt-get install bubblewrap")]
+    RunFailed {
+        file: String,
+        line: usize,
+        command: String,
+        code: i32,
+    },
+    #[error(
+        "{file}:{line}: RUN needs a sandbox to run without a daemon: apt-get install bubblewrap"
+    )]
     NoSandbox { file: String, line: usize },
     #[error("reading the Dockerfile {path}")]
-    ReadDockerfile { path: PathBuf, source: std::io::Error },
+    ReadDockerfile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the build context {path} is not a directory")]
-    Context { path: PathBuf, source: std::io::Error },
+    Context {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Ignore(String),
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
@@ -123,25 +148,44 @@ impl Store {
         let layout = Layout::create(&dir.join("oci"))?;
         for sub in ["layers", "tmp"] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(|source| BuildError::Io { action: "creating", path: p, source })?;
+            fs::create_dir_all(&p).map_err(|source| BuildError::Io {
+                action: "creating",
+                path: p,
+                source,
+            })?;
         }
-        Ok(Store { layout, dir: dir.to_path_buf() })
+        Ok(Store {
+            layout,
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn cached(&self, key: &Digest) -> Option<LayerBlob> {
         let bytes = fs::read(self.dir.join("layers").join(key.hex())).ok()?;
         let blob: LayerBlob = serde_json::from_slice(&bytes).ok()?;
-        self.layout.has_blob(&blob.descriptor.digest).then_some(blob)
+        self.layout
+            .has_blob(&blob.descriptor.digest)
+            .then_some(blob)
     }
 
     fn remember(&self, key: &Digest, blob: &LayerBlob) {
         // A failed cache write only costs a rebuild next time.
-        let _ = crate::layout::atomic_write(&self.dir.join("layers").join(key.hex()), &crate::layout::to_json(blob));
+        let _ = crate::layout::atomic_write(
+            &self.dir.join("layers").join(key.hex()),
+            &crate::layout::to_json(blob),
+        );
     }
 
     fn tempdir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
         let p = self.dir.join("tmp");
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&p).map_err(|source| BuildError::Io { action: "creating a directory in", path: p, source })
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&p)
+            .map_err(|source| BuildError::Io {
+                action: "creating a directory in",
+                path: p,
+                source,
+            })
     }
 }
 
@@ -183,13 +227,29 @@ struct Builder<'a> {
 }
 
 /// Builds the image described by `opts`; tags it in the local store.
-pub async fn build(opts: &BuildOptions, client: &Client, log: Log<'_>) -> Result<Built, BuildError> {
-    let context = fs::canonicalize(&opts.context).map_err(|source| BuildError::Context { path: opts.context.clone(), source })?;
+pub async fn build(
+    opts: &BuildOptions,
+    client: &Client,
+    log: Log<'_>,
+) -> Result<Built, BuildError> {
+    let context = fs::canonicalize(&opts.context).map_err(|source| BuildError::Context {
+        path: opts.context.clone(),
+        source,
+    })?;
     if !context.is_dir() {
-        return Err(BuildError::Context { path: opts.context.clone(), source: std::io::Error::other("not a directory") });
+        return Err(BuildError::Context {
+            path: opts.context.clone(),
+            source: std::io::Error::other("not a directory"),
+        });
     }
-    let df_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let text = fs::read_to_string(&df_path).map_err(|source| BuildError::ReadDockerfile { path: df_path.clone(), source })?;
+    let df_path = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let text = fs::read_to_string(&df_path).map_err(|source| BuildError::ReadDockerfile {
+        path: df_path.clone(),
+        source,
+    })?;
     let df = dockerfile::parse(&df_path.display().to_string(), &text)?;
     let store = Store::open(&opts.cache_dir)?;
     let ignore = Ignore::load(&context).map_err(BuildError::Ignore)?;
@@ -240,18 +300,36 @@ impl Builder<'_> {
         BuildError::Dockerfile(self.df.error(line, msg))
     }
 
-    fn step(&self, line: usize, what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> BuildError {
-        BuildError::Step { file: self.df.file.clone(), line, what: what.into(), source: Box::new(source) }
+    fn step(
+        &self,
+        line: usize,
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BuildError {
+        BuildError::Step {
+            file: self.df.file.clone(),
+            line,
+            what: what.into(),
+            source: Box::new(source),
+        }
     }
 
     async fn run(&mut self) -> Result<Built, BuildError> {
         // Global ARGs (before the first FROM) are visible to FROM lines only.
         let instructions = self.df.instructions.clone();
-        let first_from = instructions.iter().position(|i| i.keyword == "FROM").unwrap_or(0);
+        let first_from = instructions
+            .iter()
+            .position(|i| i.keyword == "FROM")
+            .unwrap_or(0);
         for ins in &instructions[..first_from] {
             let pairs = self.arg_pairs(ins, &self.meta_args.clone())?;
             for (k, default) in pairs {
-                let v = self.build_args.get(&k).cloned().or(default).unwrap_or_default();
+                let v = self
+                    .build_args
+                    .get(&k)
+                    .cloned()
+                    .or(default)
+                    .unwrap_or_default();
                 self.meta_args.insert(k, v);
             }
         }
@@ -264,7 +342,10 @@ impl Builder<'_> {
                 last.1.push(ins.clone());
             }
         }
-        let names: Vec<Option<String>> = stages.iter().map(|(_, ins)| self.stage_name(&ins[0])).collect::<Result<_, _>>()?;
+        let names: Vec<Option<String>> = stages
+            .iter()
+            .map(|(_, ins)| self.stage_name(&ins[0]))
+            .collect::<Result<_, _>>()?;
         for (i, n) in names.iter().enumerate() {
             if let Some(n) = n
                 && names[..i].iter().any(|m| m.as_deref() == Some(n.as_str()))
@@ -285,7 +366,9 @@ impl Builder<'_> {
             if !needed[i] {
                 continue;
             }
-            let st = self.build_stage(i, &stages[i].1, &names, &mut built).await?;
+            let st = self
+                .build_stage(i, &stages[i].1, &names, &mut built)
+                .await?;
             built[i] = Some(st);
         }
         let stage = built[target].take().expect("the target stage was built");
@@ -299,24 +382,38 @@ impl Builder<'_> {
             [_, as_, name] if as_.eq_ignore_ascii_case("as") => {
                 let n = name.to_ascii_lowercase();
                 let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-                if ok { Ok(Some(n)) } else { Err(self.derr(from.line, format!("invalid stage name {name:?}"))) }
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if ok {
+                    Ok(Some(n))
+                } else {
+                    Err(self.derr(from.line, format!("invalid stage name {name:?}")))
+                }
             }
             _ => Err(self.derr(from.line, "FROM takes an image and an optional `AS name`")),
         }
     }
 
-    fn from_image(&self, from: &Instruction) -> Result<String, BuildError> {
+    fn base_name(&self, from: &Instruction) -> Result<String, BuildError> {
         let raw = from.rest.split_whitespace().next().unwrap_or_default();
         let vars = |n: &str| self.meta_args.get(n).cloned();
-        let v = dockerfile::expand(raw, &vars, self.df.escape).map_err(|e| self.derr(from.line, e))?;
+        let v =
+            dockerfile::expand(raw, &vars, self.df.escape).map_err(|e| self.derr(from.line, e))?;
         if v.is_empty() {
-            return Err(self.derr(from.line, format!("FROM {raw} expands to an empty image name")));
+            return Err(self.derr(
+                from.line,
+                format!("FROM {raw} expands to an empty image name"),
+            ));
         }
         Ok(v)
     }
 
-    fn needed_stages(&self, stages: &[(usize, Vec<Instruction>)], names: &[Option<String>], target: usize) -> Result<Vec<bool>, BuildError> {
+    fn needed_stages(
+        &self,
+        stages: &[(usize, Vec<Instruction>)],
+        names: &[Option<String>],
+        target: usize,
+    ) -> Result<Vec<bool>, BuildError> {
         let mut needed = vec![false; stages.len()];
         let mut todo = vec![target];
         while let Some(i) = todo.pop() {
@@ -324,13 +421,16 @@ impl Builder<'_> {
                 continue;
             }
             needed[i] = true;
-            let mut refs = vec![self.from_image(&stages[i].1[0])?];
+            let mut refs = vec![self.base_name(&stages[i].1[0])?];
             for ins in &stages[i].1[1..] {
                 if ins.keyword == "COPY"
                     && let Some(f) = ins.flag_value("from")
                 {
                     let vars = |n: &str| self.meta_args.get(n).cloned();
-                    refs.push(dockerfile::expand(f, &vars, self.df.escape).map_err(|e| self.derr(ins.line, e))?);
+                    refs.push(
+                        dockerfile::expand(f, &vars, self.df.escape)
+                            .map_err(|e| self.derr(ins.line, e))?,
+                    );
                 }
             }
             for r in refs {
@@ -349,9 +449,14 @@ impl Builder<'_> {
         Ok(needed)
     }
 
-    fn arg_pairs(&self, ins: &Instruction, vars_src: &BTreeMap<String, String>) -> Result<Vec<(String, Option<String>)>, BuildError> {
+    fn arg_pairs(
+        &self,
+        ins: &Instruction,
+        vars_src: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, Option<String>)>, BuildError> {
         let vars = |n: &str| vars_src.get(n).cloned();
-        let words = dockerfile::split_words(&ins.rest, &vars, self.df.escape).map_err(|e| self.derr(ins.line, e))?;
+        let words = dockerfile::split_words(&ins.rest, &vars, self.df.escape)
+            .map_err(|e| self.derr(ins.line, e))?;
         Ok(words
             .into_iter()
             .map(|w| match w.split_once('=') {
@@ -361,19 +466,44 @@ impl Builder<'_> {
             .collect())
     }
 
-    async fn build_stage(&mut self, index: usize, ins: &[Instruction], names: &[Option<String>], built: &mut [Option<Stage>]) -> Result<Stage, BuildError> {
+    async fn build_stage(
+        &mut self,
+        index: usize,
+        ins: &[Instruction],
+        names: &[Option<String>],
+        built: &mut [Option<Stage>],
+    ) -> Result<Stage, BuildError> {
         let from = &ins[0];
-        let image = self.from_image(from)?;
+        let image = self.base_name(from)?;
         if let Some(p) = from.flag_value("platform") {
-            let want = format!("{}/{}", self.opts.platform.os, self.opts.platform.architecture);
-            let vars = |n: &str| self.meta_args.get(n).cloned().or_else(|| predefined_args(&self.opts.platform).get(n).cloned());
-            let p = dockerfile::expand(p, &vars, self.df.escape).map_err(|e| self.derr(from.line, e))?;
+            let want = format!(
+                "{}/{}",
+                self.opts.platform.os, self.opts.platform.architecture
+            );
+            let vars = |n: &str| {
+                self.meta_args
+                    .get(n)
+                    .cloned()
+                    .or_else(|| predefined_args(&self.opts.platform).get(n).cloned())
+            };
+            let p = dockerfile::expand(p, &vars, self.df.escape)
+                .map_err(|e| self.derr(from.line, e))?;
             if p != want {
-                return Err(self.derr(from.line, format!("--platform={p} is not supported (this builder builds {want})")));
+                return Err(self.derr(
+                    from.line,
+                    format!("--platform={p} is not supported (this builder builds {want})"),
+                ));
             }
         }
-        (self.log)(&format!("[{}/{}] {}", index + 1, names.len(), from.original));
-        let mut st = self.base_stage(&image, from.line, names, index, built).await?;
+        (self.log)(&format!(
+            "[{}/{}] {}",
+            index + 1,
+            names.len(),
+            from.original
+        ));
+        let mut st = self
+            .base_stage(&image, from.line, names, index, built)
+            .await?;
         st.name = names[index].clone();
         for ins in &ins[1..] {
             (self.log)(&format!("#{} {}", ins.line, ins.original));
@@ -393,7 +523,10 @@ impl Builder<'_> {
                 os: p.os.clone(),
                 variant: p.variant.clone(),
                 config,
-                rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                rootfs: RootFs {
+                    kind: "layers".into(),
+                    diff_ids: vec![],
+                },
                 ..Default::default()
             },
             layers: vec![],
@@ -421,9 +554,19 @@ impl Builder<'_> {
     }
 
     /// The stage an image name refers to: an earlier stage, scratch, a layout or a registry image.
-    async fn base_stage(&mut self, image: &str, line: usize, names: &[Option<String>], index: usize, built: &[Option<Stage>]) -> Result<Stage, BuildError> {
+    async fn base_stage(
+        &mut self,
+        image: &str,
+        line: usize,
+        names: &[Option<String>],
+        index: usize,
+        built: &[Option<Stage>],
+    ) -> Result<Stage, BuildError> {
         let lower = image.to_ascii_lowercase();
-        if let Some(j) = names[..index].iter().position(|n| n.as_deref() == Some(lower.as_str())) {
+        if let Some(j) = names[..index]
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+        {
             let s = built[j].as_ref().expect("needed stages are built in order");
             return Ok(Self::clone_stage(s));
         }
@@ -437,17 +580,28 @@ impl Builder<'_> {
         let layout = &self.store.layout;
         let (desc, base_name, source) = if let Some(rest) = image.strip_prefix("oci-layout://") {
             let (dir, tag) = split_layout_ref(rest);
-            let src = Layout::open(Path::new(dir)).map_err(|e| self.step(line, format!("opening {image}"), e))?;
-            let mut desc = src.resolve(tag).map_err(|e| self.step(line, format!("resolving {image}"), e))?;
+            let src = Layout::open(Path::new(dir))
+                .map_err(|e| self.step(line, format!("opening {image}"), e))?;
+            let mut desc = src
+                .resolve(tag)
+                .map_err(|e| self.step(line, format!("resolving {image}"), e))?;
             if media::is_index(&desc.media_type) {
                 desc = self.pick_platform(&src, &desc, line, image)?;
             }
-            copy_image(&src, layout, &desc).map_err(|e| self.step(line, format!("copying {image} into the store"), e))?;
+            copy_image(&src, layout, &desc)
+                .map_err(|e| self.step(line, format!("copying {image} into the store"), e))?;
             (desc, image.to_string(), None)
         } else {
             let r: Reference = image.parse().map_err(|e| self.derr(line, e))?;
             let name = r.to_string();
-            let local = if self.opts.pull { None } else { layout.resolve(Some(&name)).ok().filter(|d| have_image(layout, d)) };
+            let local = if self.opts.pull {
+                None
+            } else {
+                layout
+                    .resolve(Some(&name))
+                    .ok()
+                    .filter(|d| have_image(layout, d))
+            };
             let desc = match local {
                 Some(d) => d,
                 None => {
@@ -456,7 +610,9 @@ impl Builder<'_> {
                         .client
                         .pull(&r, &self.opts.platform, layout)
                         .await
-                        .map_err(|e: RegistryError| self.step(line, format!("pulling {name}"), e))?;
+                        .map_err(|e: RegistryError| {
+                            self.step(line, format!("pulling {name}"), e)
+                        })?;
                     layout.set_ref(&name, pulled.descriptor.clone(), None)?;
                     pulled.descriptor
                 }
@@ -465,16 +621,27 @@ impl Builder<'_> {
         };
         let manifest: Manifest = serde_json::from_slice(&layout.read_blob(&desc.digest)?)
             .map_err(|e| self.step(line, format!("reading the manifest of {image}"), e))?;
-        let config: ImageConfig = serde_json::from_slice(&layout.read_blob(&manifest.config.digest)?)
-            .map_err(|e| self.step(line, format!("reading the config of {image}"), e))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&layout.read_blob(&manifest.config.digest)?)
+                .map_err(|e| self.step(line, format!("reading the config of {image}"), e))?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(self.derr(line, format!("{image}: the config lists {} layers, the manifest {}", config.rootfs.diff_ids.len(), manifest.layers.len())));
+            return Err(self.derr(
+                line,
+                format!(
+                    "{image}: the config lists {} layers, the manifest {}",
+                    config.rootfs.diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            ));
         }
         let layers = manifest
             .layers
             .iter()
             .zip(&config.rootfs.diff_ids)
-            .map(|(d, id)| LayerBlob { descriptor: d.clone(), diff_id: id.clone() })
+            .map(|(d, id)| LayerBlob {
+                descriptor: d.clone(),
+                diff_id: id.clone(),
+            })
             .collect();
         let mut st = self.empty_stage();
         if config.config.env_get("PATH").is_none() {
@@ -492,24 +659,50 @@ impl Builder<'_> {
         Ok(st)
     }
 
-    fn pick_platform(&self, src: &Layout, index: &Descriptor, line: usize, image: &str) -> Result<Descriptor, BuildError> {
-        let idx: Index = serde_json::from_slice(&src.read_blob(&index.digest)?).map_err(|e| self.step(line, format!("reading the index of {image}"), e))?;
+    fn pick_platform(
+        &self,
+        src: &Layout,
+        index: &Descriptor,
+        line: usize,
+        image: &str,
+    ) -> Result<Descriptor, BuildError> {
+        let idx: Index = serde_json::from_slice(&src.read_blob(&index.digest)?)
+            .map_err(|e| self.step(line, format!("reading the index of {image}"), e))?;
         let p = &self.opts.platform;
         idx.manifests
             .iter()
-            .find(|d| d.platform.as_ref().is_none_or(|q| q.os == p.os && q.architecture == p.architecture) && media::is_manifest(&d.media_type))
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_none_or(|q| q.os == p.os && q.architecture == p.architecture)
+                    && media::is_manifest(&d.media_type)
+            })
             .cloned()
-            .ok_or_else(|| self.derr(line, format!("{image} has no image for {}/{}", p.os, p.architecture)))
+            .ok_or_else(|| {
+                self.derr(
+                    line,
+                    format!("{image} has no image for {}/{}", p.os, p.architecture),
+                )
+            })
     }
 
     fn vars<'s>(&self, st: &'s Stage) -> impl Fn(&str) -> Option<String> + 's {
-        move |n: &str| st.config.config.env_get(n).map(str::to_string).or_else(|| st.args.get(n).cloned())
+        move |n: &str| {
+            st.config
+                .config
+                .env_get(n)
+                .map(str::to_string)
+                .or_else(|| st.args.get(n).cloned())
+        }
     }
 
     fn words(&self, st: &Stage, ins: &Instruction) -> Result<Vec<String>, BuildError> {
         let vars = self.vars(st);
         match ins.command_form() {
-            CommandForm::Exec(v) => v.iter().map(|w| dockerfile::expand(w, &vars, self.df.escape)).collect::<Result<_, _>>(),
+            CommandForm::Exec(v) => v
+                .iter()
+                .map(|w| dockerfile::expand(w, &vars, self.df.escape))
+                .collect::<Result<_, _>>(),
             CommandForm::Shell(s) => dockerfile::split_words(&s, &vars, self.df.escape),
         }
         .map_err(|e| self.derr(ins.line, e))
@@ -524,7 +717,12 @@ impl Builder<'_> {
         match ins.command_form() {
             CommandForm::Exec(v) => v,
             CommandForm::Shell(s) => {
-                let mut v = st.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                let mut v = st
+                    .config
+                    .config
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
                 v.push(s);
                 v
             }
@@ -540,7 +738,13 @@ impl Builder<'_> {
         });
     }
 
-    async fn instruction(&mut self, st: &mut Stage, ins: &Instruction, names: &[Option<String>], built: &mut [Option<Stage>]) -> Result<(), BuildError> {
+    async fn instruction(
+        &mut self,
+        st: &mut Stage,
+        ins: &Instruction,
+        names: &[Option<String>],
+        built: &mut [Option<Stage>],
+    ) -> Result<(), BuildError> {
         let line = ins.line;
         match ins.keyword.as_str() {
             "ARG" => {
@@ -562,7 +766,8 @@ impl Builder<'_> {
             "ENV" => {
                 let pairs = {
                     let vars = self.vars(st);
-                    dockerfile::key_values(&ins.rest, &vars, self.df.escape, true).map_err(|e| self.derr(line, e))?
+                    dockerfile::key_values(&ins.rest, &vars, self.df.escape, true)
+                        .map_err(|e| self.derr(line, e))?
                 };
                 for (k, v) in pairs {
                     st.config.config.env_set(&k, &v);
@@ -572,7 +777,8 @@ impl Builder<'_> {
             "LABEL" => {
                 let pairs = {
                     let vars = self.vars(st);
-                    dockerfile::key_values(&ins.rest, &vars, self.df.escape, false).map_err(|e| self.derr(line, e))?
+                    dockerfile::key_values(&ins.rest, &vars, self.df.escape, false)
+                        .map_err(|e| self.derr(line, e))?
                 };
                 st.config.config.labels.extend(pairs);
                 self.history(st, ins, true);
@@ -583,7 +789,12 @@ impl Builder<'_> {
             }
             "WORKDIR" => {
                 let w = self.expand1(st, ins, ins.rest.trim())?;
-                let base = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+                let base = st
+                    .config
+                    .config
+                    .working_dir
+                    .clone()
+                    .unwrap_or_else(|| "/".into());
                 let joined = Path::new("/").join(clean_rel(&Path::new(&base).join(&w)));
                 st.config.config.working_dir = Some(joined.display().to_string());
                 self.history(st, ins, true);
@@ -596,11 +807,15 @@ impl Builder<'_> {
             "EXPOSE" => {
                 for w in self.words(st, ins)? {
                     let (port, proto) = w.split_once('/').unwrap_or((&w, "tcp"));
-                    let ok = port.split('-').all(|p| p.parse::<u16>().is_ok()) && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
+                    let ok = port.split('-').all(|p| p.parse::<u16>().is_ok())
+                        && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
                     if !ok {
                         return Err(self.derr(line, format!("invalid port {w:?}")));
                     }
-                    st.config.config.exposed_ports.insert(format!("{port}/{}", proto.to_ascii_lowercase()), serde_json::json!({}));
+                    st.config.config.exposed_ports.insert(
+                        format!("{port}/{}", proto.to_ascii_lowercase()),
+                        serde_json::json!({}),
+                    );
                 }
                 self.history(st, ins, true);
             }
@@ -631,10 +846,19 @@ impl Builder<'_> {
                     st.config.config.shell = Some(v);
                     self.history(st, ins, true);
                 }
-                _ => return Err(self.derr(line, "SHELL requires the JSON form: SHELL [\"executable\", \"parameters\"]")),
+                _ => {
+                    return Err(self.derr(
+                        line,
+                        "SHELL requires the JSON form: SHELL [\"executable\", \"parameters\"]",
+                    ));
+                }
             },
             "ONBUILD" => {
-                st.config.config.on_build.get_or_insert_with(Vec::new).push(ins.rest.clone());
+                st.config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(ins.rest.clone());
                 self.history(st, ins, true);
             }
             "HEALTHCHECK" => {
@@ -654,7 +878,11 @@ impl Builder<'_> {
         if rest.eq_ignore_ascii_case("none") {
             return Ok(serde_json::json!({ "Test": ["NONE"] }));
         }
-        let Some(cmd) = rest.get(..3).filter(|c| c.eq_ignore_ascii_case("cmd")).map(|_| rest[3..].trim()) else {
+        let Some(cmd) = rest
+            .get(..3)
+            .filter(|c| c.eq_ignore_ascii_case("cmd"))
+            .map(|_| rest[3..].trim())
+        else {
             return Err(self.derr(ins.line, "HEALTHCHECK takes NONE or CMD <command>"));
         };
         let test: Vec<String> = match serde_json::from_str::<Vec<String>>(cmd) {
@@ -662,15 +890,24 @@ impl Builder<'_> {
             Err(_) => vec!["CMD-SHELL".into(), cmd.to_string()],
         };
         let mut h = serde_json::json!({ "Test": test });
-        for (flag, key) in [("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"), ("start-interval", "StartInterval")] {
+        for (flag, key) in [
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ] {
             if let Some(v) = ins.flag_value(flag) {
                 let v = self.expand1(st, ins, v)?;
-                let ns = parse_duration(&v).ok_or_else(|| self.derr(ins.line, format!("--{flag}: invalid duration {v:?}")))?;
+                let ns = parse_duration(&v).ok_or_else(|| {
+                    self.derr(ins.line, format!("--{flag}: invalid duration {v:?}"))
+                })?;
                 h[key] = serde_json::json!(ns);
             }
         }
         if let Some(v) = ins.flag_value("retries") {
-            let n: u64 = v.parse().map_err(|_| self.derr(ins.line, format!("--retries: not a number: {v:?}")))?;
+            let n: u64 = v
+                .parse()
+                .map_err(|_| self.derr(ins.line, format!("--retries: not a number: {v:?}")))?;
             h["Retries"] = serde_json::json!(n);
         }
         Ok(h)
@@ -702,45 +939,78 @@ impl Builder<'_> {
         self.history(st, ins, false);
     }
 
-    fn parse_chown(&self, st: &mut Stage, ins: &Instruction, spec: &str) -> Result<(u64, u64), BuildError> {
+    fn parse_chown(
+        &self,
+        st: &mut Stage,
+        ins: &Instruction,
+        spec: &str,
+    ) -> Result<(u64, u64), BuildError> {
         let (u, g) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
-        let needs_lookup = u.parse::<u64>().is_err() || g.is_some_and(|g| g.parse::<u64>().is_err());
+        let needs_lookup =
+            u.parse::<u64>().is_err() || g.is_some_and(|g| g.parse::<u64>().is_err());
         let (passwd, group) = if needs_lookup {
             let root = self.materialize(st, ins.line)?;
-            (fs::read_to_string(root.join("etc/passwd")).unwrap_or_default(), fs::read_to_string(root.join("etc/group")).unwrap_or_default())
+            (
+                fs::read_to_string(root.join("etc/passwd")).unwrap_or_default(),
+                fs::read_to_string(root.join("etc/group")).unwrap_or_default(),
+            )
         } else {
             (String::new(), String::new())
         };
         let lookup = |db: &str, name: &str, field: usize| -> Option<u64> {
             db.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.first() == Some(&name)).then(|| f.get(field).and_then(|v| v.parse().ok())).flatten()
+                (f.first() == Some(&name))
+                    .then(|| f.get(field).and_then(|v| v.parse().ok()))
+                    .flatten()
             })
         };
         let uid = match u.parse::<u64>() {
             Ok(n) => n,
-            Err(_) => lookup(&passwd, u, 2).ok_or_else(|| self.derr(ins.line, format!("--chown: unknown user {u:?} (not in the stage's /etc/passwd)")))?,
+            Err(_) => lookup(&passwd, u, 2).ok_or_else(|| {
+                self.derr(
+                    ins.line,
+                    format!("--chown: unknown user {u:?} (not in the stage's /etc/passwd)"),
+                )
+            })?,
         };
         let gid = match g {
             None if u.parse::<u64>().is_ok() => uid,
             None => lookup(&passwd, u, 3).unwrap_or(uid),
             Some(g) => match g.parse::<u64>() {
                 Ok(n) => n,
-                Err(_) => lookup(&group, g, 2).ok_or_else(|| self.derr(ins.line, format!("--chown: unknown group {g:?} (not in the stage's /etc/group)")))?,
+                Err(_) => lookup(&group, g, 2).ok_or_else(|| {
+                    self.derr(
+                        ins.line,
+                        format!("--chown: unknown group {g:?} (not in the stage's /etc/group)"),
+                    )
+                })?,
             },
         };
         Ok((uid, gid))
     }
 
-    async fn copy(&mut self, st: &mut Stage, ins: &Instruction, names: &[Option<String>], built: &mut [Option<Stage>]) -> Result<(), BuildError> {
+    async fn copy(
+        &mut self,
+        st: &mut Stage,
+        ins: &Instruction,
+        names: &[Option<String>],
+        built: &mut [Option<Stage>],
+    ) -> Result<(), BuildError> {
         let line = ins.line;
         let add = ins.keyword == "ADD";
         let words = self.words(st, ins)?;
         if words.len() < 2 {
-            return Err(self.derr(line, format!("{} needs at least one source and a destination", ins.keyword)));
+            return Err(self.derr(
+                line,
+                format!(
+                    "{} needs at least one source and a destination",
+                    ins.keyword
+                ),
+            ));
         }
         let (dest_raw, srcs) = words.split_last().expect("two or more words");
         let chown = match ins.flag_value("chown") {
@@ -751,10 +1021,20 @@ impl Builder<'_> {
             None => None,
         };
         let chmod = match ins.flag_value("chmod") {
-            Some(m) => Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| self.derr(line, format!("--chmod: invalid octal mode {m:?}")))?),
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| self.derr(line, format!("--chmod: invalid octal mode {m:?}")))?,
+            ),
             None => None,
         };
-        let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let workdir = st
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
         let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
         let dest = clean_rel(&Path::new(&workdir).join(dest_raw));
         // Where sources come from.
@@ -766,17 +1046,30 @@ impl Builder<'_> {
         let mut from_chain: Option<Digest> = None;
         if let Some(f) = &from {
             let lower = f.to_ascii_lowercase();
-            let idx = names.iter().position(|n| n.as_deref() == Some(lower.as_str())).or_else(|| lower.parse::<usize>().ok().filter(|i| *i < names.len()));
+            let idx = names
+                .iter()
+                .position(|n| n.as_deref() == Some(lower.as_str()))
+                .or_else(|| lower.parse::<usize>().ok().filter(|i| *i < names.len()));
             match idx {
                 Some(j) if built.get(j).is_some_and(Option::is_some) => {
                     from_chain = built[j].as_ref().map(|s| s.chain.clone());
                 }
-                Some(_) => return Err(self.derr(line, format!("COPY --from={f}: that stage comes later or is the current one"))),
+                Some(_) => {
+                    return Err(self.derr(
+                        line,
+                        format!("COPY --from={f}: that stage comes later or is the current one"),
+                    ));
+                }
                 None => {
                     let bare = !f.contains(['/', ':', '@', '.']);
                     if f.contains(char::is_whitespace) || f.is_empty() || bare {
-                        let stages: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
-                        let known = if stages.is_empty() { "this Dockerfile names no stages".to_string() } else { format!("stages: {}", stages.join(", ")) };
+                        let stages: Vec<&str> =
+                            names.iter().flatten().map(String::as_str).collect();
+                        let known = if stages.is_empty() {
+                            "this Dockerfile names no stages".to_string()
+                        } else {
+                            format!("stages: {}", stages.join(", "))
+                        };
                         return Err(self.derr(line, format!(
                             "COPY --from={f}: no stage named {f:?} ({known}); to copy from an image, give a full reference such as docker.io/library/{f}:latest"
                         )));
@@ -788,19 +1081,37 @@ impl Builder<'_> {
             }
         }
         for s in srcs {
-            if add && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")) {
+            if add
+                && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@"))
+            {
                 return Err(self.derr(line, format!("ADD {s}: fetching URLs is not supported (builds have no network); download it in an earlier step and COPY it")));
             }
         }
         if srcs.len() > 1 && !dest_is_dir {
-            return Err(self.derr(line, format!("{} with more than one source needs a destination directory ending in /", ins.keyword)));
+            return Err(self.derr(
+                line,
+                format!(
+                    "{} with more than one source needs a destination directory ending in /",
+                    ins.keyword
+                ),
+            ));
         }
-        let flags_key = format!("{:?}|{chown:?}|{chmod:?}|{}|{}", words, self.opts.compression as u8, self.opts.source_date_epoch);
+        let flags_key = format!(
+            "{:?}|{chown:?}|{chmod:?}|{}|{}",
+            words, self.opts.compression as u8, self.opts.source_date_epoch
+        );
 
         // COPY --from: the key is the source stage's chain; the rootfs is only unpacked on a miss.
         if let Some(fc) = &from_chain {
-            let key = key_of(&[st.chain.as_str().as_bytes(), b"COPY-FROM", fc.as_str().as_bytes(), flags_key.as_bytes()]);
-            if !self.opts.no_cache && let Some(blob) = self.store.cached(&key) {
+            let key = key_of(&[
+                st.chain.as_str().as_bytes(),
+                b"COPY-FROM",
+                fc.as_str().as_bytes(),
+                flags_key.as_bytes(),
+            ]);
+            if !self.opts.no_cache
+                && let Some(blob) = self.store.cached(&key)
+            {
                 self.push_layer(st, ins, &key, blob);
                 return Ok(());
             }
@@ -808,7 +1119,11 @@ impl Builder<'_> {
                 Some(s) => self.materialize(s, line)?,
                 None => {
                     let lower = from.as_deref().unwrap_or_default().to_ascii_lowercase();
-                    let j = names.iter().position(|n| n.as_deref() == Some(lower.as_str())).or_else(|| lower.parse::<usize>().ok()).expect("checked above");
+                    let j = names
+                        .iter()
+                        .position(|n| n.as_deref() == Some(lower.as_str()))
+                        .or_else(|| lower.parse::<usize>().ok())
+                        .expect("checked above");
                     let mut s = built[j].take().expect("checked above");
                     let r = self.materialize(&mut s, line);
                     built[j] = Some(s);
@@ -823,20 +1138,50 @@ impl Builder<'_> {
                 } else {
                     let p = resolve_in_root(&root, &rel);
                     if fs::symlink_metadata(&p).is_err() {
-                        return Err(self.derr(line, format!("COPY --from={}: {s} not found", from.as_deref().unwrap_or_default())));
+                        return Err(self.derr(
+                            line,
+                            format!(
+                                "COPY --from={}: {s} not found",
+                                from.as_deref().unwrap_or_default()
+                            ),
+                        ));
                     }
                     vec![(rel, p)]
                 };
                 if matches.is_empty() {
-                    return Err(self.derr(line, format!("COPY --from={}: no files match {s}", from.as_deref().unwrap_or_default())));
+                    return Err(self.derr(
+                        line,
+                        format!(
+                            "COPY --from={}: no files match {s}",
+                            from.as_deref().unwrap_or_default()
+                        ),
+                    ));
                 }
                 let many = matches.len() > 1;
                 for (rel, p) in matches {
-                    collect(&p, &rel, &dest, dest_is_dir || many, None, Attrs { chown, chmod, normalise: false }, &mut entries, &mut Hasher::new())
-                        .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
+                    collect(
+                        &p,
+                        &rel,
+                        &dest,
+                        dest_is_dir || many,
+                        None,
+                        Attrs {
+                            chown,
+                            chmod,
+                            normalise: false,
+                        },
+                        &mut entries,
+                        &mut Hasher::new(),
+                    )
+                    .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
                 }
             }
-            let blob = layer::write_layer(&self.store.layout, entries.into_values(), self.mtime(), self.opts.compression)?;
+            let blob = layer::write_layer(
+                &self.store.layout,
+                entries.into_values(),
+                self.mtime(),
+                self.opts.compression,
+            )?;
             self.store.remember(&key, &blob);
             self.push_layer(st, ins, &key, blob);
             return Ok(());
@@ -849,7 +1194,13 @@ impl Builder<'_> {
         for s in srcs {
             let rel = clean_rel(Path::new(s));
             if escapes(Path::new(s)) {
-                return Err(self.derr(line, format!("{} {s}: the source is outside the build context", ins.keyword)));
+                return Err(self.derr(
+                    line,
+                    format!(
+                        "{} {s}: the source is outside the build context",
+                        ins.keyword
+                    ),
+                ));
             }
             let matches = if is_glob(s) {
                 glob_in(&self.context, &rel, Some(&self.ignore))
@@ -857,38 +1208,90 @@ impl Builder<'_> {
                 let p = self.context.join(&rel);
                 let real = resolve_in_root(&self.context, &rel);
                 if fs::symlink_metadata(&p).is_err() {
-                    return Err(self.derr(line, format!("{} {s}: not found in the build context {}", ins.keyword, self.opts.context.display())));
+                    return Err(self.derr(
+                        line,
+                        format!(
+                            "{} {s}: not found in the build context {}",
+                            ins.keyword,
+                            self.opts.context.display()
+                        ),
+                    ));
                 }
                 if !rel.as_os_str().is_empty() && self.ignore.is_ignored(&rel) {
-                    return Err(self.derr(line, format!("{} {s}: excluded by .dockerignore", ins.keyword)));
+                    return Err(self.derr(
+                        line,
+                        format!("{} {s}: excluded by .dockerignore", ins.keyword),
+                    ));
                 }
                 vec![(rel, real)]
             };
             if matches.is_empty() {
-                return Err(self.derr(line, format!("{} {s}: no files in the build context match", ins.keyword)));
+                return Err(self.derr(
+                    line,
+                    format!("{} {s}: no files in the build context match", ins.keyword),
+                ));
             }
             let many = matches.len() > 1;
             for (rel, p) in matches {
                 if add && p.is_file() && is_archive(&p) {
                     let dir = self.store.tempdir("add-")?;
-                    extract_archive(&p, dir.path()).map_err(|e| self.step(line, format!("extracting {}", p.display()), e))?;
+                    extract_archive(&p, dir.path())
+                        .map_err(|e| self.step(line, format!("extracting {}", p.display()), e))?;
                     fingerprint(&mut fp, &rel, &p);
-                    collect(dir.path(), Path::new(""), &dest, true, None, Attrs { chown, chmod, normalise: false }, &mut entries, &mut Hasher::new())
-                        .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
+                    collect(
+                        dir.path(),
+                        Path::new(""),
+                        &dest,
+                        true,
+                        None,
+                        Attrs {
+                            chown,
+                            chmod,
+                            normalise: false,
+                        },
+                        &mut entries,
+                        &mut Hasher::new(),
+                    )
+                    .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
                     extracted.push(dir);
                     continue;
                 }
-                collect(&p, &rel, &dest, dest_is_dir || many, Some(&self.ignore), Attrs { chown, chmod, normalise: true }, &mut entries, &mut fp)
-                    .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
+                collect(
+                    &p,
+                    &rel,
+                    &dest,
+                    dest_is_dir || many,
+                    Some(&self.ignore),
+                    Attrs {
+                        chown,
+                        chmod,
+                        normalise: true,
+                    },
+                    &mut entries,
+                    &mut fp,
+                )
+                .map_err(|e| self.step(line, format!("reading {}", p.display()), e))?;
             }
         }
         let fp = fp.finish();
-        let key = key_of(&[st.chain.as_str().as_bytes(), ins.keyword.as_bytes(), fp.as_str().as_bytes(), flags_key.as_bytes()]);
-        if !self.opts.no_cache && let Some(blob) = self.store.cached(&key) {
+        let key = key_of(&[
+            st.chain.as_str().as_bytes(),
+            ins.keyword.as_bytes(),
+            fp.as_str().as_bytes(),
+            flags_key.as_bytes(),
+        ]);
+        if !self.opts.no_cache
+            && let Some(blob) = self.store.cached(&key)
+        {
             self.push_layer(st, ins, &key, blob);
             return Ok(());
         }
-        let blob = layer::write_layer(&self.store.layout, entries.into_values(), self.mtime(), self.opts.compression)?;
+        let blob = layer::write_layer(
+            &self.store.layout,
+            entries.into_values(),
+            self.mtime(),
+            self.opts.compression,
+        )?;
         drop(extracted);
         self.store.remember(&key, &blob);
         self.push_layer(st, ins, &key, blob);
@@ -911,7 +1314,12 @@ impl Builder<'_> {
             return Err(self.derr(line, "RUN --mount is not supported by slipway's builder"));
         }
         let argv = self.exec_form(st, ins);
-        let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let workdir = st
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
         let mut env: Vec<(String, String)> = Vec::new();
         for (k, v) in &st.args {
             if st.config.config.env_get(k).is_none() {
@@ -928,35 +1336,71 @@ impl Builder<'_> {
         let key = key_of(&[
             st.chain.as_str().as_bytes(),
             b"RUN",
-            format!("{argv:?}|{env:?}|{workdir}|{user}|{}|{}", self.opts.compression as u8, self.opts.source_date_epoch).as_bytes(),
+            format!(
+                "{argv:?}|{env:?}|{workdir}|{user}|{}|{}",
+                self.opts.compression as u8, self.opts.source_date_epoch
+            )
+            .as_bytes(),
         ]);
-        if !self.opts.no_cache && let Some(blob) = self.store.cached(&key) {
+        if !self.opts.no_cache
+            && let Some(blob) = self.store.cached(&key)
+        {
             self.push_layer(st, ins, &key, blob);
             return Ok(());
         }
         let Some(bwrap) = sandbox::bwrap() else {
-            return Err(BuildError::NoSandbox { file: self.df.file.clone(), line });
+            return Err(BuildError::NoSandbox {
+                file: self.df.file.clone(),
+                line,
+            });
         };
         let root = self.materialize(st, line)?;
         let wd = root.join(clean_rel(Path::new(&workdir)));
-        fs::create_dir_all(&wd).map_err(|source| BuildError::Io { action: "creating the working directory", path: wd, source })?;
+        fs::create_dir_all(&wd).map_err(|source| BuildError::Io {
+            action: "creating the working directory",
+            path: wd,
+            source,
+        })?;
         let uid_gid = if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
             None
         } else {
             let (u, g) = self.parse_chown(st, ins, &user)?;
             Some((u32::try_from(u).unwrap_or(0), u32::try_from(g).unwrap_or(0)))
         };
-        let snap = |r: &Path| sandbox::snapshot(r).map_err(|source| BuildError::Io { action: "scanning", path: r.to_path_buf(), source });
+        let snap = |r: &Path| {
+            sandbox::snapshot(r).map_err(|source| BuildError::Io {
+                action: "scanning",
+                path: r.to_path_buf(),
+                source,
+            })
+        };
         let before = snap(&root)?;
         let log = self.log;
-        let spec = sandbox::RunSpec { root: &root, argv: &argv, env: &env, workdir: &workdir, user: uid_gid };
-        let code = sandbox::run(&bwrap, &spec, &|l| log(&format!("#{line} {l}"))).map_err(|e| self.step(line, "starting bwrap", e))?;
+        let spec = sandbox::RunSpec {
+            root: &root,
+            argv: &argv,
+            env: &env,
+            workdir: &workdir,
+            user: uid_gid,
+        };
+        let code = sandbox::run(&bwrap, &spec, &|l| log(&format!("#{line} {l}")))
+            .map_err(|e| self.step(line, "starting bwrap", e))?;
         if code != 0 {
-            return Err(BuildError::RunFailed { file: self.df.file.clone(), line, command: ins.rest.clone(), code });
+            return Err(BuildError::RunFailed {
+                file: self.df.file.clone(),
+                line,
+                command: ins.rest.clone(),
+                code,
+            });
         }
         let after = snap(&root)?;
         let entries = sandbox::diff(&root, &before, &after);
-        let blob = layer::write_layer(&self.store.layout, entries, self.mtime(), self.opts.compression)?;
+        let blob = layer::write_layer(
+            &self.store.layout,
+            entries,
+            self.mtime(),
+            self.opts.compression,
+        )?;
         self.store.remember(&key, &blob);
         self.push_layer(st, ins, &key, blob);
         if let Some((_, applied)) = st.rootfs.as_mut() {
@@ -970,7 +1414,10 @@ impl Builder<'_> {
         let mut image = st.config;
         image.created = Some(self.created.clone());
         let mut annotations = BTreeMap::new();
-        annotations.insert("org.opencontainers.image.created".to_string(), self.created.clone());
+        annotations.insert(
+            "org.opencontainers.image.created".to_string(),
+            self.created.clone(),
+        );
         if let Some((url, rev)) = git_source(&self.context) {
             if let Some(u) = url {
                 annotations.insert("org.opencontainers.image.source".into(), u);
@@ -985,7 +1432,10 @@ impl Builder<'_> {
         }
         if let Some((name, digest)) = &st.base {
             annotations.insert("org.opencontainers.image.base.name".into(), name.clone());
-            annotations.insert("org.opencontainers.image.base.digest".into(), digest.to_string());
+            annotations.insert(
+                "org.opencontainers.image.base.digest".into(),
+                digest.to_string(),
+            );
         }
         let config = layout.write_json(media::OCI_CONFIG, &image)?;
         let manifest = Manifest {
@@ -996,11 +1446,20 @@ impl Builder<'_> {
             annotations,
         };
         let mut desc = layout.write_json(media::OCI_MANIFEST, &manifest)?;
-        desc.platform = Some(Platform { architecture: image.architecture.clone(), os: image.os.clone(), variant: image.variant.clone() });
+        desc.platform = Some(Platform {
+            architecture: image.architecture.clone(),
+            os: image.os.clone(),
+            variant: image.variant.clone(),
+        });
         for t in &self.opts.tags {
             layout.set_ref(t, desc.clone(), None)?;
         }
-        Ok(Built { manifest: desc, config, image, sources: st.sources })
+        Ok(Built {
+            manifest: desc,
+            config,
+            image,
+            sources: st.sources,
+        })
     }
 }
 
@@ -1013,8 +1472,12 @@ fn split_layout_ref(s: &str) -> (&str, Option<&str>) {
 }
 
 fn have_image(layout: &Layout, desc: &Descriptor) -> bool {
-    let Ok(bytes) = layout.read_blob(&desc.digest) else { return false };
-    let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else { return false };
+    let Ok(bytes) = layout.read_blob(&desc.digest) else {
+        return false;
+    };
+    let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
+        return false;
+    };
     layout.has_blob(&m.config.digest) && m.layers.iter().all(|l| layout.has_blob(&l.digest))
 }
 
@@ -1083,7 +1546,20 @@ impl Attrs {
 fn fingerprint(fp: &mut Hasher, rel: &Path, p: &Path) {
     if let Ok(md) = fs::symlink_metadata(p) {
         fp.update(rel.as_os_str().as_encoded_bytes());
-        fp.update(format!("|{}|{}|{}|{}|{}|{}|{}|{}\0", md.dev(), md.ino(), md.size(), md.mtime(), md.mtime_nsec(), md.ctime(), md.ctime_nsec(), md.mode()).as_bytes());
+        fp.update(
+            format!(
+                "|{}|{}|{}|{}|{}|{}|{}|{}\0",
+                md.dev(),
+                md.ino(),
+                md.size(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.ctime(),
+                md.ctime_nsec(),
+                md.mode()
+            )
+            .as_bytes(),
+        );
     }
 }
 
@@ -1109,17 +1585,48 @@ fn collect(
         };
         fingerprint(fp, rel, path);
         let (mode, uid, gid) = attrs.apply(&md);
-        entries.insert(target.clone(), Entry { path: target, kind: Kind::File { source: path.to_path_buf() }, mode, uid, gid });
+        entries.insert(
+            target.clone(),
+            Entry {
+                path: target,
+                kind: Kind::File {
+                    source: path.to_path_buf(),
+                },
+                mode,
+                uid,
+                gid,
+            },
+        );
         return Ok(());
     }
     if !dest.as_os_str().is_empty() {
         let (mode, uid, gid) = attrs.apply(&md);
-        entries.insert(dest.to_path_buf(), Entry { path: dest.to_path_buf(), kind: Kind::Dir, mode, uid, gid });
+        entries.insert(
+            dest.to_path_buf(),
+            Entry {
+                path: dest.to_path_buf(),
+                kind: Kind::Dir,
+                mode,
+                uid,
+                gid,
+            },
+        );
     }
     let prune = ignore.is_some_and(|i| !i.has_exceptions());
-    let walker = walkdir::WalkDir::new(path).min_depth(1).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
-        !(prune && e.file_type().is_dir() && ignore.is_some_and(|i| e.path().strip_prefix(path).is_ok_and(|r| i.is_ignored(&rel.join(r)))))
-    });
+    let walker = walkdir::WalkDir::new(path)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            !(prune
+                && e.file_type().is_dir()
+                && ignore.is_some_and(|i| {
+                    e.path()
+                        .strip_prefix(path)
+                        .is_ok_and(|r| i.is_ignored(&rel.join(r)))
+                }))
+        });
     for e in walker {
         let e = e.map_err(std::io::Error::other)?;
         let sub = e.path().strip_prefix(path).map_err(std::io::Error::other)?;
@@ -1131,23 +1638,45 @@ fn collect(
         let target = dest.join(sub);
         let (mode, uid, gid) = attrs.apply(&md);
         let kind = if md.file_type().is_symlink() {
-            Kind::Symlink { target: fs::read_link(e.path())? }
+            Kind::Symlink {
+                target: fs::read_link(e.path())?,
+            }
         } else if md.is_dir() {
             Kind::Dir
         } else if md.is_file() {
-            Kind::File { source: e.path().to_path_buf() }
+            Kind::File {
+                source: e.path().to_path_buf(),
+            }
         } else {
             continue;
         };
-        let mode = if matches!(kind, Kind::Symlink { .. }) { 0o777 } else { mode };
-        entries.insert(target.clone(), Entry { path: target, kind, mode, uid, gid });
+        let mode = if matches!(kind, Kind::Symlink { .. }) {
+            0o777
+        } else {
+            mode
+        };
+        entries.insert(
+            target.clone(),
+            Entry {
+                path: target,
+                kind,
+                mode,
+                uid,
+                gid,
+            },
+        );
     }
     Ok(())
 }
 
 /// Files under `root` whose relative path matches the glob `pattern`.
 fn glob_in(root: &Path, pattern: &Path, ignore: Option<&Ignore>) -> Vec<(PathBuf, PathBuf)> {
-    let Ok(glob) = globset::GlobBuilder::new(&pattern.to_string_lossy()).literal_separator(true).build() else { return vec![] };
+    let Ok(glob) = globset::GlobBuilder::new(&pattern.to_string_lossy())
+        .literal_separator(true)
+        .build()
+    else {
+        return vec![];
+    };
     let m = glob.compile_matcher();
     let depth = pattern.components().count();
     let deep = pattern.to_string_lossy().contains("**");
@@ -1160,17 +1689,22 @@ fn glob_in(root: &Path, pattern: &Path, ignore: Option<&Ignore>) -> Vec<(PathBuf
         .filter_map(Result::ok)
         .filter_map(|e| {
             let rel = e.path().strip_prefix(root).ok()?.to_path_buf();
-            (m.is_match(&rel) && !ignore.is_some_and(|i| i.is_ignored(&rel))).then(|| (rel, e.path().to_path_buf()))
+            (m.is_match(&rel) && !ignore.is_some_and(|i| i.is_ignored(&rel)))
+                .then(|| (rel, e.path().to_path_buf()))
         })
         .collect()
 }
 
 fn is_archive(p: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut f) = fs::File::open(p) else { return false };
+    let Ok(mut f) = fs::File::open(p) else {
+        return false;
+    };
     let n = f.read(&mut head).unwrap_or(0);
     if n >= 2 && head[..2] == [0x1f, 0x8b] {
-        let Ok(f) = fs::File::open(p) else { return false };
+        let Ok(f) = fs::File::open(p) else {
+            return false;
+        };
         let mut gz = flate2::read::GzDecoder::new(f);
         let mut inner = [0u8; 512];
         return gz.read_exact(&mut inner).is_ok() && &inner[257..262] == b"ustar";
@@ -1179,10 +1713,20 @@ fn is_archive(p: &Path) -> bool {
 }
 
 fn extract_archive(p: &Path, dir: &Path) -> Result<(), LayerError> {
-    let f = fs::File::open(p).map_err(|source| LayerError::Io { action: "opening", path: p.to_path_buf(), source })?;
+    let f = fs::File::open(p).map_err(|source| LayerError::Io {
+        action: "opening",
+        path: p.to_path_buf(),
+        source,
+    })?;
     let mut r = std::io::BufReader::new(f);
-    let gz = std::io::BufRead::fill_buf(&mut r).map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
-    let reader: Box<dyn Read> = if gz { Box::new(flate2::bufread::MultiGzDecoder::new(r)) } else { Box::new(r) };
+    let gz = std::io::BufRead::fill_buf(&mut r)
+        .map(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::bufread::MultiGzDecoder::new(r))
+    } else {
+        Box::new(r)
+    };
     layer::apply_layer(reader, dir)
 }
 
@@ -1190,8 +1734,17 @@ fn extract_archive(p: &Path, dir: &Path) -> Result<(), LayerError> {
 /// context is inside a git work tree.
 fn git_source(context: &Path) -> Option<(Option<String>, String)> {
     let git = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git").arg("-C").arg(context).args(args).stderr(std::process::Stdio::null()).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(context)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
     };
     let rev = git(&["rev-parse", "--verify", "-q", "HEAD"])?;
     let url = git(&["remote", "get-url", "origin"]).map(|u| strip_userinfo(&u));
@@ -1200,7 +1753,10 @@ fn git_source(context: &Path) -> Option<(Option<String>, String)> {
 
 fn strip_userinfo(u: &str) -> String {
     match url::Url::parse(u) {
-        Ok(mut url) if url.scheme() != "file" && (!url.username().is_empty() || url.password().is_some()) => {
+        Ok(mut url)
+            if url.scheme() != "file"
+                && (!url.username().is_empty() || url.password().is_some()) =>
+        {
             let _ = url.set_username("");
             let _ = url.set_password(None);
             url.to_string()
@@ -1220,7 +1776,9 @@ fn parse_duration(s: &str) -> Option<u64> {
         let n_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
         let n: f64 = rest[..n_end].parse().ok()?;
         rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let mult = match &rest[..u_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -1237,6 +1795,7 @@ fn parse_duration(s: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1249,8 +1808,14 @@ mod tests {
 
     #[test]
     fn userinfo_is_stripped() {
-        assert_eq!(strip_userinfo("https://u:tok@git.example/a/b.git"), "https://git.example/a/b.git");
-        assert_eq!(strip_userinfo("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(
+            strip_userinfo("https://u:tok@git.example/a/b.git"),
+            "https://git.example/a/b.git"
+        );
+        assert_eq!(
+            strip_userinfo("git@github.com:a/b.git"),
+            "git@github.com:a/b.git"
+        );
     }
 
     #[test]

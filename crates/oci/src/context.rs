@@ -58,7 +58,10 @@ impl Ignore {
     pub fn is_ignored(&self, rel: &Path) -> bool {
         let mut ignored = false;
         for (glob, negate) in &self.rules {
-            let hit = rel.ancestors().filter(|a| !a.as_os_str().is_empty()).any(|a| glob.is_match(a));
+            let hit = rel
+                .ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .any(|a| glob.is_match(a));
             if hit {
                 ignored = !negate;
             }
@@ -76,19 +79,25 @@ pub fn is_glob(s: &str) -> bool {
 /// targets are taken relative to `root`, `..` stops at it). Returns the path on disk.
 pub fn resolve_in_root(root: &Path, rel: &Path) -> PathBuf {
     let mut stack: Vec<std::ffi::OsString> = Vec::new();
-    let mut pending: Vec<std::ffi::OsString> =
-        rel.components().rev().filter_map(|c| match c {
+    let mut pending: Vec<std::ffi::OsString> = rel
+        .components()
+        .rev()
+        .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_os_string()),
             Component::ParentDir => Some("..".into()),
             _ => None,
-        }).collect();
+        })
+        .collect();
     let mut hops = 0;
     while let Some(c) = pending.pop() {
         if c == ".." {
             stack.pop();
             continue;
         }
-        let candidate: PathBuf = std::iter::once(root.as_os_str().to_os_string()).chain(stack.iter().cloned()).chain(std::iter::once(c.clone())).collect();
+        let candidate: PathBuf = std::iter::once(root.as_os_str().to_os_string())
+            .chain(stack.iter().cloned())
+            .chain(std::iter::once(c.clone()))
+            .collect();
         match fs::read_link(&candidate) {
             Ok(target) if hops < 40 => {
                 hops += 1;
@@ -106,16 +115,23 @@ pub fn resolve_in_root(root: &Path, rel: &Path) -> PathBuf {
             _ => stack.push(c),
         }
     }
-    std::iter::once(root.as_os_str().to_os_string()).chain(stack).collect()
+    std::iter::once(root.as_os_str().to_os_string())
+        .chain(stack)
+        .collect()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn check(patterns: &str, path: &str, expect: bool) {
         let ig = Ignore::parse(patterns).unwrap();
-        assert_eq!(ig.is_ignored(Path::new(path)), expect, "{patterns:?} {path}");
+        assert_eq!(
+            ig.is_ignored(Path::new(path)),
+            expect,
+            "{patterns:?} {path}"
+        );
     }
 
     #[test]
@@ -139,7 +155,13 @@ mod tests {
         fs::write(d.path().join("bin/busybox"), b"x").unwrap();
         std::os::unix::fs::symlink("/bin/busybox", d.path().join("bin/sh")).unwrap();
         std::os::unix::fs::symlink("../../../../etc", d.path().join("up")).unwrap();
-        assert_eq!(resolve_in_root(d.path(), Path::new("bin/sh")), d.path().join("bin/busybox"));
-        assert_eq!(resolve_in_root(d.path(), Path::new("up/passwd")), d.path().join("etc/passwd"));
+        assert_eq!(
+            resolve_in_root(d.path(), Path::new("bin/sh")),
+            d.path().join("bin/busybox")
+        );
+        assert_eq!(
+            resolve_in_root(d.path(), Path::new("up/passwd")),
+            d.path().join("etc/passwd")
+        );
     }
 }

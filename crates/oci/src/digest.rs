@@ -34,10 +34,16 @@ impl Digest {
 impl FromStr for Digest {
     type Err = InvalidDigest;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        if ok { Ok(Digest(s.to_string())) } else { Err(InvalidDigest(s.to_string())) }
+        let ok = s.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if ok {
+            Ok(Digest(s.to_string()))
+        } else {
+            Err(InvalidDigest(s.to_string()))
+        }
     }
 }
 
@@ -100,7 +106,10 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new() }
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// The digest and size of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
@@ -121,6 +130,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -134,10 +144,17 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_digests() {
-        for bad in ["sha256:abc", "md5:00", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", ""] {
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
-        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
         assert_eq!(d.hex().len(), 64);
     }
 

@@ -55,8 +55,24 @@ pub struct Flag {
 }
 
 const KEYWORDS: &[&str] = &[
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER",
-    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 ];
 
 /// Which flags each instruction accepts.
@@ -64,9 +80,22 @@ fn allowed_flags(keyword: &str) -> &'static [&'static str] {
     match keyword {
         "FROM" => &["platform"],
         "COPY" => &["from", "chown", "chmod", "link", "parents", "exclude"],
-        "ADD" => &["chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"],
+        "ADD" => &[
+            "chown",
+            "chmod",
+            "link",
+            "checksum",
+            "keep-git-dir",
+            "exclude",
+        ],
         "RUN" => &["mount", "network", "security"],
-        "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
+        "HEALTHCHECK" => &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
         _ => &[],
     }
 }
@@ -92,13 +121,21 @@ impl Instruction {
 
 impl Dockerfile {
     pub fn error(&self, line: usize, message: impl fmt::Display) -> DockerfileError {
-        DockerfileError { file: self.file.clone(), line, message: message.to_string() }
+        DockerfileError {
+            file: self.file.clone(),
+            line,
+            message: message.to_string(),
+        }
     }
 }
 
 /// Parses Dockerfile `text`; `file` is the name to report errors under.
 pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
-    let err = |line: usize, message: String| DockerfileError { file: file.to_string(), line, message };
+    let err = |line: usize, message: String| DockerfileError {
+        file: file.to_string(),
+        line,
+        message,
+    };
     let lines: Vec<&str> = text.lines().collect();
     let mut escape = '\\';
     let mut syntax = None;
@@ -107,8 +144,12 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
     let mut seen = HashMap::new();
     while i < lines.len() {
         let l = lines[i].trim();
-        let Some(body) = l.strip_prefix('#') else { break };
-        let Some((k, v)) = body.split_once('=') else { break };
+        let Some(body) = l.strip_prefix('#') else {
+            break;
+        };
+        let Some((k, v)) = body.split_once('=') else {
+            break;
+        };
         let k = k.trim().to_ascii_lowercase();
         if k.is_empty() || k.contains(char::is_whitespace) {
             break;
@@ -122,7 +163,12 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
                 escape = match v {
                     "\\" => '\\',
                     "`" => '`',
-                    _ => return Err(err(i + 1, format!("invalid escape character {v:?}: use \\ or `"))),
+                    _ => {
+                        return Err(err(
+                            i + 1,
+                            format!("invalid escape character {v:?}: use \\ or `"),
+                        ));
+                    }
                 }
             }
             "syntax" => syntax = Some(v.to_string()),
@@ -194,30 +240,58 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
             flags.push(Flag { name, value });
             rest = f[end..].trim_start();
         }
-        if rest.contains("<<") && matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") && heredoc_marker(rest) {
-            return Err(err(line, format!("heredocs in {keyword} are not supported by slipway's builder")));
+        if rest.contains("<<")
+            && matches!(keyword.as_str(), "RUN" | "COPY" | "ADD")
+            && heredoc_marker(rest)
+        {
+            return Err(err(
+                line,
+                format!("heredocs in {keyword} are not supported by slipway's builder"),
+            ));
         }
         let needs_args = !matches!(keyword.as_str(), "HEALTHCHECK");
         if needs_args && rest.is_empty() {
             return Err(err(line, format!("{keyword} needs at least one argument")));
         }
-        instructions.push(Instruction { line, keyword, flags, rest: rest.to_string(), original: joined.clone() });
+        instructions.push(Instruction {
+            line,
+            keyword,
+            flags,
+            rest: rest.to_string(),
+            original: joined.clone(),
+        });
     }
     if !instructions.iter().any(|i| i.keyword == "FROM") {
-        return Err(err(instructions.first().map_or(1, |i| i.line), "no FROM instruction".into()));
+        return Err(err(
+            instructions.first().map_or(1, |i| i.line),
+            "no FROM instruction".into(),
+        ));
     }
     if let Some(first) = instructions.iter().find(|i| i.keyword != "ARG")
         && first.keyword != "FROM"
     {
-        return Err(err(first.line, format!("{} before the first FROM (only ARG may come first)", first.keyword)));
+        return Err(err(
+            first.line,
+            format!(
+                "{} before the first FROM (only ARG may come first)",
+                first.keyword
+            ),
+        ));
     }
-    Ok(Dockerfile { file: file.to_string(), escape, syntax, instructions })
+    Ok(Dockerfile {
+        file: file.to_string(),
+        escape,
+        syntax,
+        instructions,
+    })
 }
 
 fn heredoc_marker(rest: &str) -> bool {
     rest.split_whitespace().any(|w| {
         w.strip_prefix("<<").is_some_and(|m| {
-            let m = m.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'');
+            let m = m
+                .trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'');
             !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
     })
@@ -226,7 +300,11 @@ fn heredoc_marker(rest: &str) -> bool {
 /// Expands variables and splits `input` into words the way Dockerfile instructions do:
 /// whitespace separates words, `'...'` is literal, `"..."` expands, the escape character
 /// escapes the next character.
-pub fn split_words(input: &str, vars: &dyn Fn(&str) -> Option<String>, escape: char) -> Result<Vec<String>, String> {
+pub fn split_words(
+    input: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -252,17 +330,22 @@ pub fn split_words(input: &str, vars: &dyn Fn(&str) -> Option<String>, escape: c
                 i += 1;
             }
         } else if c == '\'' {
-            let end = chars[i + 1..].iter().position(|&x| x == '\'').ok_or("unterminated single quote")?;
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '\'')
+                .ok_or("unterminated single quote")?;
             cur.extend(&chars[i + 1..i + 1 + end]);
             i += end + 2;
         } else if c == '"' {
             i += 1;
             loop {
-                let Some(&d) = chars.get(i) else { return Err("unterminated double quote".into()) };
+                let Some(&d) = chars.get(i) else {
+                    return Err("unterminated double quote".into());
+                };
                 if d == '"' {
                     i += 1;
                     break;
-                } else if d == escape && matches!(chars.get(i + 1), Some('"' | '$') ) {
+                } else if d == escape && matches!(chars.get(i + 1), Some('"' | '$')) {
                     cur.push(chars[i + 1]);
                     i += 2;
                 } else if d == escape && chars.get(i + 1) == Some(&escape) {
@@ -290,7 +373,11 @@ pub fn split_words(input: &str, vars: &dyn Fn(&str) -> Option<String>, escape: c
 
 /// Expands variables in `input` without splitting or removing quotes (used for `RUN` shell
 /// form? no: the shell does that. Used for WORKDIR, USER, STOPSIGNAL and similar).
-pub fn expand(input: &str, vars: &dyn Fn(&str) -> Option<String>, escape: char) -> Result<String, String> {
+pub fn expand(
+    input: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+) -> Result<String, String> {
     let chars: Vec<char> = input.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -310,11 +397,19 @@ pub fn expand(input: &str, vars: &dyn Fn(&str) -> Option<String>, escape: char) 
 }
 
 /// Expands the variable at `chars[i] == '$'`; returns the index after it.
-fn expand_var(chars: &[char], i: usize, vars: &dyn Fn(&str) -> Option<String>, out: &mut String) -> Result<usize, String> {
+fn expand_var(
+    chars: &[char],
+    i: usize,
+    vars: &dyn Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<usize, String> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
     match chars.get(i + 1) {
         Some('{') => {
-            let close = chars[i + 2..].iter().position(|&c| c == '}').ok_or("unterminated ${")?;
+            let close = chars[i + 2..]
+                .iter()
+                .position(|&c| c == '}')
+                .ok_or("unterminated ${")?;
             let inner: String = chars[i + 2..i + 2 + close].iter().collect();
             let name_end = inner.find(|c: char| !is_name(c)).unwrap_or(inner.len());
             let (name, op) = inner.split_at(name_end);
@@ -326,15 +421,34 @@ fn expand_var(chars: &[char], i: usize, vars: &dyn Fn(&str) -> Option<String>, o
             let text = if op.is_empty() {
                 val.unwrap_or_default()
             } else if let Some(w) = op.strip_prefix(":-") {
-                if set_nonempty { val.unwrap_or_default() } else { expand(w, vars, '\\')? }
+                if set_nonempty {
+                    val.unwrap_or_default()
+                } else {
+                    expand(w, vars, '\\')?
+                }
             } else if let Some(w) = op.strip_prefix(":+") {
-                if set_nonempty { expand(w, vars, '\\')? } else { String::new() }
+                if set_nonempty {
+                    expand(w, vars, '\\')?
+                } else {
+                    String::new()
+                }
             } else if let Some(w) = op.strip_prefix('-') {
-                match val { Some(v) => v, None => expand(w, vars, '\\')? }
+                match val {
+                    Some(v) => v,
+                    None => expand(w, vars, '\\')?,
+                }
             } else if let Some(w) = op.strip_prefix('+') {
-                if val.is_some() { expand(w, vars, '\\')? } else { String::new() }
+                if val.is_some() {
+                    expand(w, vars, '\\')?
+                } else {
+                    String::new()
+                }
             } else if let Some(w) = op.strip_prefix(":?") {
-                if set_nonempty { val.unwrap_or_default() } else { return Err(format!("{name}: {w}")) }
+                if set_nonempty {
+                    val.unwrap_or_default()
+                } else {
+                    return Err(format!("{name}: {w}"));
+                }
             } else {
                 return Err(format!("unsupported substitution ${{{inner}}}"));
             };
@@ -342,7 +456,10 @@ fn expand_var(chars: &[char], i: usize, vars: &dyn Fn(&str) -> Option<String>, o
             Ok(i + 3 + close)
         }
         Some(&c) if is_name(c) => {
-            let end = chars[i + 1..].iter().position(|&c| !is_name(c)).map_or(chars.len(), |p| i + 1 + p);
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&c| !is_name(c))
+                .map_or(chars.len(), |p| i + 1 + p);
             let name: String = chars[i + 1..end].iter().collect();
             out.push_str(&vars(&name).unwrap_or_default());
             Ok(end)
@@ -355,7 +472,12 @@ fn expand_var(chars: &[char], i: usize, vars: &dyn Fn(&str) -> Option<String>, o
 }
 
 /// Parses `KEY=VALUE ...` pairs (ENV, LABEL, ARG) — or the legacy `ENV KEY VALUE` form.
-pub fn key_values(rest: &str, vars: &dyn Fn(&str) -> Option<String>, escape: char, legacy: bool) -> Result<Vec<(String, String)>, String> {
+pub fn key_values(
+    rest: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+    legacy: bool,
+) -> Result<Vec<(String, String)>, String> {
     let first = rest.split_whitespace().next().unwrap_or_default();
     if legacy && !first.contains('=') {
         let value = rest[first.len()..].trim();
@@ -372,6 +494,7 @@ pub fn key_values(rest: &str, vars: &dyn Fn(&str) -> Option<String>, escape: cha
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -381,8 +504,11 @@ mod tests {
                 .instructions
                 .iter()
                 .map(|i| {
-                    let flags: Vec<String> =
-                        i.flags.iter().map(|f| format!("--{}={}", f.name, f.value.as_deref().unwrap_or(""))).collect();
+                    let flags: Vec<String> = i
+                        .flags
+                        .iter()
+                        .map(|f| format!("--{}={}", f.name, f.value.as_deref().unwrap_or("")))
+                        .collect();
                     format!("{}:{} {}|{}", i.line, i.keyword, flags.join(","), i.rest)
                 })
                 .collect::<Vec<_>>()
@@ -395,22 +521,52 @@ mod tests {
     #[test]
     fn basics() {
         check("FROM scratch\nCOPY a /b\n", "1:FROM |scratch\n2:COPY |a /b");
-        check("# syntax=docker/dockerfile:1\nfrom scratch AS x\n", "2:FROM |scratch AS x");
-        check("FROM scratch\nRUN a \\\n  # comment\n\n  b\n", "1:FROM |scratch\n2:RUN |a   b");
-        check("# escape=`\nFROM scratch\nRUN a `\n b\n", "2:FROM |scratch\n3:RUN |a  b");
-        check("FROM scratch\nCOPY --chown=1:2 --link a b\n", "1:FROM |scratch\n2:COPY --chown=1:2,--link=|a b");
+        check(
+            "# syntax=docker/dockerfile:1\nfrom scratch AS x\n",
+            "2:FROM |scratch AS x",
+        );
+        check(
+            "FROM scratch\nRUN a \\\n  # comment\n\n  b\n",
+            "1:FROM |scratch\n2:RUN |a   b",
+        );
+        check(
+            "# escape=`\nFROM scratch\nRUN a `\n b\n",
+            "2:FROM |scratch\n3:RUN |a  b",
+        );
+        check(
+            "FROM scratch\nCOPY --chown=1:2 --link a b\n",
+            "1:FROM |scratch\n2:COPY --chown=1:2,--link=|a b",
+        );
         check("ARG V=1\nFROM scratch\n", "1:ARG |V=1\n2:FROM |scratch");
     }
 
     #[test]
     fn errors() {
-        check("FROM scratch\nCOPPY a b\n", "Dockerfile:2: unknown instruction: COPPY");
-        check("FROM scratch\n\nCOPY --frm=x a b\n", "Dockerfile:3: unknown flag --frm for COPY");
+        check(
+            "FROM scratch\nCOPPY a b\n",
+            "Dockerfile:2: unknown instruction: COPPY",
+        );
+        check(
+            "FROM scratch\n\nCOPY --frm=x a b\n",
+            "Dockerfile:3: unknown flag --frm for COPY",
+        );
         check("COPY a b\n", "Dockerfile:1: no FROM instruction");
-        check("ENV A=1\nFROM scratch\n", "Dockerfile:1: ENV before the first FROM (only ARG may come first)");
-        check("FROM scratch\nRUN <<EOF\necho\nEOF\n", "Dockerfile:2: heredocs in RUN are not supported by slipway's builder");
-        check("FROM scratch\nWORKDIR\n", "Dockerfile:2: WORKDIR needs at least one argument");
-        check("# escape=x\nFROM scratch\n", "Dockerfile:1: invalid escape character \"x\": use \\ or `");
+        check(
+            "ENV A=1\nFROM scratch\n",
+            "Dockerfile:1: ENV before the first FROM (only ARG may come first)",
+        );
+        check(
+            "FROM scratch\nRUN <<EOF\necho\nEOF\n",
+            "Dockerfile:2: heredocs in RUN are not supported by slipway's builder",
+        );
+        check(
+            "FROM scratch\nWORKDIR\n",
+            "Dockerfile:2: WORKDIR needs at least one argument",
+        );
+        check(
+            "# escape=x\nFROM scratch\n",
+            "Dockerfile:1: invalid escape character \"x\": use \\ or `",
+        );
     }
 
     #[test]
@@ -422,20 +578,35 @@ mod tests {
         };
         let w = |s: &str| split_words(s, &vars, '\\').unwrap();
         assert_eq!(w("$A ${A}x '$A' \"$A b\""), ["one", "onex", "$A", "one b"]);
-        assert_eq!(w("${B:-def} ${E:-d2} ${A:+alt} ${B:+alt}x"), ["def", "d2", "alt", "x"]);
+        assert_eq!(
+            w("${B:-def} ${E:-d2} ${A:+alt} ${B:+alt}x"),
+            ["def", "d2", "alt", "x"]
+        );
         assert_eq!(w("a\\ b"), ["a b"]);
         assert!(split_words("'open", &vars, '\\').is_err());
         assert_eq!(
             key_values("K=v L=\"a b\"", &vars, '\\', true).unwrap(),
-            [("K".to_string(), "v".to_string()), ("L".to_string(), "a b".to_string())]
+            [
+                ("K".to_string(), "v".to_string()),
+                ("L".to_string(), "a b".to_string())
+            ]
         );
-        assert_eq!(key_values("K some value", &vars, '\\', true).unwrap(), [("K".to_string(), "some value".to_string())]);
+        assert_eq!(
+            key_values("K some value", &vars, '\\', true).unwrap(),
+            [("K".to_string(), "some value".to_string())]
+        );
     }
 
     #[test]
     fn command_forms() {
         let d = parse("f", "FROM scratch\nCMD [\"/app\", \"x\"]\nRUN echo hi\n").unwrap();
-        assert_eq!(d.instructions[1].command_form(), CommandForm::Exec(vec!["/app".into(), "x".into()]));
-        assert_eq!(d.instructions[2].command_form(), CommandForm::Shell("echo hi".into()));
+        assert_eq!(
+            d.instructions[1].command_form(),
+            CommandForm::Exec(vec!["/app".into(), "x".into()])
+        );
+        assert_eq!(
+            d.instructions[2].command_form(),
+            CommandForm::Shell("echo hi".into())
+        );
     }
 }

@@ -19,7 +19,11 @@ use crate::manifest::{Compression, Descriptor, media};
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("zstd-compressed layers are not supported ({digest})")]
@@ -27,16 +31,24 @@ pub enum LayerError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LayerError + 'a {
-    move |source| LayerError::Io { action, path: path.to_path_buf(), source }
+    move |source| LayerError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What a layer entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A regular file whose content is read from `source` when the layer is written.
-    File { source: PathBuf },
+    File {
+        source: PathBuf,
+    },
     Dir,
-    Symlink { target: PathBuf },
+    Symlink {
+        target: PathBuf,
+    },
     /// Deletes the path from lower layers (written as `.wh.<name>`).
     Whiteout,
 }
@@ -89,7 +101,13 @@ pub fn add_parents(entries: &mut BTreeMap<PathBuf, Entry>) {
         }
     }
     for path in missing {
-        entries.entry(path.clone()).or_insert(Entry { path, kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0 });
+        entries.entry(path.clone()).or_insert(Entry {
+            path,
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        });
     }
 }
 
@@ -101,26 +119,49 @@ pub fn write_layer(
     compression: Compression,
 ) -> Result<LayerBlob, LayerError> {
     let mut sorted: Vec<Entry> = entries.into_iter().collect();
-    sorted.sort_by(|a, b| a.path.as_os_str().as_encoded_bytes().cmp(b.path.as_os_str().as_encoded_bytes()));
+    sorted.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.path.as_os_str().as_encoded_bytes())
+    });
     sorted.dedup_by(|a, b| a.path == b.path);
     let blob = layout.blob_writer()?;
     let (descriptor, diff_id) = match compression {
         Compression::None => {
             let w = write_tar(blob, &sorted, mtime)?;
             let (digest, size) = w.commit(None)?;
-            (Descriptor::new(media::OCI_LAYER, digest.clone(), size), digest)
+            (
+                Descriptor::new(media::OCI_LAYER, digest.clone(), size),
+                digest,
+            )
         }
         Compression::Gzip => {
-            let gz = GzBuilder::new().mtime(0).operating_system(255).write(blob, GzLevel::new(6));
+            let gz = GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(blob, GzLevel::new(6));
             let hashing = write_tar(HashingWriter::new(gz), &sorted, mtime)?;
             let (diff_id, _, gz) = hashing.finish();
-            let blob = gz.finish().map_err(io_err("compressing a layer in", layout.dir()))?;
+            let blob = gz
+                .finish()
+                .map_err(io_err("compressing a layer in", layout.dir()))?;
             let (digest, size) = blob.commit(None)?;
-            (Descriptor::new(media::OCI_LAYER_GZIP, digest, size), diff_id)
+            (
+                Descriptor::new(media::OCI_LAYER_GZIP, digest, size),
+                diff_id,
+            )
         }
-        Compression::Zstd => return Err(LayerError::Zstd { digest: crate::digest::Digest::of(b"") }),
+        Compression::Zstd => {
+            return Err(LayerError::Zstd {
+                digest: crate::digest::Digest::of(b""),
+            });
+        }
     };
-    Ok(LayerBlob { descriptor, diff_id })
+    Ok(LayerBlob {
+        descriptor,
+        diff_id,
+    })
 }
 
 fn write_tar<W: Write>(out: W, entries: &[Entry], mtime: u64) -> Result<W, LayerError> {
@@ -135,42 +176,64 @@ fn write_tar<W: Write>(out: W, entries: &[Entry], mtime: u64) -> Result<W, Layer
         h.set_mode(e.mode & 0o7777);
         let (path, kind) = match &e.kind {
             Kind::Whiteout => {
-                let name = e.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                (e.path.with_file_name(format!(".wh.{name}")), &Kind::Whiteout)
+                let name = e
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    e.path.with_file_name(format!(".wh.{name}")),
+                    &Kind::Whiteout,
+                )
             }
             k => (e.path.clone(), k),
         };
-        let ctx = |action: &'static str| { let path = path.clone(); move |source| LayerError::Io { action, path, source } };
+        let ctx = |action: &'static str| {
+            let path = path.clone();
+            move |source| LayerError::Io {
+                action,
+                path,
+                source,
+            }
+        };
         match kind {
             Kind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
                 let mut p = path.as_os_str().to_owned();
                 p.push("/");
-                b.append_data(&mut h, PathBuf::from(p), io::empty()).map_err(ctx("writing a layer entry for"))?;
+                b.append_data(&mut h, PathBuf::from(p), io::empty())
+                    .map_err(ctx("writing a layer entry for"))?;
             }
             Kind::Whiteout => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(0);
                 h.set_mode(0o644);
-                b.append_data(&mut h, &path, io::empty()).map_err(ctx("writing a whiteout for"))?;
+                b.append_data(&mut h, &path, io::empty())
+                    .map_err(ctx("writing a whiteout for"))?;
             }
             Kind::Symlink { target } => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                b.append_link(&mut h, &path, target).map_err(ctx("writing a symlink for"))?;
+                b.append_link(&mut h, &path, target)
+                    .map_err(ctx("writing a symlink for"))?;
             }
             Kind::File { source } => {
                 let f = File::open(source).map_err(io_err("opening", source))?;
-                let len = f.metadata().map_err(io_err("reading metadata of", source))?.len();
+                let len = f
+                    .metadata()
+                    .map_err(io_err("reading metadata of", source))?
+                    .len();
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(len);
                 // `take` guards against a file growing while we read it.
-                b.append_data(&mut h, &path, f.take(len)).map_err(ctx("writing a layer entry for"))?;
+                b.append_data(&mut h, &path, f.take(len))
+                    .map_err(ctx("writing a layer entry for"))?;
             }
         }
     }
-    b.into_inner().map_err(io_err("finishing a layer", Path::new("")))
+    b.into_inner()
+        .map_err(io_err("finishing a layer", Path::new("")))
 }
 
 /// A reader over a layer blob's uncompressed tar stream.
@@ -180,11 +243,20 @@ pub fn open_layer(layout: &Layout, desc: &Descriptor) -> Result<Box<dyn Read>, L
         Compression::None => {
             // Some producers label gzip layers as plain tar; sniff the magic.
             let mut f = f;
-            let peek = io::BufRead::fill_buf(&mut f).map_err(io_err("reading", &layout.blob_path(&desc.digest)))?;
-            if peek.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::bufread::MultiGzDecoder::new(f)) } else { Box::new(f) }
+            let peek = io::BufRead::fill_buf(&mut f)
+                .map_err(io_err("reading", &layout.blob_path(&desc.digest)))?;
+            if peek.starts_with(&[0x1f, 0x8b]) {
+                Box::new(flate2::bufread::MultiGzDecoder::new(f))
+            } else {
+                Box::new(f)
+            }
         }
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(f)),
-        Compression::Zstd => return Err(LayerError::Zstd { digest: desc.digest.clone() }),
+        Compression::Zstd => {
+            return Err(LayerError::Zstd {
+                digest: desc.digest.clone(),
+            });
+        }
     })
 }
 
@@ -196,12 +268,20 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path) -> Result<(), LayerError>
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
-    let entries = archive.entries().map_err(io_err("reading layer entries for", root))?;
+    let entries = archive
+        .entries()
+        .map_err(io_err("reading layer entries for", root))?;
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading a layer entry for", root))?;
-        let path = entry.path().map_err(io_err("reading an entry path for", root))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(io_err("reading an entry path for", root))?
+            .into_owned();
         let rel = clean_rel(&path);
-        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == ".wh..wh..opq" {
             let dir = root.join(rel.parent().unwrap_or(Path::new("")));
             if let Ok(rd) = fs::read_dir(&dir) {
@@ -225,7 +305,9 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path) -> Result<(), LayerError>
         {
             remove_any(&dst);
         }
-        entry.unpack_in(root).map_err(io_err("unpacking a layer entry into", &dst))?;
+        entry
+            .unpack_in(root)
+            .map_err(io_err("unpacking a layer entry into", &dst))?;
     }
     Ok(())
 }
@@ -243,11 +325,18 @@ fn remove_any(p: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn entry(path: &str, kind: Kind) -> Entry {
-        Entry { path: path.into(), kind, mode: 0o644, uid: 0, gid: 0 }
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
     }
 
     #[test]
@@ -261,7 +350,12 @@ mod tests {
             let mut v = vec![
                 entry("a/b", Kind::File { source: f.clone() }),
                 entry("a", Kind::Dir),
-                entry("link", Kind::Symlink { target: "a/b".into() }),
+                entry(
+                    "link",
+                    Kind::Symlink {
+                        target: "a/b".into(),
+                    },
+                ),
             ];
             if order {
                 v.reverse();
@@ -277,7 +371,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         apply_layer(open_layer(&layout, &l1.descriptor).unwrap(), root.path()).unwrap();
         assert_eq!(fs::read(root.path().join("a/b")).unwrap(), b"hello");
-        let l2 = write_layer(&layout, vec![entry("a/b", Kind::Whiteout)], 0, Compression::None).unwrap();
+        let l2 = write_layer(
+            &layout,
+            vec![entry("a/b", Kind::Whiteout)],
+            0,
+            Compression::None,
+        )
+        .unwrap();
         apply_layer(open_layer(&layout, &l2.descriptor).unwrap(), root.path()).unwrap();
         assert!(!root.path().join("a/b").exists());
         assert!(root.path().join("a").is_dir());
@@ -285,7 +385,10 @@ mod tests {
 
     #[test]
     fn clean_rel_never_escapes() {
-        assert_eq!(clean_rel(Path::new("/../../etc/./passwd")), PathBuf::from("etc/passwd"));
+        assert_eq!(
+            clean_rel(Path::new("/../../etc/./passwd")),
+            PathBuf::from("etc/passwd")
+        );
         assert_eq!(clean_rel(Path::new("a/../../b")), PathBuf::from("b"));
     }
 }

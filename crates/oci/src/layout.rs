@@ -17,19 +17,39 @@ pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("blob {digest} is not in {dir}")]
     MissingBlob { digest: Digest, dir: PathBuf },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{path} is not valid JSON for {what}")]
-    Json { what: &'static str, path: PathBuf, source: serde_json::Error },
+    Json {
+        what: &'static str,
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("no image named {name:?} in the OCI layout {dir}{hint}")]
-    NoSuchRef { name: String, dir: PathBuf, hint: String },
+    NoSuchRef {
+        name: String,
+        dir: PathBuf,
+        hint: String,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LayoutError + 'a {
-    move |source| LayoutError::Io { action, path: path.to_path_buf(), source }
+    move |source| LayoutError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// An OCI image layout directory.
@@ -57,14 +77,18 @@ impl Layout {
             };
             atomic_write(&index, &to_json(&empty))?;
         }
-        Ok(Layout { dir: dir.to_path_buf() })
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Opens an existing layout (an error when `dir` has no `oci-layout` file).
     pub fn open(dir: &Path) -> Result<Layout, LayoutError> {
         let marker = dir.join("oci-layout");
         fs::metadata(&marker).map_err(io_err("reading the OCI layout marker", &marker))?;
-        Ok(Layout { dir: dir.to_path_buf() })
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -83,18 +107,30 @@ impl Layout {
         let path = self.blob_path(digest);
         match fs::read(&path) {
             Ok(b) => Ok(b),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(LayoutError::MissingBlob { digest: digest.clone(), dir: self.dir.clone() })
-            }
-            Err(source) => Err(LayoutError::Io { action: "reading", path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(LayoutError::MissingBlob {
+                digest: digest.clone(),
+                dir: self.dir.clone(),
+            }),
+            Err(source) => Err(LayoutError::Io {
+                action: "reading",
+                path,
+                source,
+            }),
         }
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => LayoutError::MissingBlob { digest: digest.clone(), dir: self.dir.clone() },
-            _ => LayoutError::Io { action: "opening", path: path.clone(), source: e },
+            io::ErrorKind::NotFound => LayoutError::MissingBlob {
+                digest: digest.clone(),
+                dir: self.dir.clone(),
+            },
+            _ => LayoutError::Io {
+                action: "opening",
+                path: path.clone(),
+                source: e,
+            },
         })
     }
 
@@ -103,14 +139,19 @@ impl Layout {
         let digest = Digest::of(bytes);
         if !self.has_blob(&digest) {
             let mut w = self.blob_writer()?;
-            w.write_all(bytes).map_err(io_err("writing a blob in", &self.dir))?;
+            w.write_all(bytes)
+                .map_err(io_err("writing a blob in", &self.dir))?;
             w.commit(Some(&digest))?;
         }
         Ok(digest)
     }
 
     /// Stores `value` as canonical JSON; returns its descriptor.
-    pub fn write_json<T: serde::Serialize>(&self, media_type: &str, value: &T) -> Result<Descriptor, LayoutError> {
+    pub fn write_json<T: serde::Serialize>(
+        &self,
+        media_type: &str,
+        value: &T,
+    ) -> Result<Descriptor, LayoutError> {
         let bytes = to_json(value);
         let digest = self.write_blob(&bytes)?;
         Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
@@ -123,7 +164,10 @@ impl Layout {
             .prefix(".ingest-")
             .tempfile_in(&tmp_dir)
             .map_err(io_err("creating a temporary blob in", &tmp_dir))?;
-        Ok(BlobWriter { inner: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file)), layout: self.clone() })
+        Ok(BlobWriter {
+            inner: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file)),
+            layout: self.clone(),
+        })
     }
 
     /// Copies (hard-links when possible) a blob from another layout.
@@ -133,7 +177,10 @@ impl Layout {
         }
         let src = from.blob_path(digest);
         if !src.is_file() {
-            return Err(LayoutError::MissingBlob { digest: digest.clone(), dir: from.dir.clone() });
+            return Err(LayoutError::MissingBlob {
+                digest: digest.clone(),
+                dir: from.dir.clone(),
+            });
         }
         let dst = self.blob_path(digest);
         if fs::hard_link(&src, &dst).is_ok() {
@@ -149,19 +196,34 @@ impl Layout {
     pub fn index(&self) -> Result<Index, LayoutError> {
         let path = self.dir.join("index.json");
         let bytes = fs::read(&path).map_err(io_err("reading", &path))?;
-        serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json { what: "an OCI index", path, source })
+        serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
+            what: "an OCI index",
+            path,
+            source,
+        })
     }
 
     /// Points `name` at `desc` (replacing an earlier entry of that name).
-    pub fn set_ref(&self, name: &str, mut desc: Descriptor, full_name: Option<&str>) -> Result<(), LayoutError> {
+    pub fn set_ref(
+        &self,
+        name: &str,
+        mut desc: Descriptor,
+        full_name: Option<&str>,
+    ) -> Result<(), LayoutError> {
         let mut index = self.index()?;
-        index.manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
         desc.annotations.insert(REF_NAME.into(), name.into());
         if let Some(full) = full_name {
             desc.annotations.insert(CONTAINERD_NAME.into(), full.into());
         }
         index.manifests.push(desc);
-        index.manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
+        index.manifests.sort_by(|a, b| {
+            a.annotations
+                .get(REF_NAME)
+                .cmp(&b.annotations.get(REF_NAME))
+        });
         atomic_write(&self.dir.join("index.json"), &to_json(&index))
     }
 
@@ -178,8 +240,16 @@ impl Layout {
     pub fn resolve(&self, name: Option<&str>) -> Result<Descriptor, LayoutError> {
         let index = self.index()?;
         let names = || {
-            let n: Vec<_> = index.manifests.iter().filter_map(|d| d.annotations.get(REF_NAME).cloned()).collect();
-            if n.is_empty() { String::new() } else { format!(" (it has: {})", n.join(", ")) }
+            let n: Vec<_> = index
+                .manifests
+                .iter()
+                .filter_map(|d| d.annotations.get(REF_NAME).cloned())
+                .collect();
+            if n.is_empty() {
+                String::new()
+            } else {
+                format!(" (it has: {})", n.join(", "))
+            }
         };
         match name {
             Some(name) => index
@@ -187,12 +257,20 @@ impl Layout {
                 .iter()
                 .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(name))
                 .cloned()
-                .ok_or_else(|| LayoutError::NoSuchRef { name: name.into(), dir: self.dir.clone(), hint: names() }),
+                .ok_or_else(|| LayoutError::NoSuchRef {
+                    name: name.into(),
+                    dir: self.dir.clone(),
+                    hint: names(),
+                }),
             None if index.manifests.len() == 1 => Ok(index.manifests[0].clone()),
             None => Err(LayoutError::NoSuchRef {
                 name: String::new(),
                 dir: self.dir.clone(),
-                hint: format!(": it holds {} images, name one{}", index.manifests.len(), names()),
+                hint: format!(
+                    ": it holds {} images, name one{}",
+                    index.manifests.len(),
+                    names()
+                ),
             }),
         }
     }
@@ -218,14 +296,26 @@ impl BlobWriter {
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), LayoutError> {
         let (digest, size, buf) = self.inner.finish();
         let dir = self.layout.dir.clone();
-        let tmp = buf.into_inner().map_err(|e| LayoutError::Io { action: "flushing a blob in", path: dir.clone(), source: e.into_error() })?;
+        let tmp = buf.into_inner().map_err(|e| LayoutError::Io {
+            action: "flushing a blob in",
+            path: dir.clone(),
+            source: e.into_error(),
+        })?;
         if let Some(expected) = expected
             && *expected != digest
         {
-            return Err(LayoutError::DigestMismatch { what: "blob".into(), expected: expected.clone(), actual: digest });
+            return Err(LayoutError::DigestMismatch {
+                what: "blob".into(),
+                expected: expected.clone(),
+                actual: digest,
+            });
         }
         let dst = self.layout.blob_path(&digest);
-        tmp.persist(&dst).map_err(|e| LayoutError::Io { action: "storing blob", path: dst, source: e.error })?;
+        tmp.persist(&dst).map_err(|e| LayoutError::Io {
+            action: "storing blob",
+            path: dst,
+            source: e.error,
+        })?;
         Ok((digest, size))
     }
 }
@@ -238,20 +328,32 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err("creating a file in", dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io_err("creating a file in", dir))?;
     tmp.write_all(bytes).map_err(io_err("writing", path))?;
-    tmp.persist(path).map_err(|e| LayoutError::Io { action: "replacing", path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| LayoutError::Io {
+        action: "replacing",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
 /// Reads all of `r` into a blob writer (used for verified ingest from any reader).
-pub fn ingest(layout: &Layout, mut r: impl Read, expected: Option<&Digest>) -> Result<(Digest, u64), LayoutError> {
+pub fn ingest(
+    layout: &Layout,
+    mut r: impl Read,
+    expected: Option<&Digest>,
+) -> Result<(Digest, u64), LayoutError> {
     let mut w = layout.blob_writer()?;
     io::copy(&mut r, &mut w).map_err(io_err("writing a blob in", layout.dir()))?;
     w.commit(expected)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -261,14 +363,26 @@ mod tests {
         let l = Layout::create(dir.path()).unwrap();
         let d = l.write_blob(b"abc").unwrap();
         assert!(l.has_blob(&d));
-        l.set_ref("v1", Descriptor::new(media::OCI_MANIFEST, d.clone(), 3), None).unwrap();
+        l.set_ref(
+            "v1",
+            Descriptor::new(media::OCI_MANIFEST, d.clone(), 3),
+            None,
+        )
+        .unwrap();
         assert_eq!(l.resolve(Some("v1")).unwrap().digest, d);
         assert_eq!(l.resolve(None).unwrap().digest, d);
-        assert!(l.resolve(Some("v2")).unwrap_err().to_string().contains("it has: v1"));
+        assert!(
+            l.resolve(Some("v2"))
+                .unwrap_err()
+                .to_string()
+                .contains("it has: v1")
+        );
         let err = ingest(&l, &b"xyz"[..], Some(&d)).unwrap_err();
         assert!(matches!(err, LayoutError::DigestMismatch { .. }));
         // the refused blob left nothing behind
-        let n = fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count();
+        let n = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count();
         assert_eq!(n, 1);
     }
 }

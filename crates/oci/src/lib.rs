@@ -19,4 +19,3 @@ pub mod sandbox;
 
 pub use digest::Digest;
 pub use reference::Reference;
-

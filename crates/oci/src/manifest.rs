@@ -21,7 +21,8 @@ pub mod media {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_FOREIGN_LAYER: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
     /// What we ask registries for, best first.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -123,23 +124,47 @@ pub struct Index {
 pub struct ContainerConfig {
     #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
     #[serde(rename = "Env", default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "Volumes", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "Volumes",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub volumes: BTreeMap<String, serde_json::Value>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
     #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    #[serde(rename = "StopSignal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_signal: Option<String>,
-    #[serde(rename = "Healthcheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthcheck: Option<serde_json::Value>,
     #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
@@ -150,12 +175,20 @@ pub struct ContainerConfig {
 impl ContainerConfig {
     /// The value of `name` in `Env`.
     pub fn env_get(&self, name: &str) -> Option<&str> {
-        self.env.iter().find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+        self.env.iter().find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
     }
     /// Sets `name=value` in `Env`, replacing an earlier value in place.
     pub fn env_set(&mut self, name: &str, value: &str) {
         let entry = format!("{name}={value}");
-        match self.env.iter_mut().find(|kv| kv.split_once('=').is_some_and(|(k, _)| k == name)) {
+        match self
+            .env
+            .iter_mut()
+            .find(|kv| kv.split_once('=').is_some_and(|(k, _)| k == name))
+        {
             Some(slot) => *slot = entry,
             None => self.env.push(entry),
         }
@@ -210,7 +243,11 @@ pub fn host_platform() -> Platform {
         "powerpc64" => "ppc64le",
         other => other,
     };
-    Platform { architecture: architecture.into(), os: "linux".into(), variant: None }
+    Platform {
+        architecture: architecture.into(),
+        os: "linux".into(),
+        variant: None,
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` seconds as an RFC 3339 UTC timestamp.
@@ -227,10 +264,16 @@ pub fn rfc3339(epoch: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -20,7 +20,9 @@ pub enum Output {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid output {0:?}: use oci:DIR, docker-archive:FILE, or type=oci|docker|registry,dest=PATH")]
+#[error(
+    "invalid output {0:?}: use oci:DIR, docker-archive:FILE, or type=oci|docker|registry,dest=PATH"
+)]
 pub struct InvalidOutput(pub String);
 
 impl FromStr for Output {
@@ -28,10 +30,18 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || InvalidOutput(s.to_string());
         if let Some(d) = s.strip_prefix("oci:") {
-            return if d.is_empty() { Err(bad()) } else { Ok(Output::Oci(d.into())) };
+            return if d.is_empty() {
+                Err(bad())
+            } else {
+                Ok(Output::Oci(d.into()))
+            };
         }
         if let Some(d) = s.strip_prefix("docker-archive:") {
-            return if d.is_empty() { Err(bad()) } else { Ok(Output::DockerArchive(d.into())) };
+            return if d.is_empty() {
+                Err(bad())
+            } else {
+                Ok(Output::DockerArchive(d.into()))
+            };
         }
         // buildx: type=oci,dest=path / type=docker,dest=path / type=registry
         let mut kind = None;
@@ -45,7 +55,9 @@ impl FromStr for Output {
         }
         match (kind, dest) {
             (Some("oci"), Some(d)) if !d.is_empty() => Ok(Output::Oci(d.into())),
-            (Some("docker") | Some("tar"), Some(d)) if !d.is_empty() => Ok(Output::DockerArchive(d.into())),
+            (Some("docker") | Some("tar"), Some(d)) if !d.is_empty() => {
+                Ok(Output::DockerArchive(d.into()))
+            }
             (Some("registry") | Some("image"), _) => Ok(Output::Registry),
             _ => Err(bad()),
         }
@@ -59,27 +71,51 @@ pub enum OutputError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("pushing {reference}")]
-    Push { reference: String, source: RegistryError },
+    Push {
+        reference: String,
+        source: Box<RegistryError>,
+    },
 }
 
 /// Writes `built` (from the store `layout`) to an OCI layout or docker archive.
-pub fn write(layout: &Layout, built: &Built, tags: &[Reference], out: &Output) -> Result<(), OutputError> {
+pub fn write(
+    layout: &Layout,
+    built: &Built,
+    tags: &[Reference],
+    out: &Output,
+) -> Result<(), OutputError> {
     match out {
         Output::Oci(dir) => {
-            let e = |source| OutputError::Oci { dir: dir.clone(), source };
+            let e = |source| OutputError::Oci {
+                dir: dir.clone(),
+                source,
+            };
             let dst = Layout::create(dir).map_err(e)?;
             copy_image(layout, &dst, &built.manifest).map_err(e)?;
             if tags.is_empty() {
                 dst.add_manifest(built.manifest.clone()).map_err(e)?;
             }
             for t in tags {
-                dst.set_ref(t.tag.as_deref().unwrap_or("latest"), built.manifest.clone(), Some(&t.to_string())).map_err(e)?;
+                dst.set_ref(
+                    t.tag.as_deref().unwrap_or("latest"),
+                    built.manifest.clone(),
+                    Some(&t.to_string()),
+                )
+                .map_err(e)?;
             }
             Ok(())
         }
         Output::DockerArchive(path) => {
-            let names: Vec<String> = tags.iter().map(|t| t.with_tag(t.tag.as_deref().unwrap_or("latest")).to_string()).collect();
-            Ok(archive::write(layout, &built.manifest.digest, &names, path)?)
+            let names: Vec<String> = tags
+                .iter()
+                .map(|t| t.with_tag(t.tag.as_deref().unwrap_or("latest")).to_string())
+                .collect();
+            Ok(archive::write(
+                layout,
+                &built.manifest.digest,
+                &names,
+                path,
+            )?)
         }
         Output::Registry => Ok(()),
     }
@@ -87,29 +123,55 @@ pub fn write(layout: &Layout, built: &Built, tags: &[Reference], out: &Output) -
 
 /// Pushes `built` to every tag; mounts base layers from their source repository when it is on
 /// the same registry.
-pub async fn push(client: &Client, layout: &Layout, built: &Built, tags: &[Reference]) -> Result<Vec<PushReport>, OutputError> {
+pub async fn push(
+    client: &Client,
+    layout: &Layout,
+    built: &Built,
+    tags: &[Reference],
+) -> Result<Vec<PushReport>, OutputError> {
     let mut reports = Vec::new();
     for t in tags {
-        let mount: Vec<String> = built.sources.iter().filter(|(reg, _)| *reg == t.registry).map(|(_, repo)| repo.clone()).collect();
+        let mount: Vec<String> = built
+            .sources
+            .iter()
+            .filter(|(reg, _)| *reg == t.registry)
+            .map(|(_, repo)| repo.clone())
+            .collect();
         let r = client
             .push(layout, &built.manifest, t, &mount)
             .await
-            .map_err(|source| OutputError::Push { reference: t.to_string(), source })?;
+            .map_err(|source| OutputError::Push {
+                reference: t.to_string(),
+                source: Box::new(source),
+            })?;
         reports.push(r);
     }
     Ok(reports)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_outputs() {
-        assert_eq!("oci:/tmp/x".parse::<Output>().unwrap(), Output::Oci("/tmp/x".into()));
-        assert_eq!("docker-archive:a.tar".parse::<Output>().unwrap(), Output::DockerArchive("a.tar".into()));
-        assert_eq!("type=oci,dest=/o".parse::<Output>().unwrap(), Output::Oci("/o".into()));
-        assert_eq!("type=docker,dest=i.tar".parse::<Output>().unwrap(), Output::DockerArchive("i.tar".into()));
+        assert_eq!(
+            "oci:/tmp/x".parse::<Output>().unwrap(),
+            Output::Oci("/tmp/x".into())
+        );
+        assert_eq!(
+            "docker-archive:a.tar".parse::<Output>().unwrap(),
+            Output::DockerArchive("a.tar".into())
+        );
+        assert_eq!(
+            "type=oci,dest=/o".parse::<Output>().unwrap(),
+            Output::Oci("/o".into())
+        );
+        assert_eq!(
+            "type=docker,dest=i.tar".parse::<Output>().unwrap(),
+            Output::DockerArchive("i.tar".into())
+        );
         assert_eq!("type=registry".parse::<Output>().unwrap(), Output::Registry);
         for bad in ["oci:", "tar:x", "type=oci"] {
             assert!(bad.parse::<Output>().is_err(), "{bad}");

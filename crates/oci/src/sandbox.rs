@@ -31,14 +31,30 @@ const SKIP: &[&str] = &["proc", "sys", "dev"];
 /// Path (relative to `root`) → metadata, for every entry below `root`.
 pub fn snapshot(root: &Path) -> std::io::Result<BTreeMap<PathBuf, Meta>> {
     let mut out = BTreeMap::new();
-    let walker = walkdir::WalkDir::new(root).min_depth(1).follow_links(false).into_iter().filter_entry(|e| {
-        !(e.depth() == 2 && e.path().parent().and_then(|p| p.file_name()).is_some_and(|n| SKIP.iter().any(|s| n == *s)))
-    });
+    let walker = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            !(e.depth() == 2
+                && e.path()
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| SKIP.iter().any(|s| n == *s)))
+        });
     for e in walker {
         let e = e.map_err(std::io::Error::other)?;
         let md = e.path().symlink_metadata()?;
-        let rel = e.path().strip_prefix(root).map_err(std::io::Error::other)?.to_path_buf();
-        let link = if md.file_type().is_symlink() { Some(std::fs::read_link(e.path())?) } else { None };
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .map_err(std::io::Error::other)?
+            .to_path_buf();
+        let link = if md.file_type().is_symlink() {
+            Some(std::fs::read_link(e.path())?)
+        } else {
+            None
+        };
         out.insert(
             rel,
             Meta {
@@ -58,25 +74,43 @@ pub fn snapshot(root: &Path) -> std::io::Result<BTreeMap<PathBuf, Meta>> {
 }
 
 /// The layer entries that turn `before` into `after` (files read from `root`).
-pub fn diff(root: &Path, before: &BTreeMap<PathBuf, Meta>, after: &BTreeMap<PathBuf, Meta>) -> Vec<Entry> {
+pub fn diff(
+    root: &Path,
+    before: &BTreeMap<PathBuf, Meta>,
+    after: &BTreeMap<PathBuf, Meta>,
+) -> Vec<Entry> {
     let mut entries: BTreeMap<PathBuf, Entry> = BTreeMap::new();
     let entry_for = |rel: &Path, m: &Meta| -> Option<Entry> {
         let kind = match m.kind {
             0o040000 => Kind::Dir,
-            0o100000 => Kind::File { source: root.join(rel) },
-            0o120000 => Kind::Symlink { target: m.link.clone().unwrap_or_default() },
+            0o100000 => Kind::File {
+                source: root.join(rel),
+            },
+            0o120000 => Kind::Symlink {
+                target: m.link.clone().unwrap_or_default(),
+            },
             _ => return None, // devices, fifos, sockets are not captured
         };
-        Some(Entry { path: rel.to_path_buf(), kind, mode: m.mode, uid: u64::from(m.uid), gid: u64::from(m.gid) })
+        Some(Entry {
+            path: rel.to_path_buf(),
+            kind,
+            mode: m.mode,
+            uid: u64::from(m.uid),
+            gid: u64::from(m.gid),
+        })
     };
     for (rel, m) in after {
-        let top_new_mount = rel.components().count() == 1 && SKIP.iter().any(|s| rel == Path::new(s)) && !before.contains_key(rel);
+        let top_new_mount = rel.components().count() == 1
+            && SKIP.iter().any(|s| rel == Path::new(s))
+            && !before.contains_key(rel);
         if top_new_mount {
             continue;
         }
         let changed = match before.get(rel) {
             None => true,
-            Some(b) if m.kind == 0o040000 && b.kind == 0o040000 => b.mode != m.mode || b.uid != m.uid || b.gid != m.gid,
+            Some(b) if m.kind == 0o040000 && b.kind == 0o040000 => {
+                b.mode != m.mode || b.uid != m.uid || b.gid != m.gid
+            }
             Some(b) => b != m,
         };
         if changed && let Some(e) = entry_for(rel, m) {
@@ -88,15 +122,34 @@ pub fn diff(root: &Path, before: &BTreeMap<PathBuf, Meta>, after: &BTreeMap<Path
         if after.contains_key(rel) {
             continue;
         }
-        let parent_gone = rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).any(|a| before.contains_key(a) && !after.contains_key(a));
+        let parent_gone = rel
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| before.contains_key(a) && !after.contains_key(a));
         if !parent_gone {
-            entries.insert(rel.clone(), Entry { path: rel.clone(), kind: Kind::Whiteout, mode: 0o644, uid: 0, gid: 0 });
+            entries.insert(
+                rel.clone(),
+                Entry {
+                    path: rel.clone(),
+                    kind: Kind::Whiteout,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
         }
     }
     // Parents of changed entries come along with their current metadata.
     let parents: Vec<PathBuf> = entries
         .keys()
-        .flat_map(|p| p.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).map(Path::to_path_buf).collect::<Vec<_>>())
+        .flat_map(|p| {
+            p.ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for p in parents {
         if !entries.contains_key(&p)
@@ -122,24 +175,47 @@ pub struct RunSpec<'a> {
 /// Where `bwrap` is, if installed.
 pub fn bwrap() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("bwrap")).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
 }
 
 /// Runs the command; every output line goes to `log`. Returns the exit code (or -signal).
-pub fn run(bwrap: &Path, spec: &RunSpec<'_>, log: &(dyn Fn(&str) + Send + Sync)) -> std::io::Result<i32> {
+pub fn run(
+    bwrap: &Path,
+    spec: &RunSpec<'_>,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> std::io::Result<i32> {
     let mut cmd = Command::new(bwrap);
     cmd.arg("--bind").arg(spec.root).arg("/");
-    cmd.args(["--dev", "/dev", "--proc", "/proc", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]);
+    cmd.args([
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]);
     cmd.args(["--hostname", "buildkitsandbox"]);
     for (k, v) in spec.env {
         cmd.arg("--setenv").arg(k).arg(v);
     }
     if let Some((uid, gid)) = spec.user {
-        cmd.args(["--unshare-user", "--uid", &uid.to_string(), "--gid", &gid.to_string()]);
+        cmd.args([
+            "--unshare-user",
+            "--uid",
+            &uid.to_string(),
+            "--gid",
+            &gid.to_string(),
+        ]);
     }
     cmd.arg("--chdir").arg(spec.workdir);
     cmd.arg("--").args(spec.argv);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stderr = child.stderr.take();
     let stdout = child.stdout.take();
@@ -165,6 +241,7 @@ pub fn run(bwrap: &Path, spec: &RunSpec<'_>, log: &(dyn Fn(&str) + Send + Sync))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -186,8 +263,28 @@ mod tests {
         let after = snapshot(r).unwrap();
         let got: Vec<String> = diff(r, &before, &after)
             .iter()
-            .map(|e| format!("{}{}", e.path.display(), if e.kind == Kind::Whiteout { " (wh)" } else { "" }))
+            .map(|e| {
+                format!(
+                    "{}{}",
+                    e.path.display(),
+                    if e.kind == Kind::Whiteout {
+                        " (wh)"
+                    } else {
+                        ""
+                    }
+                )
+            })
             .collect();
-        assert_eq!(got, ["etc", "etc/change", "etc/sub (wh)", "new", "new/dir", "rm (wh)"]);
+        assert_eq!(
+            got,
+            [
+                "etc",
+                "etc/change",
+                "etc/sub (wh)",
+                "new",
+                "new/dir",
+                "rm (wh)"
+            ]
+        );
     }
 }

@@ -43,21 +43,46 @@ pub struct ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{method} {url}: {status}: {}", describe(errors, body))]
-    Api { method: Method, url: String, status: StatusCode, errors: Vec<ApiError>, body: String },
+    Api {
+        method: Method,
+        url: String,
+        status: StatusCode,
+        errors: Vec<ApiError>,
+        body: String,
+    },
     #[error("{action} {url}")]
-    Http { action: &'static str, url: String, source: reqwest::Error },
+    Http {
+        action: &'static str,
+        url: String,
+        source: reqwest::Error,
+    },
     #[error("authenticating to {registry}: {message}")]
     Auth { registry: String, message: String },
     #[error("digest mismatch for {what}: the registry sent {actual}, expected {expected}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("size mismatch for {digest}: the registry sent {actual} bytes, expected {expected}")]
-    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{url}: {message}")]
     Protocol { url: String, message: String },
     #[error("no manifest for {platform} in {reference} (it has: {available})")]
-    NoPlatform { reference: String, platform: String, available: String },
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
     #[error("reading {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
@@ -67,9 +92,17 @@ pub enum RegistryError {
 fn describe(errors: &[ApiError], body: &str) -> String {
     if errors.is_empty() {
         let b = body.trim();
-        if b.is_empty() { "no error body".into() } else { b.chars().take(300).collect() }
+        if b.is_empty() {
+            "no error body".into()
+        } else {
+            b.chars().take(300).collect()
+        }
     } else {
-        errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ")
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -102,7 +135,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { insecure: false, chunk_size: None, concurrency: 4 }
+        ClientOptions {
+            insecure: false,
+            chunk_size: None,
+            concurrency: 4,
+        }
     }
 }
 
@@ -143,17 +180,34 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .build()
-            .map_err(|source| RegistryError::Http { action: "creating the HTTP client", url: String::new(), source })?;
-        Ok(Client { http, creds, opts, auth: Mutex::new(HashMap::new()) })
+            .map_err(|source| RegistryError::Http {
+                action: "creating the HTTP client",
+                url: String::new(),
+                source,
+            })?;
+        Ok(Client {
+            http,
+            creds,
+            opts,
+            auth: Mutex::new(HashMap::new()),
+        })
     }
 
     fn base(&self, r: &Reference) -> String {
-        let scheme = if self.opts.insecure || r.is_loopback() { "http" } else { "https" };
+        let scheme = if self.opts.insecure || r.is_loopback() {
+            "http"
+        } else {
+            "https"
+        };
         format!("{scheme}://{}/v2", r.api_host())
     }
 
     fn cached_auth(&self, key: &str) -> Option<HeaderValue> {
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.auth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Sends a request built by `build` (called again for the retry after a 401 challenge).
@@ -172,14 +226,25 @@ impl Client {
             if let Some(h) = self.cached_auth(&key) {
                 rb = rb.header(header::AUTHORIZATION, h);
             }
-            let resp = rb.send().await.map_err(|source| RegistryError::Http { action: "sending", url: url.into(), source })?;
+            let resp = rb.send().await.map_err(|source| RegistryError::Http {
+                action: "sending",
+                url: url.into(),
+                source,
+            })?;
             if resp.status() == StatusCode::UNAUTHORIZED && !retried {
                 retried = true;
-                let challenge = resp.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let challenge = resp
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 if let Some(ch) = challenge
                     && let Some(h) = self.authenticate(r, scope, &ch).await?
                 {
-                    self.auth.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), h);
+                    self.auth
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key.clone(), h);
                     continue;
                 }
             }
@@ -189,16 +254,27 @@ impl Client {
 
     /// Answers a `WWW-Authenticate` challenge: basic credentials, or a bearer token from the
     /// realm. `None` when there is nothing to answer with (anonymous, basic without creds).
-    async fn authenticate(&self, r: &Reference, scope: &str, challenge: &str) -> Result<Option<HeaderValue>, RegistryError> {
+    async fn authenticate(
+        &self,
+        r: &Reference,
+        scope: &str,
+        challenge: &str,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
         let registry = r.registry.clone();
         let cred = self.creds.get(&r.registry)?;
         let (scheme, params) = parse_challenge(challenge);
-        let auth_err = |message: String| RegistryError::Auth { registry: registry.clone(), message };
+        let auth_err = |message: String| RegistryError::Auth {
+            registry: registry.clone(),
+            message,
+        };
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => Ok(cred.map(|c| basic(&c.username, &c.password))),
             "bearer" => {
-                let realm = params.get("realm").ok_or_else(|| auth_err(format!("bearer challenge without realm: {challenge}")))?;
-                let mut url = url::Url::parse(realm).map_err(|e| auth_err(format!("bad realm {realm:?}: {e}")))?;
+                let realm = params.get("realm").ok_or_else(|| {
+                    auth_err(format!("bearer challenge without realm: {challenge}"))
+                })?;
+                let mut url = url::Url::parse(realm)
+                    .map_err(|e| auth_err(format!("bad realm {realm:?}: {e}")))?;
                 {
                     let mut q = url.query_pairs_mut();
                     if let Some(s) = params.get("service") {
@@ -212,22 +288,28 @@ impl Client {
                 if let Some(c) = &cred {
                     rb = rb.header(header::AUTHORIZATION, basic(&c.username, &c.password));
                 }
-                let resp = rb
-                    .send()
-                    .await
-                    .map_err(|source| RegistryError::Http { action: "requesting a token from", url: url.to_string(), source })?;
+                let resp = rb.send().await.map_err(|source| RegistryError::Http {
+                    action: "requesting a token from",
+                    url: url.to_string(),
+                    source,
+                })?;
                 let resp = check(resp, Method::GET, url.as_str()).await?;
                 #[derive(serde::Deserialize)]
                 struct Token {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
-                let t: Token = resp
-                    .json()
-                    .await
-                    .map_err(|source| RegistryError::Http { action: "reading the token from", url: url.to_string(), source })?;
-                let token = t.token.or(t.access_token).ok_or_else(|| auth_err(format!("{url} returned no token")))?;
-                let h = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| auth_err("the token is not a valid header value".into()))?;
+                let t: Token = resp.json().await.map_err(|source| RegistryError::Http {
+                    action: "reading the token from",
+                    url: url.to_string(),
+                    source,
+                })?;
+                let token = t
+                    .token
+                    .or(t.access_token)
+                    .ok_or_else(|| auth_err(format!("{url} returned no token")))?;
+                let h = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| auth_err("the token is not a valid header value".into()))?;
                 Ok(Some(h))
             }
             other => Err(auth_err(format!("unsupported auth scheme {other:?}"))),
@@ -243,24 +325,52 @@ impl Client {
 
     /// Fetches a manifest or index: (bytes, media type, digest). The digest is verified when
     /// the reference carries one, and against `Docker-Content-Digest` when the registry sends it.
-    pub async fn get_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+    pub async fn get_manifest(
+        &self,
+        r: &Reference,
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
         let url = format!("{}/{}/manifests/{}", self.base(r), r.repository, r.target());
         let scope = pull_scope(r);
-        let resp = self.send(r, &scope, Method::GET, &url, |b| b.header(header::ACCEPT, media::MANIFEST_ACCEPT)).await?;
+        let resp = self
+            .send(r, &scope, Method::GET, &url, |b| {
+                b.header(header::ACCEPT, media::MANIFEST_ACCEPT)
+            })
+            .await?;
         let resp = check(resp, Method::GET, &url).await?;
-        let sent_digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
-        let ct = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let bytes = resp.bytes().await.map_err(|source| RegistryError::Http { action: "reading", url: url.clone(), source })?;
+        let sent_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = resp.bytes().await.map_err(|source| RegistryError::Http {
+            action: "reading",
+            url: url.clone(),
+            source,
+        })?;
         let actual = Digest::of(&bytes);
         for expected in r.digest.iter().chain(sent_digest.iter()) {
             if *expected != actual {
-                return Err(RegistryError::DigestMismatch { what: format!("manifest {r}"), expected: expected.clone(), actual });
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {r}"),
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         let media_type = if ct.is_empty() || ct == "application/json" {
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
-                .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| media::OCI_MANIFEST.to_string())
         } else {
             ct.split(';').next().unwrap_or_default().trim().to_string()
@@ -269,7 +379,12 @@ impl Client {
     }
 
     /// Streams a blob into `layout`, verifying digest and size; nothing is stored on mismatch.
-    pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, layout: &Layout) -> Result<(), RegistryError> {
+    pub async fn fetch_blob(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        layout: &Layout,
+    ) -> Result<(), RegistryError> {
         if layout.has_blob(&desc.digest) {
             return Ok(());
         }
@@ -281,39 +396,68 @@ impl Client {
         let mut stream = resp.bytes_stream();
         let mut n: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| RegistryError::Http { action: "downloading", url: url.clone(), source })?;
+            let chunk = chunk.map_err(|source| RegistryError::Http {
+                action: "downloading",
+                url: url.clone(),
+                source,
+            })?;
             n += chunk.len() as u64;
             if n > desc.size {
                 break;
             }
-            std::io::Write::write_all(&mut writer, &chunk).map_err(|source| RegistryError::Io { path: layout.dir().to_path_buf(), source })?;
+            std::io::Write::write_all(&mut writer, &chunk).map_err(|source| RegistryError::Io {
+                path: layout.dir().to_path_buf(),
+                source,
+            })?;
         }
         if n != desc.size {
-            return Err(RegistryError::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual: n });
+            return Err(RegistryError::SizeMismatch {
+                digest: desc.digest.clone(),
+                expected: desc.size,
+                actual: n,
+            });
         }
         writer.commit(Some(&desc.digest)).map_err(|e| match e {
-            LayoutError::DigestMismatch { expected, actual, .. } => {
-                RegistryError::DigestMismatch { what: format!("blob from {url}"), expected, actual }
-            }
+            LayoutError::DigestMismatch {
+                expected, actual, ..
+            } => RegistryError::DigestMismatch {
+                what: format!("blob from {url}"),
+                expected,
+                actual,
+            },
             other => other.into(),
         })?;
         Ok(())
     }
 
     /// Pulls the image `r` for `platform` (resolving an index) with all its blobs into `layout`.
-    pub async fn pull(&self, r: &Reference, platform: &Platform, layout: &Layout) -> Result<Pulled, RegistryError> {
+    pub async fn pull(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+        layout: &Layout,
+    ) -> Result<Pulled, RegistryError> {
         let (bytes, mt, digest) = self.get_manifest(r).await?;
         let (bytes, mt, digest) = if media::is_index(&mt) {
-            let index: Index = serde_json::from_slice(&bytes)
-                .map_err(|e| RegistryError::Protocol { url: r.to_string(), message: format!("unreadable index: {e}") })?;
+            let index: Index =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                    url: r.to_string(),
+                    message: format!("unreadable index: {e}"),
+                })?;
             let pick = index.manifests.iter().find(|d| {
-                d.platform.as_ref().is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture)
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture)
             });
             let Some(pick) = pick else {
                 let available = index
                     .manifests
                     .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)))
+                    .filter_map(|d| {
+                        d.platform
+                            .as_ref()
+                            .map(|p| format!("{}/{}", p.os, p.architecture))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(RegistryError::NoPlatform {
@@ -323,13 +467,19 @@ impl Client {
                 });
             };
             layout.write_blob(&bytes)?;
-            self.get_manifest(&r.with_digest(pick.digest.clone())).await?
+            self.get_manifest(&r.with_digest(pick.digest.clone()))
+                .await?
         } else {
             (bytes, mt, digest)
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError::Protocol { url: r.to_string(), message: format!("unreadable manifest: {e}") })?;
-        let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone()).chain(manifest.layers.iter().cloned()).collect();
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                url: r.to_string(),
+                message: format!("unreadable manifest: {e}"),
+            })?;
+        let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone())
+            .chain(manifest.layers.iter().cloned())
+            .collect();
         let mut fetches = Vec::new();
         for d in &blobs {
             fetches.push(self.fetch_blob(r, d, layout));
@@ -337,13 +487,18 @@ impl Client {
         bounded(fetches, self.opts.concurrency).await?;
         layout.write_blob(&bytes)?;
         let descriptor = Descriptor::new(&mt, digest, bytes.len() as u64);
-        Ok(Pulled { descriptor, manifest })
+        Ok(Pulled {
+            descriptor,
+            manifest,
+        })
     }
 
     /// Whether the repository already has the blob.
     pub async fn has_blob(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", self.base(r), r.repository);
-        let resp = self.send(r, &push_scope(r), Method::HEAD, &url, |b| b).await?;
+        let resp = self
+            .send(r, &push_scope(r), Method::HEAD, &url, |b| b)
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -352,12 +507,28 @@ impl Client {
     }
 
     /// Pushes one blob from `path` (skip if present, mount if possible, else upload).
-    pub async fn push_blob(&self, r: &Reference, desc: &Descriptor, path: &Path, mount_from: &[String]) -> Result<BlobPush, RegistryError> {
-        let local = tokio::fs::metadata(path).await.map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })?;
+    pub async fn push_blob(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        path: &Path,
+        mount_from: &[String],
+    ) -> Result<BlobPush, RegistryError> {
+        let local = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| RegistryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if local.len() != desc.size {
             return Err(RegistryError::Protocol {
                 url: path.display().to_string(),
-                message: format!("the local blob {} is {} bytes, its descriptor says {}", desc.digest, local.len(), desc.size),
+                message: format!(
+                    "the local blob {} is {} bytes, its descriptor says {}",
+                    desc.digest,
+                    local.len(),
+                    desc.size
+                ),
             });
         }
         if self.has_blob(r, &desc.digest).await? {
@@ -365,21 +536,29 @@ impl Client {
         }
         let uploads = format!("{}/{}/blobs/uploads/", self.base(r), r.repository);
         let mut location = None;
-        for from in mount_from.iter().filter(|f| **f != r.repository) {
+        // One mount attempt: a 202 opens an upload session, which we then use.
+        if let Some(from) = mount_from.iter().find(|f| **f != r.repository) {
             let scope = format!("{} repository:{from}:pull", push_scope(r));
             let url = format!("{uploads}?mount={}&from={from}", desc.digest);
-            let resp = self.send(r, &scope, Method::POST, &url, |b| b.header(header::CONTENT_LENGTH, "0")).await?;
+            let resp = self
+                .send(r, &scope, Method::POST, &url, |b| {
+                    b.header(header::CONTENT_LENGTH, "0")
+                })
+                .await?;
             if resp.status() == StatusCode::CREATED {
                 return Ok(BlobPush::Mounted);
             }
             let resp = check(resp, Method::POST, &url).await?;
             location = Some(self.location(&url, resp.headers())?);
-            break;
         }
         let mut location = match location {
             Some(l) => l,
             None => {
-                let resp = self.send(r, &push_scope(r), Method::POST, &uploads, |b| b.header(header::CONTENT_LENGTH, "0")).await?;
+                let resp = self
+                    .send(r, &push_scope(r), Method::POST, &uploads, |b| {
+                        b.header(header::CONTENT_LENGTH, "0")
+                    })
+                    .await?;
                 let resp = check(resp, Method::POST, &uploads).await?;
                 self.location(&uploads, resp.headers())?
             }
@@ -387,10 +566,17 @@ impl Client {
         let key = format!("{} {}", r.api_host(), push_scope(r));
         let auth = self.cached_auth(&key);
         let open = || async {
-            tokio::fs::File::open(path).await.map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|source| RegistryError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
         };
-        let final_url = url::Url::parse(&location)
-            .map_err(|e| RegistryError::Protocol { url: location.clone(), message: format!("bad upload location: {e}") })?;
+        let final_url = url::Url::parse(&location).map_err(|e| RegistryError::Protocol {
+            url: location.clone(),
+            message: format!("bad upload location: {e}"),
+        })?;
         match self.opts.chunk_size {
             Some(chunk) if chunk > 0 && desc.size > chunk => {
                 let mut offset = 0u64;
@@ -399,38 +585,67 @@ impl Client {
                     let mut file = open().await?;
                     tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
                         .await
-                        .map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })?;
-                    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+                        .map_err(|source| RegistryError::Io {
+                            path: path.to_path_buf(),
+                            source,
+                        })?;
+                    let body = reqwest::Body::wrap_stream(
+                        tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024),
+                    );
                     let mut rb = self
                         .http
                         .patch(&location)
                         .header(header::CONTENT_TYPE, "application/octet-stream")
                         .header(header::CONTENT_LENGTH, len)
-                        .header(header::CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
+                        .header(
+                            header::CONTENT_RANGE,
+                            format!("{}-{}", offset, offset + len - 1),
+                        )
                         .body(body);
                     if let Some(h) = &auth {
                         rb = rb.header(header::AUTHORIZATION, h.clone());
                     }
-                    let resp = rb.send().await.map_err(|source| RegistryError::Http { action: "uploading a chunk to", url: location.clone(), source })?;
+                    let resp = rb.send().await.map_err(|source| RegistryError::Http {
+                        action: "uploading a chunk to",
+                        url: location.clone(),
+                        source,
+                    })?;
                     let resp = check(resp, Method::PATCH, &location).await?;
                     location = self.location(&location, resp.headers())?;
                     offset += len;
                 }
-                let mut final_url = url::Url::parse(&location)
-                    .map_err(|e| RegistryError::Protocol { url: location.clone(), message: format!("bad upload location: {e}") })?;
-                final_url.query_pairs_mut().append_pair("digest", desc.digest.as_str());
-                let mut rb = self.http.put(final_url.clone()).header(header::CONTENT_LENGTH, "0");
+                let mut final_url =
+                    url::Url::parse(&location).map_err(|e| RegistryError::Protocol {
+                        url: location.clone(),
+                        message: format!("bad upload location: {e}"),
+                    })?;
+                final_url
+                    .query_pairs_mut()
+                    .append_pair("digest", desc.digest.as_str());
+                let mut rb = self
+                    .http
+                    .put(final_url.clone())
+                    .header(header::CONTENT_LENGTH, "0");
                 if let Some(h) = &auth {
                     rb = rb.header(header::AUTHORIZATION, h.clone());
                 }
-                let resp = rb.send().await.map_err(|source| RegistryError::Http { action: "finishing the upload to", url: final_url.to_string(), source })?;
+                let resp = rb.send().await.map_err(|source| RegistryError::Http {
+                    action: "finishing the upload to",
+                    url: final_url.to_string(),
+                    source,
+                })?;
                 check(resp, Method::PUT, final_url.as_str()).await?;
             }
             _ => {
                 let mut final_url = final_url;
-                final_url.query_pairs_mut().append_pair("digest", desc.digest.as_str());
+                final_url
+                    .query_pairs_mut()
+                    .append_pair("digest", desc.digest.as_str());
                 let file = open().await?;
-                let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file.take(desc.size), 256 * 1024));
+                let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                    file.take(desc.size),
+                    256 * 1024,
+                ));
                 let mut rb = self
                     .http
                     .put(final_url.clone())
@@ -440,14 +655,24 @@ impl Client {
                 if let Some(h) = &auth {
                     rb = rb.header(header::AUTHORIZATION, h.clone());
                 }
-                let resp = rb.send().await.map_err(|source| RegistryError::Http { action: "uploading to", url: final_url.to_string(), source })?;
+                let resp = rb.send().await.map_err(|source| RegistryError::Http {
+                    action: "uploading to",
+                    url: final_url.to_string(),
+                    source,
+                })?;
                 check(resp, Method::PUT, final_url.as_str()).await?;
             }
         }
         Ok(BlobPush::Uploaded)
     }
 
-    async fn push_one(&self, layout: &Layout, d: &Descriptor, r: &Reference, mount_from: &[String]) -> Result<(Digest, BlobPush), RegistryError> {
+    async fn push_one(
+        &self,
+        layout: &Layout,
+        d: &Descriptor,
+        r: &Reference,
+        mount_from: &[String],
+    ) -> Result<(Digest, BlobPush), RegistryError> {
         let path = layout.blob_path(&d.digest);
         let how = self.push_blob(r, d, &path, mount_from).await?;
         Ok((d.digest.clone(), how))
@@ -457,17 +682,36 @@ impl Client {
         let loc = headers
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Protocol { url: request_url.into(), message: "the registry sent no Location for the upload".into() })?;
-        let base = url::Url::parse(request_url).map_err(|e| RegistryError::Protocol { url: request_url.into(), message: e.to_string() })?;
-        base.join(loc).map(|u| u.to_string()).map_err(|e| RegistryError::Protocol { url: request_url.into(), message: format!("bad Location {loc:?}: {e}") })
+            .ok_or_else(|| RegistryError::Protocol {
+                url: request_url.into(),
+                message: "the registry sent no Location for the upload".into(),
+            })?;
+        let base = url::Url::parse(request_url).map_err(|e| RegistryError::Protocol {
+            url: request_url.into(),
+            message: e.to_string(),
+        })?;
+        base.join(loc)
+            .map(|u| u.to_string())
+            .map_err(|e| RegistryError::Protocol {
+                url: request_url.into(),
+                message: format!("bad Location {loc:?}: {e}"),
+            })
     }
 
     /// Uploads a manifest under `r`'s tag (or digest).
-    pub async fn put_manifest(&self, r: &Reference, media_type: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, RegistryError> {
         let url = format!("{}/{}/manifests/{}", self.base(r), r.repository, r.target());
         let body = bytes.to_vec();
         let resp = self
-            .send(r, &push_scope(r), Method::PUT, &url, |b| b.header(header::CONTENT_TYPE, media_type).body(body.clone()))
+            .send(r, &push_scope(r), Method::PUT, &url, |b| {
+                b.header(header::CONTENT_TYPE, media_type)
+                    .body(body.clone())
+            })
             .await?;
         check(resp, Method::PUT, &url).await?;
         Ok(Digest::of(bytes))
@@ -475,23 +719,50 @@ impl Client {
 
     /// Pushes the image (manifest or index) `desc` from `layout` to `r`. Blobs first, the
     /// manifest last: a failure leaves the tag untouched.
-    pub async fn push(&self, layout: &Layout, desc: &Descriptor, r: &Reference, mount_from: &[String]) -> Result<PushReport, RegistryError> {
+    pub async fn push(
+        &self,
+        layout: &Layout,
+        desc: &Descriptor,
+        r: &Reference,
+        mount_from: &[String],
+    ) -> Result<PushReport, RegistryError> {
         let bytes = layout.read_blob(&desc.digest)?;
-        let mut report = PushReport { manifest: desc.digest.clone(), blobs: Vec::new() };
+        let mut report = PushReport {
+            manifest: desc.digest.clone(),
+            blobs: Vec::new(),
+        };
         if media::is_index(&desc.media_type) {
-            let index: Index = serde_json::from_slice(&bytes)
-                .map_err(|e| RegistryError::Protocol { url: r.to_string(), message: format!("unreadable index in the layout: {e}") })?;
+            let index: Index =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                    url: r.to_string(),
+                    message: format!("unreadable index in the layout: {e}"),
+                })?;
             for child in &index.manifests {
-                let sub = Box::pin(self.push(layout, child, &r.with_digest(child.digest.clone()), mount_from)).await?;
+                let sub = Box::pin(self.push(
+                    layout,
+                    child,
+                    &r.with_digest(child.digest.clone()),
+                    mount_from,
+                ))
+                .await?;
                 report.blobs.extend(sub.blobs);
             }
         } else {
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| RegistryError::Protocol { url: r.to_string(), message: format!("unreadable manifest in the layout: {e}") })?;
-            let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone()).chain(manifest.layers.iter().cloned()).collect();
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                    url: r.to_string(),
+                    message: format!("unreadable manifest in the layout: {e}"),
+                })?;
+            let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone())
+                .chain(manifest.layers.iter().cloned())
+                .collect();
             for d in &blobs {
                 if !layout.has_blob(&d.digest) {
-                    return Err(LayoutError::MissingBlob { digest: d.digest.clone(), dir: layout.dir().to_path_buf() }.into());
+                    return Err(LayoutError::MissingBlob {
+                        digest: d.digest.clone(),
+                        dir: layout.dir().to_path_buf(),
+                    }
+                    .into());
                 }
             }
             let mut pushes = Vec::new();
@@ -506,7 +777,10 @@ impl Client {
 }
 
 /// Runs `futs` with at most `n` in flight; the first error wins.
-async fn bounded<T, F: std::future::Future<Output = Result<T, RegistryError>>>(futs: Vec<F>, n: usize) -> Result<Vec<T>, RegistryError> {
+async fn bounded<T, F: std::future::Future<Output = Result<T, RegistryError>>>(
+    futs: Vec<F>,
+    n: usize,
+) -> Result<Vec<T>, RegistryError> {
     let mut pending = futs.into_iter();
     let mut running = futures::stream::FuturesUnordered::new();
     for f in pending.by_ref().take(n.max(1)) {
@@ -588,17 +862,28 @@ async fn check(resp: Response, method: Method, url: &str) -> Result<Response, Re
         #[serde(default)]
         errors: Vec<ApiError>,
     }
-    let errors = serde_json::from_str::<Errors>(&body).map(|e| e.errors).unwrap_or_default();
-    Err(RegistryError::Api { method, url: url.to_string(), status, errors, body })
+    let errors = serde_json::from_str::<Errors>(&body)
+        .map(|e| e.errors)
+        .unwrap_or_default();
+    Err(RegistryError::Api {
+        method,
+        url: url.to_string(),
+        status,
+        errors,
+        body,
+    })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn challenges() {
-        let (s, p) = parse_challenge(r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#);
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(s, "Bearer");
         assert_eq!(p["realm"], "https://auth.example/token");
         assert_eq!(p["service"], "reg");

@@ -143,7 +143,11 @@ pub async fn main(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
 
 fn client(c: &ClientArgs) -> anyhow::Result<Client> {
     let creds = Credentials::from_docker_config().context("reading the docker config")?;
-    let opts = ClientOptions { insecure: c.insecure, chunk_size: c.chunk_size, ..Default::default() };
+    let opts = ClientOptions {
+        insecure: c.insecure,
+        chunk_size: c.chunk_size,
+        ..Default::default()
+    };
     Ok(Client::new(creds, opts)?)
 }
 
@@ -162,8 +166,16 @@ fn kv(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 async fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
-    let tags: Vec<Reference> = a.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<_, _>>()?;
-    let outputs: Vec<Output> = a.outputs.iter().map(|o| o.parse::<Output>()).collect::<Result<_, _>>()?;
+    let tags: Vec<Reference> = a
+        .tags
+        .iter()
+        .map(|t| t.parse::<Reference>())
+        .collect::<Result<_, _>>()?;
+    let outputs: Vec<Output> = a
+        .outputs
+        .iter()
+        .map(|o| o.parse::<Output>())
+        .collect::<Result<_, _>>()?;
     let push = a.push || outputs.contains(&Output::Registry);
     if push && tags.is_empty() {
         bail!("--push needs at least one -t REF");
@@ -176,8 +188,13 @@ async fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
     opts.tags = tags.iter().map(|t| t.to_string()).collect();
     opts.no_cache = a.no_cache;
     opts.pull = a.pull;
-    opts.compression = if a.compression == "gzip" { Compression::Gzip } else { Compression::None };
-    opts.source_date_epoch = oci::action::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
+    opts.compression = if a.compression == "gzip" {
+        Compression::Gzip
+    } else {
+        Compression::None
+    };
+    opts.source_date_epoch =
+        oci::action::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
     let client = client(&a.client)?;
     let quiet = a.quiet;
     let log = move |l: &str| {
@@ -198,7 +215,10 @@ async fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
         output::write(&store.layout, &built, &tags, o)?;
     }
     if push {
-        for (t, r) in tags.iter().zip(output::push(&client, &store.layout, &built, &tags).await?) {
+        for (t, r) in tags
+            .iter()
+            .zip(output::push(&client, &store.layout, &built, &tags).await?)
+        {
             log(&format!("pushed {t}@{}", r.manifest));
         }
     }
@@ -227,13 +247,29 @@ async fn push_cmd(a: PushArgs) -> anyhow::Result<ExitCode> {
         None => {
             let r: Reference = a.source.parse()?;
             let store = build::Store::open(&cache_dir(a.cache_dir))?;
-            let d = store.layout.resolve(Some(&r.to_string())).with_context(|| format!("{} is not in the local store; build or pull it first", a.source))?;
+            let d = store
+                .layout
+                .resolve(Some(&r.to_string()))
+                .with_context(|| {
+                    format!(
+                        "{} is not in the local store; build or pull it first",
+                        a.source
+                    )
+                })?;
             (store.layout, d, Some(r.to_string()), vec![])
         }
     };
-    let dest = a.destination.or(default_dest).context("name the destination: slipway image push SOURCE DESTINATION")?;
+    let dest = a
+        .destination
+        .or(default_dest)
+        .context("name the destination: slipway image push SOURCE DESTINATION")?;
     let dest: Reference = dest.parse()?;
-    let built = build::Built { manifest: desc.clone(), config: desc.clone(), image: Default::default(), sources };
+    let built = build::Built {
+        manifest: desc.clone(),
+        config: desc.clone(),
+        image: Default::default(),
+        sources,
+    };
     let reports = output::push(&client, &layout, &built, std::slice::from_ref(&dest)).await?;
     for r in &reports {
         for (d, how) in &r.blobs {
@@ -248,11 +284,21 @@ async fn pull_cmd(a: PullArgs) -> anyhow::Result<ExitCode> {
     let client = client(&a.client)?;
     let r: Reference = a.reference.parse()?;
     let store = build::Store::open(&cache_dir(a.cache_dir))?;
-    let pulled = client.pull(&r, &oci::manifest::host_platform(), &store.layout).await.with_context(|| format!("pulling {r}"))?;
-    store.layout.set_ref(&r.to_string(), pulled.descriptor.clone(), None)?;
+    let pulled = client
+        .pull(&r, &oci::manifest::host_platform(), &store.layout)
+        .await
+        .with_context(|| format!("pulling {r}"))?;
+    store
+        .layout
+        .set_ref(&r.to_string(), pulled.descriptor.clone(), None)?;
     if let Some(o) = a.output {
         let out: Output = o.parse()?;
-        let built = build::Built { manifest: pulled.descriptor.clone(), config: pulled.manifest.config.clone(), image: Default::default(), sources: vec![] };
+        let built = build::Built {
+            manifest: pulled.descriptor.clone(),
+            config: pulled.manifest.config.clone(),
+            image: Default::default(),
+            sources: vec![],
+        };
         output::write(&store.layout, &built, std::slice::from_ref(&r), &out)?;
     }
     println!("{}", pulled.descriptor.digest);
@@ -260,28 +306,39 @@ async fn pull_cmd(a: PullArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (digest, media_type, manifest_bytes, config) = if let Some((dir, tag)) = oci_source(&a.reference) {
-        let l = Layout::open(&dir)?;
-        let d = l.resolve(tag.as_deref())?;
-        let bytes = l.read_blob(&d.digest)?;
-        let config = config_of(&bytes, |cd| l.read_blob(cd).ok());
-        (d.digest, d.media_type, bytes, config)
-    } else {
-        let client = client(&a.client)?;
-        let r: Reference = a.reference.parse()?;
-        let (bytes, mt, digest) = client.get_manifest(&r).await.with_context(|| format!("inspecting {r}"))?;
-        let mut config = None;
-        if media::is_manifest(&mt)
-            && let Ok(m) = serde_json::from_slice::<oci::manifest::Manifest>(&bytes)
-        {
-            let tmp = tempfile::tempdir()?;
-            let l = Layout::create(tmp.path())?;
-            client.fetch_blob(&r, &m.config, &l).await.with_context(|| format!("fetching the config of {r}"))?;
-            config = l.read_blob(&m.config.digest).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        }
-        (digest, mt, bytes, config)
-    };
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).context("the manifest is not JSON")?;
+    let (digest, media_type, manifest_bytes, config) =
+        if let Some((dir, tag)) = oci_source(&a.reference) {
+            let l = Layout::open(&dir)?;
+            let d = l.resolve(tag.as_deref())?;
+            let bytes = l.read_blob(&d.digest)?;
+            let config = config_of(&bytes, |cd| l.read_blob(cd).ok());
+            (d.digest, d.media_type, bytes, config)
+        } else {
+            let client = client(&a.client)?;
+            let r: Reference = a.reference.parse()?;
+            let (bytes, mt, digest) = client
+                .get_manifest(&r)
+                .await
+                .with_context(|| format!("inspecting {r}"))?;
+            let mut config = None;
+            if media::is_manifest(&mt)
+                && let Ok(m) = serde_json::from_slice::<oci::manifest::Manifest>(&bytes)
+            {
+                let tmp = tempfile::tempdir()?;
+                let l = Layout::create(tmp.path())?;
+                client
+                    .fetch_blob(&r, &m.config, &l)
+                    .await
+                    .with_context(|| format!("fetching the config of {r}"))?;
+                config = l
+                    .read_blob(&m.config.digest)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            }
+            (digest, mt, bytes, config)
+        };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest_bytes).context("the manifest is not JSON")?;
     let out = serde_json::json!({
         "reference": a.reference,
         "digest": digest.to_string(),
@@ -293,7 +350,10 @@ async fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn config_of(manifest: &[u8], read: impl Fn(&Digest) -> Option<Vec<u8>>) -> Option<serde_json::Value> {
+fn config_of(
+    manifest: &[u8],
+    read: impl Fn(&Digest) -> Option<Vec<u8>>,
+) -> Option<serde_json::Value> {
     let m: oci::manifest::Manifest = serde_json::from_slice(manifest).ok()?;
     serde_json::from_slice(&read(&m.config.digest)?).ok()
 }
@@ -303,7 +363,9 @@ async fn login_cmd(a: LoginArgs) -> anyhow::Result<ExitCode> {
         (Some(p), _) => p,
         (None, true) => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from stdin")?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
         (None, false) => {
@@ -316,9 +378,17 @@ async fn login_cmd(a: LoginArgs) -> anyhow::Result<ExitCode> {
     let registry = a.registry.unwrap_or_else(|| "docker.io".into());
     let config = DockerConfig::load_default()?;
     let path = config.path().to_path_buf();
-    oci::action::login_and_store(&registry, Credential { username: a.username, password }, config, a.insecure)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    oci::action::login_and_store(
+        &registry,
+        Credential {
+            username: a.username,
+            password,
+        },
+        config,
+        a.insecure,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     eprintln!("Login Succeeded (credentials stored in {})", path.display());
     Ok(ExitCode::SUCCESS)
 }
