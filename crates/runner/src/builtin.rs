@@ -1,6 +1,7 @@
 //! Built-in actions, implemented in Rust (no download), with the inputs and outputs of the
 //! originals: `actions/checkout`, `actions/upload-artifact`, `actions/download-artifact`,
-//! `actions/cache`, `docker/build-push-action`, `docker/login-action`.
+//! `actions/cache`, `docker/build-push-action`, `docker/login-action`, and slipway's own
+//! `slipway/deploy-local|ssh|docker|kubernetes` (crate `deploy`).
 //!
 //! Artifacts are content-addressed: file contents are stored once under
 //! `ARTIFACTS/blobs/sha256/<hex>` and each artifact is a manifest
@@ -25,6 +26,10 @@ const BUILTINS: &[&str] = &[
     "actions/cache",
     "docker/build-push-action",
     "docker/login-action",
+    "slipway/deploy-local",
+    "slipway/deploy-ssh",
+    "slipway/deploy-docker",
+    "slipway/deploy-kubernetes",
 ];
 
 /// Whether `owner/repo` (lowercase) is built in.
@@ -68,7 +73,12 @@ pub(crate) async fn run(
         "actions/upload-artifact" => upload_artifact(job, &inputs, step_no).await,
         "actions/download-artifact" => download_artifact(job, &inputs, step_no).await,
         "actions/cache" => cache_restore(job, &inputs, step_no, step).await,
-        "docker/build-push-action" | "docker/login-action" => {
+        "docker/build-push-action"
+        | "docker/login-action"
+        | "slipway/deploy-local"
+        | "slipway/deploy-ssh"
+        | "slipway/deploy-docker"
+        | "slipway/deploy-kubernetes" => {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let workspace = job.dirs.workspace.clone();
             if name == "docker/login-action"
@@ -76,15 +86,25 @@ pub(crate) async fn run(
             {
                 job.masker.add(p);
             }
-            let login = name == "docker/login-action";
+            for secret in ["registry-password", "password"] {
+                if let Some(p) = inputs.get(secret).filter(|p| !p.is_empty()) {
+                    job.masker.add(p);
+                }
+            }
+            let action_name = name.to_owned();
             let action = async move {
                 let log = move |line: &str| {
                     let _ = tx.send(line.to_owned());
                 };
-                if login {
-                    oci::action::login(&inputs, &log).await
-                } else {
-                    oci::action::build_push(&inputs, &workspace, &log).await
+                match action_name.as_str() {
+                    "docker/login-action" => oci::action::login(&inputs, &log).await.map_err(|e| e.to_string()),
+                    "docker/build-push-action" => {
+                        oci::action::build_push(&inputs, &workspace, &log).await.map_err(|e| e.to_string())
+                    }
+                    deploy => {
+                        let target = deploy.trim_start_matches("slipway/");
+                        deploy::action::run(target, &inputs, &workspace, &log).await.map_err(|e| e.to_string())
+                    }
                 }
             };
             // Progress lines are logged while the action runs.
@@ -94,9 +114,7 @@ pub(crate) async fn run(
                 }
             };
             let (result, ()) = tokio::join!(action, forward);
-            result
-                .map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
-                .map_err(|e| msg(e.to_string()))
+            result.map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect()).map_err(msg)
         }
         other => Err(msg(format!("`{other}` is not a built-in action"))),
     };
