@@ -121,6 +121,7 @@ pub fn write(
     let mut w = b.into_inner().map_err(err)?;
     w.flush().map_err(err)?;
     let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
+    crate::layout::readable(tmp.path(), path)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }

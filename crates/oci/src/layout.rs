@@ -311,6 +311,7 @@ impl BlobWriter {
             });
         }
         let dst = self.layout.blob_path(&digest);
+        readable(tmp.path(), &dst)?;
         tmp.persist(&dst).map_err(|e| LayoutError::Io {
             action: "storing blob",
             path: dst,
@@ -333,12 +334,24 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         .tempfile_in(dir)
         .map_err(io_err("creating a file in", dir))?;
     tmp.write_all(bytes).map_err(io_err("writing", path))?;
+    readable(tmp.path(), path)?;
     tmp.persist(path).map_err(|e| LayoutError::Io {
         action: "replacing",
         path: path.to_path_buf(),
         source: e.error,
     })?;
     Ok(())
+}
+
+/// Temporary files are created 0600; what we publish is world-readable (0644), like the
+/// files `skopeo`, `umoci` and `docker save` write.
+pub(crate) fn readable(tmp: &Path, dst: &Path) -> Result<(), LayoutError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o644)).map_err(|source| LayoutError::Io {
+        action: "setting permissions of",
+        path: dst.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads all of `r` into a blob writer (used for verified ingest from any reader).
