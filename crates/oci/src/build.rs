@@ -1002,6 +1002,17 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let line = ins.line;
         let add = ins.keyword == "ADD";
+        for unsupported in ["parents", "exclude", "checksum", "keep-git-dir"] {
+            if ins.flag(unsupported).is_some() {
+                return Err(self.derr(
+                    line,
+                    format!(
+                        "{} --{unsupported} is not supported by slipway's builder",
+                        ins.keyword
+                    ),
+                ));
+            }
+        }
         let words = self.words(st, ins)?;
         if words.len() < 2 {
             return Err(self.derr(

@@ -572,6 +572,11 @@ fn bad_dockerfiles_name_file_and_line_and_exit_2() {
         "2: SHELL requires the JSON form",
     );
     check_bad("COPY a /a\n", &[], "1: no FROM instruction");
+    check_bad(
+        "FROM scratch\nCOPY --exclude=*.md . /\n",
+        &[],
+        "2: COPY --exclude is not supported",
+    );
 }
 
 #[test]
