@@ -254,7 +254,7 @@ async fn get_blob(r: &Registry, name: &str, digest: &str, parts: &Parts, head: b
     }
     let stream = r.inner.blobs.open(&digest, range).await.map_err(|e| match e {
         BlobError::NotFound { .. } => not_found(Code::BlobUnknown, format!("blob {digest} is not stored")),
-        other => Error::Storage { context: format!("reading blob {digest}"), source: other },
+        other => Error::Storage { context: format!("reading blob {digest}"), source: Box::new(other) },
     })?;
     let registry = r.clone();
     let counted = stream.inspect(move |chunk| {
@@ -312,7 +312,7 @@ async fn commit(r: &Registry, name: &str, spooled: Spooled, digest: &Digest) -> 
         BlobError::DigestMismatch { expected, actual } => {
             bad_request(Code::DigestInvalid, format!("digest mismatch: expected {expected}, content hashes to {actual}"))
         }
-        other => Error::Storage { context: format!("storing blob {digest}"), source: other },
+        other => Error::Storage { context: format!("storing blob {digest}"), source: Box::new(other) },
     })?;
     if committed.created {
         let m = &r.inner.metrics;
@@ -357,7 +357,7 @@ async fn start_upload(r: &Registry, name: &str, identity: &Identity, parts: &Par
             }
         })
         .await
-        .map_err(|e| Error::Spool { context: "receiving blob".into(), source: e.into() })?
+        .map_err(|e| Error::Spool { context: "receiving blob".into(), source: Box::new(e.into()) })?
         .map_err(spool_error("receiving blob"))?;
         commit(r, name, spooled, &digest).await?;
         return Ok(blob_created(name, &digest));
@@ -381,7 +381,7 @@ async fn start_upload(r: &Registry, name: &str, identity: &Identity, parts: &Par
 }
 
 fn spool_error(context: &'static str) -> impl FnOnce(store::blob::SpoolError) -> Error {
-    move |source| Error::Spool { context: context.to_owned(), source }
+    move |source| Error::Spool { context: context.to_owned(), source: Box::new(source) }
 }
 
 fn session(r: &Registry, name: &str, id: &str) -> Result<Arc<Session>> {
@@ -455,7 +455,7 @@ async fn append(r: &Registry, name: &str, id: &str, session: Arc<Session>, parts
         Ok(size)
     })
     .await
-    .map_err(|e| Error::Spool { context: "receiving chunk".into(), source: e.into() })?
+    .map_err(|e| Error::Spool { context: "receiving chunk".into(), source: Box::new(e.into()) })?
 }
 
 async fn patch_upload(r: &Registry, name: &str, id: &str, parts: &Parts, body: Body) -> Result<Response> {
@@ -573,11 +573,10 @@ async fn put_manifest(r: &Registry, name: &str, reference: &str, parts: &Parts, 
     let (manifest, media_type) = Manifest::parse(&bytes, content_type).map_err(invalid)?;
     let refs = manifest.references().map_err(invalid)?;
     let digest = Digest::of(&bytes);
-    if let Reference::Digest(d) = &reference {
-        if d != &digest {
+    if let Reference::Digest(d) = &reference
+        && d != &digest {
             return Err(bad_request(Code::DigestInvalid, format!("manifest hashes to {digest}, not {d}")));
         }
-    }
     for blob in &refs.blobs {
         // Touch first, so a concurrent garbage collection keeps what this manifest uses.
         i.blobs.touch(blob).await.map_err(Error::storage("touching blob"))?;
@@ -636,21 +635,18 @@ async fn delete_manifest(r: &Registry, name: &str, reference: &str) -> Result<Re
             if revision(r, name, &digest).await?.is_none() {
                 return Err(unknown());
             }
-            if let Some(bytes) = i.blobs.read_bytes(&digest).await.map_err(Error::storage("reading manifest"))? {
-                if let Ok((m, _)) = Manifest::parse(&bytes, None) {
-                    if let Ok(Some(subject)) = m.references().map(|refs| refs.subject) {
+            if let Some(bytes) = i.blobs.read_bytes(&digest).await.map_err(Error::storage("reading manifest"))?
+                && let Ok((m, _)) = Manifest::parse(&bytes, None)
+                    && let Ok(Some(subject)) = m.references().map(|refs| refs.subject) {
                         i.meta.delete(&referrer_key(name, &subject, &digest)).await.map_err(Error::storage("deleting referrer"))?;
                     }
-                }
-            }
             i.meta.delete(&revision_key(name, &digest)).await.map_err(Error::storage("deleting manifest"))?;
             for tag in i.meta.list(&tags_prefix(name)).await.map_err(Error::storage("listing tags"))? {
                 let key = tag_key(name, &tag);
-                if let Some(value) = i.meta.get(&key).await.map_err(Error::storage("reading tag"))? {
-                    if value.as_ref() == digest.as_str().as_bytes() {
+                if let Some(value) = i.meta.get(&key).await.map_err(Error::storage("reading tag"))?
+                    && value.as_ref() == digest.as_str().as_bytes() {
                         i.meta.delete(&key).await.map_err(Error::storage("deleting tag"))?;
                     }
-                }
             }
         }
     }

@@ -308,11 +308,10 @@ impl Auth {
                             "push" | "delete" | "*" => Some(Action::Push),
                             _ => None,
                         };
-                        if let Some(wanted) = wanted {
-                            if self.allowed(&identity, name, wanted) && !granted.contains(&action.to_owned()) {
+                        if let Some(wanted) = wanted
+                            && self.allowed(&identity, name, wanted) && !granted.contains(&action.to_owned()) {
                                 granted.push(action.to_owned());
                             }
-                        }
                     }
                     if granted.iter().any(|a| a != "pull") && !granted.iter().any(|a| a == "pull") {
                         granted.push("pull".to_owned());
@@ -408,7 +407,7 @@ mod tests {
         let auth = auth();
         let err = auth.check(&Identity::Anonymous, "team/app", Action::Pull, "127.0.0.1:5000").expect_err("challenged");
         let Error::Api { headers, .. } = err else { panic!("api error") };
-        let challenge = headers.get(header::WWW_AUTHENTICATE).expect("challenge").to_str().expect("ascii");
+        let challenge = headers.iter().find(|(n, _)| n == header::WWW_AUTHENTICATE).expect("challenge").1.to_str().expect("ascii");
         assert_eq!(challenge, r#"Bearer realm="http://127.0.0.1:5000/v2/token",service="slipway-registry",scope="repository:team/app:pull""#);
     }
 }

@@ -1,7 +1,7 @@
 //! [`Error`]: what a request can fail with, rendered as the spec's JSON error body.
 
 use axum::{
-    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    http::{header, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use store::blob::{BlobError, SpoolError};
@@ -54,49 +54,60 @@ impl Code {
 pub enum Error {
     /// A client error with its spec code.
     #[error("{code:?}: {message}")]
-    Api { status: StatusCode, code: Code, message: String, headers: HeaderMap },
+    Api { status: StatusCode, code: Code, message: String, headers: Vec<(HeaderName, HeaderValue)> },
     #[error("{context}")]
-    Storage { context: String, source: BlobError },
+    Storage { context: String, source: Box<BlobError> },
     #[error("{context}")]
-    Spool { context: String, source: SpoolError },
+    Spool { context: String, source: Box<SpoolError> },
 }
 
 impl Error {
     pub fn api(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
-        Error::Api { status, code, message: message.into(), headers: HeaderMap::new() }
+        Error::Api { status, code, message: message.into(), headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let (Error::Api { headers, .. }, Ok(value)) = (&mut self, HeaderValue::from_str(value)) {
-            headers.insert(name, value);
+            headers.retain(|(n, _)| n != name);
+            headers.push((name, value));
         }
         self
     }
 
     pub fn storage(context: impl Into<String>) -> impl FnOnce(BlobError) -> Error {
         let context = context.into();
-        move |source| Error::Storage { context, source }
+        move |source| Error::Storage { context, source: Box::new(source) }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Api { status, .. } => *status,
-            Error::Storage { source: BlobError::DigestMismatch { .. }, .. } => StatusCode::BAD_REQUEST,
-            Error::Spool { source: SpoolError::TooLarge { .. }, .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Spool { source: SpoolError::Body { .. }, .. } => StatusCode::BAD_REQUEST,
-            Error::Spool { source: SpoolError::Gone, .. } => StatusCode::NOT_FOUND,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Storage { source, .. } => match **source {
+                BlobError::DigestMismatch { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Error::Spool { source, .. } => match **source {
+                SpoolError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                SpoolError::Body { .. } => StatusCode::BAD_REQUEST,
+                SpoolError::Gone => StatusCode::NOT_FOUND,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
     fn code(&self) -> Code {
         match self {
             Error::Api { code, .. } => *code,
-            Error::Storage { source: BlobError::DigestMismatch { .. }, .. } => Code::DigestInvalid,
-            Error::Spool { source: SpoolError::TooLarge { .. }, .. } => Code::SizeInvalid,
-            Error::Spool { source: SpoolError::Body { .. }, .. } => Code::BlobUploadInvalid,
-            Error::Spool { source: SpoolError::Gone, .. } => Code::BlobUploadUnknown,
-            _ => Code::Unknown,
+            Error::Storage { source, .. } => match **source {
+                BlobError::DigestMismatch { .. } => Code::DigestInvalid,
+                _ => Code::Unknown,
+            },
+            Error::Spool { source, .. } => match **source {
+                SpoolError::TooLarge { .. } => Code::SizeInvalid,
+                SpoolError::Body { .. } => Code::BlobUploadInvalid,
+                SpoolError::Gone => Code::BlobUploadUnknown,
+                _ => Code::Unknown,
+            },
         }
     }
 }
@@ -127,7 +138,9 @@ impl IntoResponse for Error {
         let body = serde_json::json!({ "errors": [{ "code": code.as_str(), "message": message, "detail": null }] });
         let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         if let Error::Api { headers, .. } = self {
-            response.headers_mut().extend(headers);
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value);
+            }
         }
         response
     }

@@ -72,12 +72,11 @@ pub async fn collect(blobs: &dyn BlobStore, meta: &dyn MetaStore, options: &GcOp
                 continue;
             }
             let Some(bytes) = blobs.read_bytes(&digest).await.map_err(store_err(format!("reading manifest {digest}")))? else { continue };
-            if let Ok((manifest, _)) = Manifest::parse(&bytes, None) {
-                if let Ok(refs) = manifest.references() {
+            if let Ok((manifest, _)) = Manifest::parse(&bytes, None)
+                && let Ok(refs) = manifest.references() {
                     marked.extend(refs.blobs);
                     marked.extend(refs.manifests);
                 }
-            }
         }
     }
     let cutoff = started.checked_sub(options.grace).unwrap_or(SystemTime::UNIX_EPOCH);
