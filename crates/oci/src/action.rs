@@ -108,6 +108,14 @@ pub async fn build_push(
         .iter()
         .map(|o| {
             o.parse::<Output>()
+                .map(|out| match out {
+                    // Relative destinations are the job's, not the runner process's.
+                    Output::Oci(dir) => Output::Oci(resolve(workspace, &dir.to_string_lossy())),
+                    Output::DockerArchive(file) => {
+                        Output::DockerArchive(resolve(workspace, &file.to_string_lossy()))
+                    }
+                    other => other,
+                })
                 .map_err(|e| ActionError(format!("outputs: {e}")))
         })
         .collect::<Result<_, _>>()?;

@@ -125,7 +125,11 @@ pub(crate) async fn run(
             if let BuiltinError::Io { source, .. } = &e {
                 text = format!("{text}: {source}");
             }
-            Err(format!("{name}: {text}"))
+            if text.starts_with(name) {
+                Err(text)
+            } else {
+                Err(format!("{name}: {text}"))
+            }
         }
     }
 }
