@@ -83,6 +83,8 @@ pub struct Options {
     pub status_backoff: Duration,
     /// Attempts per commit status before giving up.
     pub status_attempts: u32,
+    /// The OCI registry served under `/v2/` (the same routes as `slipway registry`).
+    pub registry: Option<registry::Registry>,
 }
 
 impl Options {
@@ -94,6 +96,7 @@ impl Options {
             embedded_agent: true,
             status_backoff: Duration::from_millis(500),
             status_attempts: 6,
+            registry: None,
         }
     }
 }
@@ -270,6 +273,7 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
 pub fn app(state: AppState) -> Router {
     let limit = state.config().server.webhook_body_limit;
     let hooks = Router::new().route("/hooks/{forge}", post(hooks::receive)).layer(DefaultBodyLimit::max(limit));
+    let registry = state.0.options.registry.clone().map(registry::router).unwrap_or_default();
     Router::new()
         .merge(hooks)
         .merge(agent_api::routes())
@@ -279,6 +283,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
         .with_state(state)
+        .merge(registry)
 }
 
 /// Serves [`app`] on `listener` and runs the background tasks (lease expiry, commit-status
@@ -292,6 +297,10 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     let mut tasks: JoinSet<()> = JoinSet::new();
     let background = CancellationToken::new();
     tasks.spawn(scheduler::reap_leases(state.clone(), background.clone()));
+    if let Some(registry) = state.0.options.registry.clone() {
+        let stop = background.clone();
+        tasks.spawn(async move { registry.maintain(stop).await });
+    }
     for repo in state.config().repositories.clone() {
         if let Some(interval) = repo.poll_interval {
             tasks.spawn(poll::run(state.clone(), repo, interval, background.clone()));

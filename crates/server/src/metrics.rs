@@ -70,5 +70,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "slipway_job_duration_seconds_bucket{{le=\"+Inf\"}} {}", c.count);
     let _ = writeln!(out, "slipway_job_duration_seconds_sum {}", c.sum_seconds);
     let _ = writeln!(out, "slipway_job_duration_seconds_count {}", c.count);
+    drop(c);
+    if let Some(registry) = &state.0.options.registry {
+        out.push_str(&registry.render_metrics());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -49,6 +49,15 @@ pub async fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut options = server::Options::new(args.data.clone(), config);
     options.database_url = args.database.clone();
     options.embedded_agent = !args.no_agent;
+    let registry_dir = args.data.join("registry");
+    let registry_store = std::sync::Arc::new(
+        store::blob::FileStore::open(&registry_dir)
+            .with_context(|| format!("opening the registry storage {}", registry_dir.display()))?,
+    );
+    options.registry = Some(
+        registry::Registry::new(registry_store.clone(), registry_store, registry::Options::default())
+            .context("configuring the registry")?,
+    );
     let state = server::AppState::new(options).await.context("starting the server")?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr().context("reading the listening address")?;
