@@ -23,7 +23,8 @@ fn examples_plan() {
     let build = out.find("  build").expect("build listed");
     let test = out.find("  test  needs: build").expect("test listed with its needs");
     let package = out.find("  package  needs: build, test").expect("package listed with its needs");
-    assert!(build < test && test < package, "{out}");
+    let image = out.find("  image  needs: build, test").expect("image listed with its needs");
+    assert!(build < test && test < package && package < image, "{out}");
     for leg in ["- suite=unit", "- suite=cli", "- suite=doc"] {
         assert!(out.contains(leg), "{leg}: {out}");
     }
@@ -33,7 +34,7 @@ fn examples_plan() {
     let plans: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     let jobs = plans[0]["jobs"].as_array().expect("jobs");
     let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
-    assert_eq!(ids, ["build", "test", "package"]);
+    assert_eq!(ids, ["build", "test", "package", "image"]);
     assert_eq!(jobs[1]["matrix"].as_array().map(Vec::len), Some(3), "{}", jobs[1]);
 }
 
