@@ -110,46 +110,12 @@ fn failing_variant_fails_fast() {
     assert!(r.iter().any(|(j, res)| j == "image" && res == "skipped"), "{r:?}");
 }
 
-/// `slipway registry` on a free port, killed on drop.
-struct Registry {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(storage: &Path) -> Registry {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(["registry", "--listen", "127.0.0.1:0", "--storage"])
-            .arg(storage)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("starting slipway registry");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines.next().expect("registry exited before listening").expect("reading stderr");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().expect("address").to_owned();
-            }
-        };
-        // keep draining stderr so the registry never blocks on a full pipe
-        std::thread::spawn(move || for _ in lines {});
-        Registry { child, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn pipeline_pushes_its_image_into_the_embedded_registry() {
     let tmp = test_support::tempdir();
-    let registry = Registry::start(&tmp.path().join("registry"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.args(["registry", "--listen", "127.0.0.1:0", "--storage"]).arg(tmp.path().join("registry"));
+    let registry = test_support::Listening::spawn(command);
     let var = format!("REGISTRY={}", registry.addr);
     let o = slipway(&root().join("examples"), &["run", "--json", "--var", &var], &tmp.path().join("cache"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -1,37 +1,12 @@
 //! `slipway server` serves the OCI registry under `/v2/` (the same routes as `slipway
 //! registry`): a real dockerd pushes an image to it and skopeo reads it back.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-struct Server {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["server", "--listen", "127.0.0.1:0", "--no-agent", "--data"])
-        .arg(data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting slipway server");
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited before listening").expect("reading stderr");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().expect("address").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+fn start(data: &std::path::Path) -> test_support::Listening {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.args(["server", "--listen", "127.0.0.1:0", "--no-agent", "--data"]).arg(data);
+    test_support::Listening::spawn(command)
 }
 
 #[test]

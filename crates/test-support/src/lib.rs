@@ -101,3 +101,37 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn postgres() -> String {
     required("SLIPWAY_TEST_POSTGRES", "a PostgreSQL server (apt-get install postgresql)")
 }
+
+/// A child process that printed `... listening on http://ADDR ...` on stderr; killed on drop.
+pub struct Listening {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Listening {
+    /// Spawns `command` with stderr piped and waits for its "listening on http://" line
+    /// (`slipway registry`, `slipway server` print one). The rest of stderr is drained in the
+    /// background so the child never blocks on a full pipe.
+    pub fn spawn(mut command: std::process::Command) -> Listening {
+        use std::io::BufRead;
+        let mut child = command.stderr(std::process::Stdio::piped()).spawn().expect("spawning the server process");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("the process exited before listening").expect("reading stderr");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().expect("an address after `listening on`").to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Listening { child, addr }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
