@@ -18,7 +18,6 @@ pub mod agent;
 mod agent_api;
 mod api;
 pub mod config;
-pub mod filters;
 pub mod git;
 pub mod hooks;
 mod metrics;

@@ -185,16 +185,23 @@ fn plan_workflow(
         }
     };
     let Some(on) = wf.on.events.get(&trigger.event) else { return Planned::NotTriggered };
-    let fires = match trigger.event.as_str() {
-        "push" => crate::filters::push_matches(on, &trigger.git_ref, changed),
-        "pull_request" => crate::filters::pull_request_matches(
-            on,
-            trigger.action.as_deref().unwrap_or("opened"),
-            trigger.base_ref.as_deref().unwrap_or_default(),
-            changed,
-        ),
-        _ => true,
+    let git_ref = match trigger.event.as_str() {
+        "push" => Some(trigger.git_ref.as_str()),
+        "pull_request" | "pull_request_target" => trigger.base_ref.as_deref(),
+        _ => None,
     };
+    let action = match trigger.event.as_str() {
+        "pull_request" | "pull_request_target" => Some(trigger.action.as_deref().unwrap_or("opened")),
+        _ => trigger.action.as_deref(),
+    };
+    let info = workflow::filter::EventInfo {
+        event: &trigger.event,
+        git_ref,
+        action,
+        changed_paths: changed,
+        workflow_name: None,
+    };
+    let fires = workflow::filter::trigger_matches(on, &info);
     if !fires {
         return Planned::NotTriggered;
     }
