@@ -914,16 +914,18 @@ async fn run_call(
     }
     for (name, t) in &call.with {
         let v = t.eval(ctx).map_err(|e| format!("with.{name}: {e}"))?;
-        let kind = trigger
+        // Input names are case-insensitive (as `compile` checks them): a `with:` key fills
+        // the declared input, whatever its spelling.
+        let declared = trigger
             .inputs
-            .get(name)
-            .map(|s| s.kind.as_str())
-            .unwrap_or("string");
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name));
+        let kind = declared.map(|(_, s)| s.kind.as_str()).unwrap_or("string");
         let v = match (&v, kind) {
             (Value::String(s), "boolean" | "number") => typed_input(kind, s.clone()),
             _ => v,
         };
-        inputs.insert(name.clone(), v);
+        inputs.insert(declared.map_or(name, |(k, _)| k).clone(), v);
     }
     for (name, spec) in &trigger.inputs {
         if spec.required && !inputs.contains_key(name) {

@@ -664,7 +664,7 @@ jobs:
   call:
     uses: ./.github/workflows/callee.yml
     with:
-      flag: true
+      Flag: true  # input names are case-insensitive: this fills `flag`, over its default
       name: x
     secrets:
       token: ${{ secrets.MY }}
