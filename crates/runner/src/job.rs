@@ -119,8 +119,6 @@ struct CmdState {
 
 pub(crate) struct JobRun {
     pub shared: Arc<Shared>,
-    #[allow(dead_code)]
-    pub scope: Arc<PlanScope>,
     pub host: Box<dyn JobHost>,
     pub id: String,
     pub dirs: JobDirs,
@@ -408,7 +406,6 @@ pub(crate) async fn run_steps_job(
     }
     let mut run = JobRun {
         shared: shared.clone(),
-        scope: scope.clone(),
         host,
         id: leg_id.to_owned(),
         dirs: dirs.clone(),

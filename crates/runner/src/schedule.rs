@@ -14,13 +14,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use workflow::expr::{Context as _, Status, Template};
+use workflow::expr::{Status, Template};
 use workflow::matrix::Leg;
 use workflow::{BoolOrExpr, CallSecrets, Job, JobKind, NumberOrExpr, Plan};
 
 use crate::context::Ctx;
 use crate::executor::host::{HostExecutor, HostOptions};
-use crate::{Event, JobResult, JobSummary, Platform, RunError, RunOptions, RunSummary, RunTuning};
+use crate::{Event, JobResult, JobSummary, RunError, RunOptions, RunSummary, RunTuning};
 
 /// What every job of a run shares.
 pub(crate) struct Shared {
@@ -985,15 +985,3 @@ fn eval_template(t: &Template, ctx: &dyn workflow::expr::Context) -> Result<Stri
     t.eval_string(ctx).map_err(|e| e.to_string())
 }
 
-#[allow(dead_code)]
-fn platform_name(p: &Platform) -> String {
-    match p {
-        Platform::Host => "host".into(),
-        Platform::Docker { image } => format!("docker://{image}"),
-    }
-}
-
-#[allow(dead_code)]
-fn status_of(ctx: &Ctx) -> Status {
-    ctx.status()
-}
