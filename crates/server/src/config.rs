@@ -38,6 +38,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub users: Vec<User>,
     pub repositories: Vec<RepositoryConfig>,
+    /// `[[environment]]`: deployment targets and their protection rules.
+    pub environments: Vec<crate::environments::EnvironmentConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub struct User {
     pub name: String,
     pub token: String,
     pub role: String,
+    /// Groups the user belongs to (environments name groups as reviewers).
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +130,8 @@ struct RawUser {
     token: String,
     #[serde(default = "viewer")]
     role: String,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 fn viewer() -> String {
@@ -154,7 +160,6 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError::Syntax { file: file.to_owned(), line, col, message: e.message().to_owned() }
     })?;
-    let _ = raw.environment;
     let invalid = |message: String| ConfigError::Invalid { file: file.to_owned(), message };
     let resolve = |what: &str, v: String| -> Result<String, ConfigError> {
         match v.strip_prefix("env:") {
@@ -179,7 +184,7 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             return Err(invalid(format!("user {}: role `{}` is not admin, maintainer or viewer", u.name, u.role)));
         }
         let token = resolve(&format!("user {} token", u.name), u.token)?;
-        users.push(User { name: u.name, token, role: u.role });
+        users.push(User { name: u.name, token, role: u.role, groups: u.groups });
     }
     let mut repositories = Vec::new();
     for r in raw.repository {
@@ -215,7 +220,8 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             vars: r.vars,
         });
     }
-    Ok(Config { server, users, repositories })
+    let environments = crate::environments::parse_config(raw.environment, file, &resolve)?;
+    Ok(Config { server, users, repositories, environments })
 }
 
 /// `500ms`, `30s`, `5m`, `1h`.

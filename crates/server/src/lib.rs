@@ -18,6 +18,7 @@ pub mod agent;
 mod agent_api;
 mod api;
 pub mod config;
+pub mod environments;
 pub mod git;
 pub mod hooks;
 mod metrics;
@@ -277,6 +278,7 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .merge(agent_api::routes())
         .merge(api::routes())
+        .merge(environments::routes())
         .route("/runs/{id}", get(page::run_page))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/healthz", get(|| async { "ok\n" }))

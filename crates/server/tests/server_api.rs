@@ -11,8 +11,8 @@ const ZERO: &str = "0000000000000000000000000000000000000000";
 
 fn users() -> Vec<User> {
     vec![
-        User { name: "alice".into(), token: "alice-token".into(), role: "admin".into() },
-        User { name: "victor".into(), token: "viewer-token".into(), role: "viewer".into() },
+        User { name: "alice".into(), token: "alice-token".into(), role: "admin".into(), groups: vec![] },
+        User { name: "victor".into(), token: "viewer-token".into(), role: "viewer".into(), groups: vec![] },
     ]
 }
 

@@ -35,6 +35,19 @@ enum Command {
     Runs(cmd::runs::RunsArgs),
     /// Show (and follow) the logs of a run.
     Logs(cmd::logs::LogsArgs),
+    /// List deployments (what went where, from which commit, approved by whom).
+    Deployments(cmd::deployments::DeploymentsArgs),
+    /// What is deployed in an environment now.
+    Status(cmd::deployments::StatusArgs),
+    /// Approve a run that waits on an environment's protection rules.
+    Approve(cmd::deployments::DecideArgs),
+    /// Reject a run that waits on an environment's protection rules.
+    Reject(cmd::deployments::DecideArgs),
+    /// Re-deploy an environment's previous (or a named) deployment.
+    Rollback(cmd::deployments::RollbackArgs),
+    /// The GitOps agent: keep a target in sync with a deployment repository.
+    #[command(subcommand)]
+    Gitops(cmd::gitops::GitopsCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +77,12 @@ fn main() -> ExitCode {
             Command::Agent(args) => cmd::agent::main(args).await,
             Command::Runs(args) => cmd::runs::main(args).await,
             Command::Logs(args) => cmd::logs::main(args).await,
+            Command::Deployments(args) => cmd::deployments::deployments(args).await,
+            Command::Status(args) => cmd::deployments::status(args).await,
+            Command::Approve(args) => cmd::deployments::decide(args, true).await,
+            Command::Reject(args) => cmd::deployments::decide(args, false).await,
+            Command::Rollback(args) => cmd::deployments::rollback(args).await,
+            Command::Gitops(args) => cmd::gitops::main(args).await,
         }
     });
     match result {

@@ -170,6 +170,7 @@ impl TestServer {
             },
             users: setup.users,
             repositories: setup.repositories,
+            environments: Vec::new(),
         };
         let mut options = Options::new(data.path().to_owned(), config);
         options.embedded_agent = setup.embedded_agent;

@@ -12,3 +12,5 @@ pub mod server;
 pub mod agent;
 pub mod runs;
 pub mod logs;
+pub mod deployments;
+pub mod gitops;

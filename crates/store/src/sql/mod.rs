@@ -14,6 +14,7 @@
 //! The store reads no clock: every timestamp (milliseconds since the Unix epoch) comes in as
 //! an argument.
 
+mod deployments;
 mod schema;
 
 use std::str::FromStr;
@@ -346,7 +347,7 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(|source| SqlError::Migrate { version: 0, source })?;
-        for (version, statements) in schema::MIGRATIONS {
+        for (version, statements) in schema::MIGRATIONS.iter().chain(deployments::MIGRATIONS) {
             let version = *version;
             let err = |source| SqlError::Migrate { version, source };
             let mut tx = self.begin_write().await.map_err(err)?;
