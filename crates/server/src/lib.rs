@@ -20,6 +20,7 @@ mod api;
 pub mod config;
 pub mod environments;
 pub mod git;
+mod gitops_api;
 pub mod hooks;
 mod metrics;
 pub mod openapi;
@@ -279,6 +280,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agent_api::routes())
         .merge(api::routes())
         .merge(environments::routes())
+        .merge(gitops_api::routes())
         .route("/runs/{id}", get(page::run_page))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -15,6 +15,7 @@
 //! an argument.
 
 mod deployments;
+mod gitops;
 mod schema;
 
 use std::str::FromStr;
@@ -347,7 +348,7 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(|source| SqlError::Migrate { version: 0, source })?;
-        for (version, statements) in schema::MIGRATIONS.iter().chain(deployments::MIGRATIONS) {
+        for (version, statements) in schema::MIGRATIONS.iter().chain(deployments::MIGRATIONS).chain(gitops::MIGRATIONS) {
             let version = *version;
             let err = |source| SqlError::Migrate { version, source };
             let mut tx = self.begin_write().await.map_err(err)?;
