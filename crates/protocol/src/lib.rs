@@ -36,7 +36,16 @@ pub mod paths {
     pub fn agent_release(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/release")
     }
+    /// `/api/v1/agent/jobs/{id}/artifacts`: `GET` the run's artifacts, `POST` one.
+    pub fn agent_artifacts(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/artifacts")
+    }
+    /// `/api/v1/agent/jobs/{id}/blobs/{digest}`: `HEAD`/`PUT`/`GET` artifact contents.
+    pub fn agent_blob(job: i64, digest: &str) -> String {
+        format!("/api/v1/agent/jobs/{job}/blobs/{digest}")
+    }
     pub const RUNS: &str = "/api/v1/runs";
+    pub const REPOSITORIES: &str = "/api/v1/repositories";
     pub const DISPATCH: &str = "/api/v1/dispatch";
 }
 
@@ -178,6 +187,33 @@ pub struct StepReport {
     pub conclusion: Option<Conclusion>,
 }
 
+/// One file of an artifact: its path inside the artifact and its contents' SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Unix permission bits.
+    #[serde(default)]
+    pub mode: u32,
+}
+
+/// An artifact (the runner's manifest): `POST /api/v1/agent/jobs/{id}/artifacts` after every
+/// file's contents were `PUT` to `/api/v1/agent/jobs/{id}/blobs/sha256:<hex>`; and the items of
+/// `GET` on the same path (every artifact of the job's run so far).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactManifest {
+    pub name: String,
+    pub files: Vec<ArtifactFile>,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/artifacts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactUpload {
+    pub attempt: i64,
+    pub manifest: ArtifactManifest,
+}
+
 /// `POST /api/v1/agent/jobs/{id}/release`: an agent that stops hands its job back; it is
 /// queued again at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,6 +270,9 @@ pub struct Step {
     pub name: String,
     pub status: String,
     pub conclusion: Option<String>,
+    /// What the step set with `$GITHUB_OUTPUT`.
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
 }
 
 /// A job (`GET /api/v1/runs/{id}/jobs`).
@@ -284,4 +323,82 @@ pub struct DispatchRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Created {
     pub runs: Vec<i64>,
+}
+
+/// An artifact of a run (`GET /api/v1/runs/{id}/artifacts`); download it as a tar archive
+/// from `GET /api/v1/runs/{id}/artifacts/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    pub job_id: i64,
+    pub attempt: i64,
+    pub files: i64,
+    /// Bytes of all files.
+    pub size: i64,
+    pub created_at: i64,
+    /// Where to download it (`{external_url}/api/v1/runs/{id}/artifacts/{name}`).
+    pub url: String,
+}
+
+/// `PUT /api/v1/repositories/{owner}/{name}` (and `POST /api/v1/repositories` with `name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryRequest {
+    /// Only for `POST /api/v1/repositories`: `owner/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub clone_url: String,
+    /// `gitea`, `forgejo`, `github`, `gitlab` or `generic`.
+    pub forge: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_api: Option<String>,
+    /// Write-only: stored encrypted, never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_token: Option<String>,
+    /// Write-only: stored encrypted, never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// `30s`, `5m`; none: no polling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+}
+
+/// A registered repository as the API shows it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub name: String,
+    pub clone_url: String,
+    pub forge: String,
+    pub forge_api: Option<String>,
+    pub has_forge_token: bool,
+    pub has_webhook_secret: bool,
+    /// Milliseconds; none: not polled.
+    pub poll_interval_ms: Option<i64>,
+    /// `config` (the configuration file; read-only through the API) or `api`.
+    pub managed_by: String,
+}
+
+/// `PUT .../secrets/{NAME}` and `PUT .../variables/{NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingValue {
+    pub value: String,
+}
+
+/// A secret as listed (`GET .../secrets`): never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    /// `api` (stored encrypted) or `config` (from the configuration file).
+    pub source: String,
+    pub updated_at: Option<i64>,
+}
+
+/// A variable as listed (`GET .../variables`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    pub name: String,
+    pub value: String,
+    pub source: String,
+    pub updated_at: Option<i64>,
 }

@@ -166,6 +166,7 @@ async fn get_jobs(State(state): State<AppState>, headers: HeaderMap, Path(id): P
                     name: s.name,
                     status: s.status,
                     conclusion: s.conclusion,
+                    outputs: s.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default(),
                 })
                 .collect(),
         });

@@ -148,6 +148,50 @@ pub struct Repository {
     pub name: String,
     pub clone_url: String,
     pub forge: String,
+    pub forge_api: Option<String>,
+    /// Sealed by the server (opaque here).
+    pub forge_token: Option<Vec<u8>>,
+    /// Sealed by the server (opaque here).
+    pub webhook_secret: Option<Vec<u8>>,
+    pub poll_interval_ms: Option<i64>,
+    /// `config` (from the configuration file, replaced at every start) or `api`.
+    pub managed_by: String,
+}
+
+/// Everything [`Db::save_repository`] stores about a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySettings {
+    pub name: String,
+    pub clone_url: String,
+    pub forge: String,
+    pub forge_api: Option<String>,
+    pub forge_token: Option<Vec<u8>>,
+    pub webhook_secret: Option<Vec<u8>>,
+    pub poll_interval_ms: Option<i64>,
+    pub managed_by: String,
+}
+
+/// A secret (sealed value) or variable of a scope (`repo:owner/name`, `org:owner`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<V> {
+    pub scope: String,
+    pub name: String,
+    pub value: V,
+    pub updated_at: i64,
+}
+
+/// An artifact a job uploaded: its manifest (JSON: files with path, sha256, size, mode) —
+/// the contents are blobs in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRecord {
+    pub run: RunId,
+    pub name: String,
+    pub job: JobId,
+    pub attempt: i64,
+    pub manifest: String,
+    pub files: i64,
+    pub size: i64,
+    pub created_at: i64,
 }
 
 /// What [`Db::create_run`] needs for a run.
@@ -249,6 +293,9 @@ pub struct StepRecord {
     pub conclusion: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// What the step set with `$GITHUB_OUTPUT`, as a JSON object (opaque here); `None`
+    /// until the step finished (or when it set none).
+    pub outputs: Option<String>,
 }
 
 /// A registered agent.
@@ -285,6 +332,9 @@ pub struct Db {
 const RUN_COLUMNS: &str = "r.id, r.repository_id, p.name AS repository_name, r.workflow_file, r.workflow_name, \
     r.event, r.git_ref, r.sha, r.actor, r.status, r.conclusion, r.reason, r.spec, r.concurrency_group, r.cancel_requested, \
     r.created_at, r.started_at, r.finished_at";
+
+const REPO_COLUMNS: &str =
+    "id, name, clone_url, forge, forge_api, forge_token, webhook_secret, poll_interval_ms, managed_by";
 
 const JOB_COLUMNS: &str = "id, run_id, job_key, name, needs, labels, condition, status, result, reason, agent_id, \
     lease_expires_at, attempt, outputs, created_at, started_at, finished_at";
@@ -405,21 +455,234 @@ impl Db {
         Ok(RepoId(get(&row, "id")?))
     }
 
+    /// The repository `name`, also when it was deleted (its runs still refer to it).
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>> {
-        let row = sqlx::query("SELECT id, name, clone_url, forge FROM repositories WHERE name = $1")
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repositories WHERE name = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(&self.pool)
             .await
             .map_err(q("reading a repository"))?;
-        row.map(|row| {
-            Ok(Repository {
-                id: RepoId(get(&row, "id")?),
-                name: get(&row, "name")?,
-                clone_url: get(&row, "clone_url")?,
-                forge: get(&row, "forge")?,
+        row.as_ref().map(repository_from_row).transpose()
+    }
+
+    /// Creates or replaces every setting of the repository `name` (and makes it active
+    /// again if it was deleted).
+    pub async fn save_repository(&self, r: &RepositorySettings, now: i64) -> Result<RepoId> {
+        let row = sqlx::query(
+            "INSERT INTO repositories (name, clone_url, forge, forge_api, forge_token, webhook_secret,
+                poll_interval_ms, managed_by, active, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)
+             ON CONFLICT (name) DO UPDATE SET clone_url = excluded.clone_url, forge = excluded.forge,
+                forge_api = excluded.forge_api, forge_token = excluded.forge_token,
+                webhook_secret = excluded.webhook_secret, poll_interval_ms = excluded.poll_interval_ms,
+                managed_by = excluded.managed_by, active = 1
+             RETURNING id",
+        )
+        .bind(&r.name)
+        .bind(&r.clone_url)
+        .bind(&r.forge)
+        .bind(r.forge_api.as_deref())
+        .bind(r.forge_token.clone())
+        .bind(r.webhook_secret.clone())
+        .bind(r.poll_interval_ms)
+        .bind(&r.managed_by)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("saving a repository"))?;
+        Ok(RepoId(get(&row, "id")?))
+    }
+
+    /// The active (not deleted) repositories, by name.
+    pub async fn repositories(&self) -> Result<Vec<Repository>> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repositories WHERE active = 1 ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("listing repositories"))?;
+        rows.iter().map(repository_from_row).collect()
+    }
+
+    /// Deletes a repository: it is no longer built (webhooks for it get 404), its runs stay.
+    /// Its secrets and variables are removed. `false`: no such active repository.
+    pub async fn delete_repository(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await.map_err(q("starting a transaction to delete a repository"))?;
+        let done = sqlx::query("UPDATE repositories SET active = 0 WHERE name = $1 AND active = 1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("deleting a repository"))?;
+        for table in ["secrets", "variables"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE scope = $1")))
+                .bind(format!("repo:{name}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(q("deleting a repository's settings"))?;
+        }
+        tx.commit().await.map_err(q("committing a repository deletion"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks every `config`-managed repository not in `keep` deleted (they left the file).
+    pub async fn retire_config_repositories(&self, keep: &[String]) -> Result<()> {
+        for r in self.repositories().await? {
+            if r.managed_by == "config" && !keep.contains(&r.name) {
+                self.delete_repository(&r.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- secrets and variables -----------------------------------------------------------
+
+    /// Creates or replaces a secret (its value sealed by the caller).
+    pub async fn put_secret(&self, scope: &str, name: &str, sealed: &[u8], now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secrets (scope, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(sealed.to_vec())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("saving a secret"))?;
+        Ok(())
+    }
+
+    /// Every secret (sealed), optionally of one scope, by scope and name.
+    pub async fn secrets(&self, scope: Option<&str>) -> Result<Vec<Setting<Vec<u8>>>> {
+        let rows = sqlx::query(
+            "SELECT scope, name, value, updated_at FROM secrets WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name",
+        )
+        .bind(scope)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing secrets"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Setting {
+                    scope: get(row, "scope")?,
+                    name: get(row, "name")?,
+                    value: get(row, "value")?,
+                    updated_at: get(row, "updated_at")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
+    }
+
+    /// `false`: there was no such secret.
+    pub async fn delete_secret(&self, scope: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
+            .bind(scope)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("deleting a secret"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Creates or replaces a variable.
+    pub async fn put_variable(&self, scope: &str, name: &str, value: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO variables (scope, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(q("saving a variable"))?;
+        Ok(())
+    }
+
+    /// Every variable, optionally of one scope, by scope and name.
+    pub async fn variables(&self, scope: Option<&str>) -> Result<Vec<Setting<String>>> {
+        let rows = sqlx::query(
+            "SELECT scope, name, value, updated_at FROM variables WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name",
+        )
+        .bind(scope)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing variables"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Setting {
+                    scope: get(row, "scope")?,
+                    name: get(row, "name")?,
+                    value: get(row, "value")?,
+                    updated_at: get(row, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `false`: there was no such variable.
+    pub async fn delete_variable(&self, scope: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM variables WHERE scope = $1 AND name = $2")
+            .bind(scope)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("deleting a variable"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // --- artifacts --------------------------------------------------------------------------
+
+    /// Records an artifact of a run (replacing one of the same name: a retried job uploads
+    /// again).
+    pub async fn put_artifact(&self, a: &ArtifactRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, name, job_id, attempt, manifest, files, size, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (run_id, name) DO UPDATE SET job_id = excluded.job_id, attempt = excluded.attempt,
+                manifest = excluded.manifest, files = excluded.files, size = excluded.size,
+                created_at = excluded.created_at",
+        )
+        .bind(a.run.0)
+        .bind(&a.name)
+        .bind(a.job.0)
+        .bind(a.attempt)
+        .bind(&a.manifest)
+        .bind(a.files)
+        .bind(a.size)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording an artifact"))?;
+        Ok(())
+    }
+
+    /// The artifacts of a run, by name (`name`: only that one).
+    pub async fn artifacts(&self, run: RunId, name: Option<&str>) -> Result<Vec<ArtifactRecord>> {
+        let rows = sqlx::query(
+            "SELECT run_id, name, job_id, attempt, manifest, files, size, created_at FROM artifacts
+             WHERE run_id = $1 AND ($2 IS NULL OR name = $2) ORDER BY name",
+        )
+        .bind(run.0)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing artifacts"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(ArtifactRecord {
+                    run: RunId(get(row, "run_id")?),
+                    name: get(row, "name")?,
+                    job: JobId(get(row, "job_id")?),
+                    attempt: get(row, "attempt")?,
+                    manifest: get(row, "manifest")?,
+                    files: get(row, "files")?,
+                    size: get(row, "size")?,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect()
     }
 
     // --- webhook deliveries ---------------------------------------------------------------
@@ -933,11 +1196,11 @@ impl Db {
     /// Creates or updates a step of one attempt.
     pub async fn record_step(&self, step: &StepRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (job_id, attempt, number) DO UPDATE SET name = excluded.name, status = excluded.status,
                 conclusion = excluded.conclusion, started_at = COALESCE(steps.started_at, excluded.started_at),
-                finished_at = excluded.finished_at",
+                finished_at = excluded.finished_at, outputs = COALESCE(excluded.outputs, steps.outputs)",
         )
         .bind(step.job.0)
         .bind(step.attempt)
@@ -947,6 +1210,7 @@ impl Db {
         .bind(step.conclusion.as_deref())
         .bind(step.started_at)
         .bind(step.finished_at)
+        .bind(step.outputs.as_deref())
         .execute(&self.pool)
         .await
         .map_err(q("recording a step"))?;
@@ -955,7 +1219,7 @@ impl Db {
 
     pub async fn steps(&self, job: JobId) -> Result<Vec<StepRecord>> {
         let rows = sqlx::query(
-            "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at FROM steps
+            "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs FROM steps
              WHERE job_id = $1 ORDER BY attempt, number",
         )
         .bind(job.0)
@@ -973,6 +1237,7 @@ impl Db {
                     conclusion: get(row, "conclusion")?,
                     started_at: get(row, "started_at")?,
                     finished_at: get(row, "finished_at")?,
+                    outputs: get(row, "outputs")?,
                 })
             })
             .collect()
@@ -1077,6 +1342,20 @@ where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get(column).map_err(|source| SqlError::Query { what: "decoding a row", source })
+}
+
+fn repository_from_row(row: &AnyRow) -> Result<Repository> {
+    Ok(Repository {
+        id: RepoId(get(row, "id")?),
+        name: get(row, "name")?,
+        clone_url: get(row, "clone_url")?,
+        forge: get(row, "forge")?,
+        forge_api: get(row, "forge_api")?,
+        forge_token: get(row, "forge_token")?,
+        webhook_secret: get(row, "webhook_secret")?,
+        poll_interval_ms: get(row, "poll_interval_ms")?,
+        managed_by: get(row, "managed_by")?,
+    })
 }
 
 fn run_from_row(row: &AnyRow) -> Result<Run> {

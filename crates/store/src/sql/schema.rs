@@ -112,6 +112,58 @@ pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        4,
+        &[
+            // Repositories registered through the API carry everything the server needs; the
+            // forge token and webhook secret are sealed by the server (opaque bytes here).
+            "ALTER TABLE repositories ADD COLUMN forge_api TEXT",
+            "ALTER TABLE repositories ADD COLUMN forge_token {blob}",
+            "ALTER TABLE repositories ADD COLUMN webhook_secret {blob}",
+            "ALTER TABLE repositories ADD COLUMN poll_interval_ms BIGINT",
+            "ALTER TABLE repositories ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'config'",
+            "ALTER TABLE repositories ADD COLUMN active BIGINT NOT NULL DEFAULT 1",
+            // scope: `repo:owner/name` or `org:owner`. Secret values are sealed by the server.
+            "CREATE TABLE secrets (
+                scope TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value {blob} NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (scope, name)
+            )",
+            "CREATE TABLE variables (
+                scope TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (scope, name)
+            )",
+        ],
+    ),
+    (
+        5,
+        &[
+            // What a step reported with `$GITHUB_OUTPUT` (a JSON object), e.g. an image digest.
+            "ALTER TABLE steps ADD COLUMN outputs TEXT",
+        ],
+    ),
+    (
+        6,
+        &[
+            // An artifact of a run: its manifest (files by sha256; contents in the blob store).
+            "CREATE TABLE artifacts (
+                run_id BIGINT NOT NULL REFERENCES runs(id),
+                name TEXT NOT NULL,
+                job_id BIGINT NOT NULL REFERENCES jobs(id),
+                attempt BIGINT NOT NULL,
+                manifest TEXT NOT NULL,
+                files BIGINT NOT NULL,
+                size BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (run_id, name)
+            )",
+        ],
+    ),
 ];
 
 /// One migration statement in the backend's dialect.

@@ -305,16 +305,19 @@ async fn logs_are_idempotent_and_ordered_and_steps_upsert() {
             conclusion: None,
             started_at: Some(5),
             finished_at: None,
+            outputs: None,
         };
         db.record_step(&step).await.expect("step");
         step.status = "done".into();
         step.conclusion = Some("success".into());
         step.started_at = None;
         step.finished_at = Some(9);
+        step.outputs = Some(r#"{"digest":"sha256:ab"}"#.into());
         db.record_step(&step).await.expect("step");
         let steps = db.steps(j).await.expect("steps");
         assert_eq!(steps.len(), 1);
         assert_eq!((steps[0].started_at, steps[0].finished_at, steps[0].conclusion.as_deref()), (Some(5), Some(9), Some("success")));
+        assert_eq!(steps[0].outputs.as_deref(), Some(r#"{"digest":"sha256:ab"}"#), "step outputs are kept");
     })
     .await;
 }
@@ -370,4 +373,73 @@ async fn unsupported_urls_are_rejected_without_leaking_passwords() {
     let err = Db::connect("mysql://u:secret@h/db").await.expect_err("unsupported");
     let msg = err.to_string();
     assert!(msg.contains("mysql://u@h/db") && !msg.contains("secret"), "{msg}");
+}
+
+#[tokio::test]
+async fn repositories_are_saved_listed_and_deleted_with_their_settings() {
+    each(|db| async move {
+        let settings = RepositorySettings {
+            name: "team/api".into(),
+            clone_url: "git://h/api.git".into(),
+            forge: "github".into(),
+            forge_api: Some("http://forge".into()),
+            forge_token: Some(vec![1, 2, 3]),
+            webhook_secret: None,
+            poll_interval_ms: Some(30_000),
+            managed_by: "api".into(),
+        };
+        let id = db.save_repository(&settings, 1).await.expect("save");
+        repo(&db).await;
+        let names = |rs: Vec<Repository>| rs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(db.repositories().await.expect("list")), ["team/api", "team/app"]);
+        let got = db.repository_by_name("team/api").await.expect("get").expect("exists");
+        assert_eq!((got.id, got.forge_token.as_deref(), got.poll_interval_ms), (id, Some(&[1u8, 2, 3][..]), Some(30_000)));
+        db.put_secret("repo:team/api", "TOKEN", b"sealed", 5).await.expect("secret");
+        db.put_secret("org:team", "TOKEN", b"org", 5).await.expect("secret");
+        db.put_secret("repo:team/api", "TOKEN", b"sealed2", 6).await.expect("replace");
+        db.put_variable("repo:team/api", "REGION", "eu", 5).await.expect("var");
+        let secrets = db.secrets(Some("repo:team/api")).await.expect("secrets");
+        assert_eq!((secrets.len(), secrets[0].value.as_slice(), secrets[0].updated_at), (1, &b"sealed2"[..], 6));
+        assert_eq!(db.secrets(None).await.expect("all").len(), 2);
+        assert!(db.delete_repository("team/api").await.expect("delete"));
+        assert!(!db.delete_repository("team/api").await.expect("delete again"));
+        assert_eq!(names(db.repositories().await.expect("list")), ["team/app"]);
+        assert!(db.secrets(Some("repo:team/api")).await.expect("secrets").is_empty(), "settings go with it");
+        assert!(db.variables(Some("repo:team/api")).await.expect("vars").is_empty());
+        assert_eq!(db.secrets(Some("org:team")).await.expect("org").len(), 1, "org secrets stay");
+        // Saved again: active again, same id (its old runs are its runs).
+        assert_eq!(db.save_repository(&settings, 9).await.expect("save"), id);
+        db.retire_config_repositories(&[]).await.expect("retire");
+        assert_eq!(names(db.repositories().await.expect("list")), ["team/api"], "config-managed ones not kept are retired");
+        assert!(db.delete_variable("org:team", "X").await.is_ok_and(|d| !d));
+        assert!(db.delete_secret("org:team", "TOKEN").await.expect("delete secret"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn artifacts_are_recorded_per_run_and_replaced_by_name() {
+    each(|db| async move {
+        let r = repo(&db).await;
+        let (run, ids) = db.create_run(&new_run(r), &[job("a", "[]", JobStatus::Queued)], 10).await.expect("create");
+        let mut a = ArtifactRecord {
+            run,
+            name: "dist".into(),
+            job: ids[0],
+            attempt: 1,
+            manifest: "{}".into(),
+            files: 2,
+            size: 10,
+            created_at: 3,
+        };
+        db.put_artifact(&a).await.expect("put");
+        a.attempt = 2;
+        a.size = 11;
+        db.put_artifact(&a).await.expect("replace");
+        let all = db.artifacts(run, None).await.expect("list");
+        assert_eq!(all, vec![a.clone()]);
+        assert!(db.artifacts(run, Some("other")).await.expect("by name").is_empty());
+        assert_eq!(db.artifacts(run, Some("dist")).await.expect("by name").len(), 1);
+    })
+    .await;
 }
