@@ -18,6 +18,10 @@ mod deployments;
 mod gitops;
 mod schema;
 
+pub use deployments::{
+    Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
+};
+
 use std::str::FromStr;
 use std::time::Duration;
 
