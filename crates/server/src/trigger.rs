@@ -112,6 +112,8 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
             }
         };
         let (run_id, _) = state.db().create_run(&run, &jobs, now_ms()).await?;
+        // Jobs with `environment:` wait in pending for their environment's gate.
+        crate::scheduler::advance(state, run_id).await?;
         tracing::info!(run_id = %run_id, repository = %repo.name, workflow = %path, sha = %sha, "Run created.");
         created.push(run_id.0);
         state.report_status(run_id, StatusState::Pending).await;
@@ -256,7 +258,8 @@ fn new_run(
     })
 }
 
-/// The jobs of a plan as stored: queued when they need nothing, else pending.
+/// The jobs of a plan as stored: queued when they need nothing (and target no environment),
+/// else pending.
 fn jobs_of(plan: &workflow::Plan) -> Vec<NewJob> {
     plan.jobs
         .iter()
@@ -270,7 +273,7 @@ fn jobs_of(plan: &workflow::Plan) -> Vec<NewJob> {
                 needs: json!(job.needs).to_string(),
                 labels: json!(labels).to_string(),
                 condition: job.condition.as_ref().map(|c| c.source().to_owned()),
-                status: if job.needs.is_empty() { JobStatus::Queued } else { JobStatus::Pending },
+                status: if job.needs.is_empty() && job.environment.is_none() { JobStatus::Queued } else { JobStatus::Pending },
                 result: None,
                 log: None,
             }
