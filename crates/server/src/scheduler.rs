@@ -11,6 +11,7 @@ use store::sql::{Conclusion, Expired, Job, JobStatus, RunId};
 use tokio_util::sync::CancellationToken;
 use workflow::expr::{Condition, MapContext, Status};
 
+use crate::environments::Gate;
 use crate::trigger::RunSpec;
 use crate::{AppState, Change, ServerError, now_ms};
 
@@ -19,7 +20,10 @@ fn needs_of(job: &Job) -> Vec<String> {
 }
 
 fn outputs_of(job: &Job) -> Map<String, Value> {
-    job.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default()
+    job.outputs
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default()
 }
 
 /// `needs.<key>` for the jobs `job` needs.
@@ -33,7 +37,13 @@ pub(crate) fn needs_context(job: &Job, jobs: &[Job]) -> BTreeMap<String, protoco
                 Some(Conclusion::Cancelled) => protocol::Conclusion::Cancelled,
                 Some(Conclusion::Skipped) | None => protocol::Conclusion::Skipped,
             };
-            out.insert(key, protocol::NeedResult { result, outputs: outputs_of(need) });
+            out.insert(
+                key,
+                protocol::NeedResult {
+                    result,
+                    outputs: outputs_of(need),
+                },
+            );
         }
     }
     out
@@ -60,21 +70,36 @@ fn decide(state: &AppState, run: &store::sql::Run, job: &Job, jobs: &[Job]) -> D
     let condition = match job.condition.as_deref().map(Condition::parse) {
         None => None,
         Some(Ok(c)) => Some(c),
-        Some(Err(e)) => return Decision::Settle(Conclusion::Failure, Some(format!("invalid if: {e}"))),
+        Some(Err(e)) => {
+            return Decision::Settle(Conclusion::Failure, Some(format!("invalid if: {e}")));
+        }
     };
-    let uses_status = condition.as_ref().is_some_and(Condition::uses_status_function);
+    let uses_status = condition
+        .as_ref()
+        .is_some_and(Condition::uses_status_function);
     if !uses_status && (status != Status::Success || any(protocol::Conclusion::Skipped)) {
         return Decision::Settle(Conclusion::Skipped, None);
     }
-    let Some(condition) = condition else { return Decision::Queue };
+    let Some(condition) = condition else {
+        return Decision::Queue;
+    };
     let spec: Option<RunSpec> = serde_json::from_str(&run.spec).ok();
-    let mut ctx = MapContext { status, ..MapContext::default() };
+    let mut ctx = MapContext {
+        status,
+        ..MapContext::default()
+    };
     if let Some(spec) = &spec {
-        ctx.contexts.insert("github".into(), Value::Object(crate::trigger::github_context(state, run, spec)));
+        ctx.contexts.insert(
+            "github".into(),
+            Value::Object(crate::trigger::github_context(state, run, spec)),
+        );
         ctx.contexts.insert("inputs".into(), json!(spec.inputs));
     }
     ctx.contexts.insert("needs".into(), json!(needs));
-    let vars = state.repository(&run.repository_name).map(|r| r.vars).unwrap_or_default();
+    let vars = state
+        .repository(&run.repository_name)
+        .map(|r| r.vars)
+        .unwrap_or_default();
     ctx.contexts.insert("vars".into(), json!(vars));
     match condition.eval(&ctx) {
         Ok(true) => Decision::Queue,
@@ -85,8 +110,15 @@ fn decide(state: &AppState, run: &store::sql::Run, job: &Job, jobs: &[Job]) -> D
 
 /// Whether an older run of the same concurrency group is still active (then this run waits).
 async fn gated(state: &AppState, run: &store::sql::Run) -> Result<bool, ServerError> {
-    let Some(group) = &run.concurrency_group else { return Ok(false) };
-    Ok(state.db().active_in_group(run.repository, group).await?.iter().any(|r| r.id < run.id))
+    let Some(group) = &run.concurrency_group else {
+        return Ok(false);
+    };
+    Ok(state
+        .db()
+        .active_in_group(run.repository, group)
+        .await?
+        .iter()
+        .any(|r| r.id < run.id))
 }
 
 /// Cancels a run: waiting jobs end now; running ones when their agents hear of it. When
@@ -96,7 +128,12 @@ pub(crate) async fn cancel(state: &AppState, run: RunId) -> Result<bool, ServerE
         return Ok(false);
     }
     tracing::info!(run_id = %run, "Run cancelled.");
-    let running = state.db().jobs(run).await?.iter().any(|j| j.status == JobStatus::Running);
+    let running = state
+        .db()
+        .jobs(run)
+        .await?
+        .iter()
+        .any(|j| j.status == JobStatus::Running);
     if !running {
         Box::pin(advance(state, run)).await?;
     }
@@ -107,14 +144,23 @@ pub(crate) async fn cancel(state: &AppState, run: RunId) -> Result<bool, ServerE
 /// Re-runs the failed (or cancelled) jobs of a finished run and every job that depends on
 /// them; jobs that succeeded keep their results. Returns the keys of the re-run jobs
 /// (`None`: the run is not finished).
-pub(crate) async fn rerun_failed(state: &AppState, run: RunId) -> Result<Option<Vec<String>>, ServerError> {
+pub(crate) async fn rerun_failed(
+    state: &AppState,
+    run: RunId,
+) -> Result<Option<Vec<String>>, ServerError> {
     let jobs = state.db().jobs(run).await?;
-    let mut chosen: Vec<&Job> =
-        jobs.iter().filter(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled))).collect();
+    let mut chosen: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)))
+        .collect();
     loop {
         let before = chosen.len();
         for j in &jobs {
-            if !chosen.iter().any(|c| c.id == j.id) && needs_of(j).iter().any(|n| chosen.iter().any(|c| &c.key == n)) {
+            if !chosen.iter().any(|c| c.id == j.id)
+                && needs_of(j)
+                    .iter()
+                    .any(|n| chosen.iter().any(|c| &c.key == n))
+            {
                 chosen.push(j);
             }
         }
@@ -125,12 +171,22 @@ pub(crate) async fn rerun_failed(state: &AppState, run: RunId) -> Result<Option<
     // A workflow that did not compile has nothing to re-run.
     chosen.retain(|j| j.key != "(workflow)");
     let ids: Vec<_> = chosen.iter().map(|j| j.id).collect();
-    let keys: Vec<String> = jobs.iter().filter(|j| ids.contains(&j.id)).map(|j| j.key.clone()).collect();
+    let keys: Vec<String> = jobs
+        .iter()
+        .filter(|j| ids.contains(&j.id))
+        .map(|j| j.key.clone())
+        .collect();
     if ids.is_empty() || !state.db().rerun(run, &ids).await? {
-        return Ok(if ids.is_empty() { Some(Vec::new()) } else { None });
+        return Ok(if ids.is_empty() {
+            Some(Vec::new())
+        } else {
+            None
+        });
     }
     tracing::info!(run_id = %run, jobs = ?keys, "Re-running failed jobs.");
-    state.report_status(run, crate::status::StatusState::Pending).await;
+    state
+        .report_status(run, crate::status::StatusState::Pending)
+        .await;
     advance(state, run).await?;
     Ok(Some(keys))
 }
@@ -138,8 +194,13 @@ pub(crate) async fn rerun_failed(state: &AppState, run: RunId) -> Result<Option<
 /// Queues or skips the pending jobs of `run` whose needs are done (repeatedly, as skipping
 /// one may settle others), and finishes the run when every job is done.
 pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), ServerError> {
-    let Some(run) = state.db().run(run_id).await? else { return Ok(()) };
+    let Some(run) = state.db().run(run_id).await? else {
+        return Ok(());
+    };
     let waits = gated(state, &run).await?;
+    // Deployments whose jobs ended are completed first (and free their environments).
+    crate::environments::deployments::settle(state, run_id, &state.db().jobs(run_id).await?)
+        .await?;
     let mut queued = false;
     loop {
         let jobs = state.db().jobs(run_id).await?;
@@ -149,18 +210,39 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
             if waits && needs.is_empty() && !run.cancel_requested {
                 continue;
             }
-            let ready = needs.iter().all(|n| jobs.iter().find(|j| &j.key == n).is_none_or(|j| j.status == JobStatus::Done));
+            let ready = needs.iter().all(|n| {
+                jobs.iter()
+                    .find(|j| &j.key == n)
+                    .is_none_or(|j| j.status == JobStatus::Done)
+            });
             if !ready {
                 continue;
             }
-            match decide(state, &run, job, &jobs) {
+            let decision = match decide(state, &run, job, &jobs) {
+                // A job with `environment:` passes its environment's gate first.
+                Decision::Queue => {
+                    match crate::environments::gate(state, &run, job, &jobs).await? {
+                        Gate::Open => Decision::Queue,
+                        Gate::Wait => {
+                            crate::environments::deployments::wake();
+                            continue;
+                        }
+                        Gate::Settle(result, reason) => Decision::Settle(result, Some(reason)),
+                    }
+                }
+                settle => settle,
+            };
+            match decision {
                 Decision::Queue => {
                     if state.db().queue_job(job.id).await? {
                         queued = true;
                     }
                 }
                 Decision::Settle(result, reason) => {
-                    state.db().settle_job(job.id, result, reason.as_deref(), now_ms()).await?;
+                    state
+                        .db()
+                        .settle_job(job.id, result, reason.as_deref(), now_ms())
+                        .await?;
                     progressed = true;
                 }
             }
@@ -168,24 +250,43 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
         if !progressed {
             if jobs.iter().all(|j| j.status == JobStatus::Done) {
                 let run = state.db().run(run_id).await?.unwrap_or(run);
-                let failed = jobs.iter().any(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)));
+                let failed = jobs
+                    .iter()
+                    .any(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)));
                 let (conclusion, reason) = if run.cancel_requested {
                     (Conclusion::Cancelled, Some("cancelled".to_owned()))
                 } else if failed {
                     let reason = jobs
                         .iter()
                         .find(|j| j.result == Some(Conclusion::Failure))
-                        .map(|j| format!("job {} failed{}", j.key, j.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()));
+                        .map(|j| {
+                            format!(
+                                "job {} failed{}",
+                                j.key,
+                                j.reason
+                                    .as_deref()
+                                    .map(|r| format!(": {r}"))
+                                    .unwrap_or_default()
+                            )
+                        });
                     (Conclusion::Failure, reason)
                 } else {
                     (Conclusion::Success, None)
                 };
-                if state.db().finish_run(run_id, conclusion, reason.as_deref(), now_ms()).await? {
+                if state
+                    .db()
+                    .finish_run(run_id, conclusion, reason.as_deref(), now_ms())
+                    .await?
+                {
                     tracing::info!(run_id = %run_id, conclusion = %conclusion, "Run finished.");
                     state.run_finished(run_id).await;
                     // The next run of its concurrency group may start now.
                     if let Some(group) = &run.concurrency_group
-                        && let Some(next) = state.db().active_in_group(run.repository, group).await?.first()
+                        && let Some(next) = state
+                            .db()
+                            .active_in_group(run.repository, group)
+                            .await?
+                            .first()
                     {
                         Box::pin(advance(state, next.id)).await?;
                     }
@@ -201,15 +302,26 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
     Ok(())
 }
 
+/// The scheduler's background work until `stop`: lease expiry, and the delivery side
+/// (environments' wait timers and timeouts, forge deployment statuses).
+pub(crate) async fn reap_leases(state: AppState, stop: CancellationToken) {
+    tokio::join!(
+        expire_leases(state.clone(), stop.clone()),
+        crate::environments::deployments::background(state, stop)
+    );
+}
+
 /// Expires leases when they end: sleeps until the earliest lease end (woken early when a
 /// new lease is taken), then requeues or fails the expired jobs.
-pub(crate) async fn reap_leases(state: AppState, stop: CancellationToken) {
+async fn expire_leases(state: AppState, stop: CancellationToken) {
     loop {
         let leases = state.0.leases.notified();
         tokio::pin!(leases);
         leases.as_mut().enable();
         let wait = match state.db().next_lease_expiry().await {
-            Ok(Some(at)) => Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0) + 1),
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0) + 1)
+            }
             Ok(None) => Duration::from_secs(3600),
             Err(error) => {
                 tracing::error!(%error, "Reading lease expiries failed.");
