@@ -204,8 +204,13 @@ fn rollout_options(inp: &Inputs<'_>, root: String) -> Result<Options, ActionErro
     Ok(o)
 }
 
-fn outputs(d: &rollout::Deployed) -> IndexMap<String, String> {
+/// `image` and `target` outputs: what was deployed (the `image` or `artifact` input) and
+/// where (`local:ROOT`, `ssh://USER@HOST:PORT/ROOT`).
+fn outputs(d: &rollout::Deployed, inp: &Inputs<'_>, target: String) -> IndexMap<String, String> {
     let mut out = IndexMap::new();
+    let what = inp.get("image").or_else(|| inp.get("artifact")).unwrap_or_default();
+    out.insert("image".into(), what.to_owned());
+    out.insert("target".into(), target);
     out.insert("release".into(), d.release.clone());
     out.insert("digest".into(), d.digest.clone());
     out.insert("previous".into(), d.previous.clone().unwrap_or_default());
@@ -233,10 +238,11 @@ pub async fn run(
                 .ok_or_else(|| err(format!("slipway/{name}: `root` is not valid UTF-8")))?
                 .to_owned();
             let opts = rollout_options(&inp, root)?;
+            let target = format!("local:{}", opts.root);
             let d = rollout::deploy(&crate::host::LocalHost, &source, &opts, log)
                 .await
                 .map_err(|e| err(format!("slipway/{name}: {}", chain(&e))))?;
-            Ok(outputs(&d))
+            Ok(outputs(&d, &inp, target))
         }
         "deploy-ssh" => {
             let tmp = pull_dir(name)?;
@@ -254,7 +260,8 @@ pub async fn run(
             let result = rollout::deploy(&host, &source, &opts, log).await;
             host.close().await;
             let d = result.map_err(|e| err(format!("slipway/{name}: {}", chain(&e))))?;
-            Ok(outputs(&d))
+            let target = format!("ssh://{}@{}:{}{}", ssh.user, ssh.host, ssh.port, opts.root);
+            Ok(outputs(&d, &inp, target))
         }
         "deploy-docker" => crate::docker::run_action(&inp, log).await,
         "deploy-kubernetes" => crate::kubernetes::run_action(&inp, workspace, log).await,

@@ -691,8 +691,12 @@ pub(crate) async fn run_action(
         stop_timeout: inp.duration("stop-timeout", Duration::from_secs(10))?,
         strategy,
     };
+    let target = format!("docker:{}@{}", d.app, d.endpoint.clone().unwrap_or_else(|| "default".to_owned()));
+    let image = d.image.clone();
     let done = deploy(&d, log).await.map_err(|e| fail(e.to_string()))?;
     let mut out = IndexMap::new();
+    out.insert("image".into(), image);
+    out.insert("target".into(), target);
     out.insert("release".into(), done.container.clone());
     out.insert("container".into(), done.container);
     out.insert("digest".into(), done.digest);

@@ -536,10 +536,19 @@ pub(crate) async fn run_action(
             }
         },
     };
+    let target = format!(
+        "kubernetes:{}/{}{}",
+        d.namespace.as_deref().unwrap_or("(default)"),
+        d.app,
+        d.context.as_deref().map(|c| format!("@{c}")).unwrap_or_default()
+    );
+    let image = d.image.clone();
     let done = deploy(&d, log)
         .await
         .map_err(|e| fail(crate::action::chain(&e)))?;
     let mut out = indexmap::IndexMap::new();
+    out.insert("image".into(), image);
+    out.insert("target".into(), target);
     out.insert("digest".into(), done.digest);
     out.insert("release".into(), done.objects.join(","));
     out.insert("pruned".into(), done.pruned.join(","));
