@@ -58,6 +58,7 @@ async fn main() {
         actions_url: "https://github.com".into(),
         sandbox: false,
         docker_host: None,
+        needs: IndexMap::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let consumer = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! The event stream of a run (one JSON object per line with `--json`; later the agent
 //! protocol carries the same events).
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +66,9 @@ pub enum Event {
         outcome: StepOutcome,
         conclusion: StepOutcome,
         duration_ms: u64,
+        /// The step's outputs as `steps.<id>.outputs` sees them (masked), also for a step
+        /// without an `id` (e.g. the digest an image build reported).
+        outputs: IndexMap<String, String>,
     },
     /// One output line, already masked. `group` is set inside `::group::` blocks.
     Log {

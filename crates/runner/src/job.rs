@@ -753,6 +753,7 @@ impl JobRun {
                 outcome,
                 conclusion: outcome,
                 duration_ms: started.elapsed().as_millis() as u64,
+                outputs: IndexMap::new(),
             })
             .await;
         }
@@ -832,6 +833,7 @@ impl JobRun {
                 outcome,
                 conclusion: outcome,
                 duration_ms: started.elapsed().as_millis() as u64,
+                outputs: IndexMap::new(),
             })
             .await;
         }
@@ -914,6 +916,18 @@ impl JobRun {
         {
             scope.failed = true;
         }
+        let outputs: IndexMap<String, String> = if top {
+            result
+                .outputs
+                .iter()
+                .map(|(k, v)| {
+                    let v = workflow::expr::to_string(v);
+                    (k.clone(), self.masker.mask(&v).into_owned())
+                })
+                .collect()
+        } else {
+            IndexMap::new()
+        };
         if let Some(id) = &step.id {
             let s = |o: StepOutcome| match o {
                 StepOutcome::Success => "success",
@@ -933,6 +947,7 @@ impl JobRun {
                 outcome,
                 conclusion,
                 duration_ms: started.elapsed().as_millis() as u64,
+                outputs,
             })
             .await;
         }

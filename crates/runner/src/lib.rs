@@ -1,7 +1,7 @@
 //! Runs compiled workflow [`workflow::Plan`]s: jobs in `needs` order, matrix legs in
 //! parallel, steps as shell scripts or actions, on an [`executor::Executor`].
 //!
-//! CONTRACT used by the binary (and later the agent): [`run`], [`RunOptions`], [`Event`],
+//! CONTRACT used by the binary and the server's agent: [`run`], [`RunOptions`], [`Event`],
 //! [`RunSummary`]. Events are the one stream both the local CLI and the server consume.
 //! This crate installs no tracing subscriber and reads no config file; cancellation comes in
 //! as a `CancellationToken`.
@@ -83,6 +83,19 @@ pub struct RunOptions {
     pub sandbox: bool,
     /// Docker Engine endpoint (`unix:///var/run/docker.sock`); `None` = `DOCKER_HOST` or default.
     pub docker_host: Option<String>,
+    /// Results of jobs outside the plans, by job id (the agent runs one job of a run whose
+    /// other jobs ran elsewhere). A top-level job whose `needs` names an id that is not in
+    /// its plan does not wait for it and sees it as `needs.<id>` (result and outputs); it
+    /// counts for the job's default `if:` like any need.
+    pub needs: IndexMap<String, JobOutcome>,
+}
+
+/// The result of a job (all its matrix legs), as `needs.<id>` sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    pub result: JobResult,
+    /// `needs.<id>.outputs` (string values, as Actions job outputs are).
+    pub outputs: serde_json::Map<String, Value>,
 }
 
 /// The end of a run.
@@ -165,6 +178,9 @@ pub async fn run_tuned(
 }
 
 /// `hashFiles` for expression contexts, delegated to [`hashfiles`].
-pub(crate) fn hashfiles_bridge(root: &std::path::Path, patterns: &[String]) -> Result<String, String> {
+pub(crate) fn hashfiles_bridge(
+    root: &std::path::Path,
+    patterns: &[String],
+) -> Result<String, String> {
     hashfiles::hash_files(root, patterns).map_err(|e| e.to_string())
 }

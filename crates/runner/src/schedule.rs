@@ -20,7 +20,9 @@ use workflow::{BoolOrExpr, CallSecrets, Job, JobKind, NumberOrExpr, Plan};
 
 use crate::context::Ctx;
 use crate::executor::host::{HostExecutor, HostOptions};
-use crate::{Event, JobResult, JobSummary, RunError, RunOptions, RunSummary, RunTuning};
+use crate::{
+    Event, JobOutcome, JobResult, JobSummary, RunError, RunOptions, RunSummary, RunTuning,
+};
 
 /// What every job of a run shares.
 pub(crate) struct Shared {
@@ -58,21 +60,15 @@ pub(crate) struct PlanScope {
     pub plan: Arc<Plan>,
     /// Prefix of job ids (`call / ` for jobs of a called workflow).
     pub prefix: String,
+    /// A plan passed to [`crate::run`] (not a called workflow): its needs outside the plan
+    /// come from `RunOptions::needs`.
+    pub top_level: bool,
     pub inputs: Value,
     pub secrets: IndexMap<String, String>,
 }
 
-/// The result of a job (all legs), as `needs.<id>` sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct JobOutcome {
-    pub result: JobResult,
-    pub outputs: Map<String, Value>,
-}
-
-impl JobOutcome {
-    fn to_value(&self) -> Value {
-        json!({ "result": result_str(self.result), "outputs": Value::Object(self.outputs.clone()) })
-    }
+fn outcome_value(o: &JobOutcome) -> Value {
+    json!({ "result": result_str(o.result), "outputs": Value::Object(o.outputs.clone()) })
 }
 
 pub(crate) fn result_str(r: JobResult) -> &'static str {
@@ -148,6 +144,7 @@ pub(crate) async fn run(
         scopes.push(Arc::new(PlanScope {
             plan: Arc::new(plan),
             prefix,
+            top_level: true,
             inputs,
             secrets: shared.options.secrets.clone(),
         }));
@@ -291,13 +288,21 @@ pub(crate) fn run_plan(
                     continue;
                 }
                 started.insert(job.id.clone());
+                // A need outside the plan was decided by the caller (`RunOptions::needs`).
+                let outcome = |n: &str| {
+                    done.get(n).or_else(|| {
+                        (scope.top_level && !ids.contains(n))
+                            .then(|| shared.options.needs.get(n))
+                            .flatten()
+                    })
+                };
                 let needs: IndexMap<String, JobOutcome> = job
                     .needs
                     .iter()
-                    .filter_map(|n| done.get(n).map(|o| (n.clone(), o.clone())))
+                    .filter_map(|n| outcome(n).map(|o| (n.clone(), o.clone())))
                     .collect();
                 let ancestors_failed = ancestors(&plan, &job.id).iter().any(|a| {
-                    done.get(a).is_some_and(|o| {
+                    outcome(a).is_some_and(|o| {
                         matches!(o.result, JobResult::Failure | JobResult::Cancelled)
                     })
                 });
@@ -433,7 +438,7 @@ pub(crate) fn job_ctx(
         Value::Object(
             needs
                 .iter()
-                .map(|(k, o)| (k.clone(), o.to_value()))
+                .map(|(k, o)| (k.clone(), outcome_value(o)))
                 .collect(),
         ),
     );
@@ -475,9 +480,10 @@ pub(crate) fn eval_number(n: &NumberOrExpr, ctx: &Ctx) -> Result<f64, String> {
 /// (`always()`, `failure()`, `cancelled()`; a plain or `success()` condition may not).
 fn overrides_success(src: &str) -> bool {
     let s = src.to_ascii_lowercase();
-    ["always(", "failure(", "cancelled("].iter().any(|f| s.contains(f))
+    ["always(", "failure(", "cancelled("]
+        .iter()
+        .any(|f| s.contains(f))
 }
-
 
 /// Runs one job (all its matrix legs).
 async fn run_job(
@@ -953,6 +959,7 @@ async fn run_call(
     let nested = Arc::new(PlanScope {
         plan: Arc::new((**plan).clone()),
         prefix: format!("{leg_id} / "),
+        top_level: false,
         inputs: Value::Object(inputs),
         secrets,
     });
@@ -969,7 +976,7 @@ async fn run_call(
         "jobs",
         Value::Object(
             done.iter()
-                .map(|(k, o)| (k.clone(), o.to_value()))
+                .map(|(k, o)| (k.clone(), outcome_value(o)))
                 .collect(),
         ),
     );
@@ -984,4 +991,3 @@ async fn run_call(
 fn eval_template(t: &Template, ctx: &dyn workflow::expr::Context) -> Result<String, String> {
     t.eval_string(ctx).map_err(|e| e.to_string())
 }
-

@@ -265,6 +265,96 @@ jobs:
 }
 
 #[tokio::test]
+async fn needs_outside_the_plan_come_from_the_options() {
+    let f = Fixture::new();
+    let mut options = f.options();
+    options
+        .secrets
+        .insert("TOKEN".into(), "hunter2-secret".into());
+    let outside = |result, outputs: serde_json::Value| runner::JobOutcome {
+        result,
+        outputs: outputs.as_object().cloned().unwrap_or_default(),
+    };
+    options.needs.insert(
+        "build".into(),
+        outside(JobResult::Success, serde_json::json!({"x": "42"})),
+    );
+    options.needs.insert(
+        "lint".into(),
+        outside(JobResult::Failure, serde_json::json!({})),
+    );
+    // The whole workflow compiles; the plan is then reduced to three jobs, as the agent does.
+    let mut plan = common::plan(
+        r##"
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo build
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo lint
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "x=${{ needs.build.outputs.x }} build=${{ needs.build.result }}"
+      - id: push
+        run: |
+          echo "digest=sha256:abc" >> "$GITHUB_OUTPUT"
+          echo "token=${{ secrets.TOKEN }}" >> "$GITHUB_OUTPUT"
+  gate:
+    needs: lint
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo never
+  report:
+    needs: [build, lint]
+    if: failure()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "lint=${{ needs.lint.result }} x=${{ needs.build.outputs.x }}"
+"##,
+        &options,
+    );
+    plan.jobs
+        .retain(|j| ["deploy", "gate", "report"].contains(&j.id.as_str()));
+    let out = common::run_plan(plan, options, Default::default()).await;
+    assert_eq!(out.job("deploy"), JobResult::Success, "{}", out.dump());
+    assert_eq!(out.job("gate"), JobResult::Skipped);
+    assert_eq!(out.job("report"), JobResult::Success);
+    assert!(
+        out.logs("deploy")
+            .contains(&"x=42 build=success".to_owned()),
+        "{:?}",
+        out.logs("deploy")
+    );
+    assert!(out.logs("report").contains(&"lint=failure x=42".to_owned()));
+    assert!(out.logs("gate").is_empty());
+    // The step's outputs are in its StepFinished event, masked.
+    let outputs = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::StepFinished {
+                job,
+                step: 1,
+                outputs,
+                ..
+            } if job == "deploy" => Some(outputs.clone()),
+            _ => None,
+        })
+        .expect("deploy's second step finished");
+    assert_eq!(
+        outputs.get("digest").map(String::as_str),
+        Some("sha256:abc")
+    );
+    assert_eq!(outputs.get("token").map(String::as_str), Some("***"));
+}
+
+#[tokio::test]
 async fn continue_on_error_outcome_vs_conclusion() {
     let f = Fixture::new();
     let out = run(

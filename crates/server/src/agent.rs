@@ -6,9 +6,8 @@
 //! compile the workflow source from the assignment (deterministic, no I/O), reduce the plan
 //! to the one job (its `needs` and `if:` were decided by the server), run it, heartbeat while
 //! it runs (a cancelled run or a lost lease cancels the runner), and report the result.
-//!
-//! Known limit: the runner has no way to take `needs.<job>.outputs` from outside, so
-//! expressions in a job that read `needs` see an empty context.
+//! The needed jobs' results and outputs from the assignment become the job's `needs` context
+//! (`RunOptions::needs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,9 +190,9 @@ async fn prepare(job: &Assignment, dir: &Path) -> Result<(workflow::Plan, PathBu
     let Some(only) = plan.jobs.first_mut() else {
         return Err(format!("the workflow has no job `{}`", job.job_key));
     };
-    // The server decided whether this job runs (needs and `if:`).
-    only.needs.clear();
-    only.condition = None;
+    // The server decided whether this job runs (needs and `if:`); its needs are outside the
+    // plan, so the runner takes them from `RunOptions::needs` without waiting.
+    only.condition = Some(workflow::expr::Condition::parse("always()").expect("a valid expression"));
     Ok((plan, repo))
 }
 
@@ -206,6 +205,16 @@ async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines
     if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk).await {
         tracing::warn!(job_id = id, %error, "Sending a log chunk failed.");
     }
+}
+
+fn need_outcome(n: &protocol::NeedResult) -> runner::JobOutcome {
+    let result = match n.result {
+        Conclusion::Success => JobResult::Success,
+        Conclusion::Failure => JobResult::Failure,
+        Conclusion::Cancelled => JobResult::Cancelled,
+        Conclusion::Skipped => JobResult::Skipped,
+    };
+    runner::JobOutcome { result, outputs: n.outputs.clone() }
 }
 
 fn outcome(o: StepOutcome) -> Conclusion {
@@ -277,6 +286,7 @@ async fn execute(
         actions_url: "https://github.com".to_owned(),
         sandbox: false,
         docker_host: None,
+        needs: job.needs.iter().map(|(k, n)| (k.clone(), need_outcome(n))).collect(),
     };
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel::<Event>(1024);

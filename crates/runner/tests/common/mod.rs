@@ -62,6 +62,7 @@ impl Fixture {
             actions_url: "https://github.com".into(),
             sandbox: false,
             docker_host: None,
+            needs: IndexMap::new(),
         }
     }
 }
@@ -93,6 +94,15 @@ pub async fn run(yaml: &str, options: RunOptions) -> Outcome {
 
 pub async fn run_with(yaml: &str, options: RunOptions, cancel: CancellationToken) -> Outcome {
     let plan = plan(yaml, &options);
+    run_plan(plan, options, cancel).await
+}
+
+/// Runs a compiled (perhaps reduced) plan.
+pub async fn run_plan(
+    plan: workflow::Plan,
+    options: RunOptions,
+    cancel: CancellationToken,
+) -> Outcome {
     let (tx, mut rx) = mpsc::channel(1024);
     let collector = tokio::spawn(async move {
         let mut events = Vec::new();

@@ -223,7 +223,7 @@ impl<W: Write, E: Write> Renderer<W, E> {
                 let text = self.paint("1", &format!("⭐ {name}"));
                 self.line(job, &text)?;
             }
-            Event::StepFinished { job, step, outcome, conclusion, duration_ms } => {
+            Event::StepFinished { job, step, outcome, conclusion, duration_ms, .. } => {
                 let view = self.view(job);
                 view.in_group = false;
                 let hidden = std::mem::take(&mut view.hidden);
@@ -433,6 +433,7 @@ mod tests {
                 outcome,
                 conclusion: outcome,
                 duration_ms: 5,
+                outputs: Default::default(),
             },
         ]
     }

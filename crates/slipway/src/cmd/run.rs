@@ -188,6 +188,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "https://github.com".to_owned()),
         sandbox: args.sandbox,
         docker_host: std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()),
+        needs: Default::default(),
     };
 
     let style = Style {
