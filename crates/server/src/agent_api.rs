@@ -46,6 +46,11 @@ fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The agent whose token the request carries (`401` otherwise).
+pub(crate) async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Agent, Response> {
+    agent(state, headers).await
+}
+
 async fn agent(state: &AppState, headers: &HeaderMap) -> Result<Agent, Response> {
     let Some(token) = bearer(headers) else {
         return Err(error_response(StatusCode::UNAUTHORIZED, "missing agent token (Authorization: Bearer)"));

@@ -35,10 +35,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(protocol::paths::DISPATCH, post(dispatch))
 }
 
+/// What a request needs: any role, `maintainer` or `admin`, or `admin`.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Need {
+pub(crate) enum Need {
     Read,
     Write,
+    Admin,
 }
 
 /// Read access (for the run page).
@@ -46,7 +48,7 @@ pub(crate) fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<()
     authorize(state, headers, Need::Read)
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
     let users = &state.config().users;
     if users.is_empty() {
         return Ok(());
@@ -59,6 +61,9 @@ fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<(), Re
     };
     if need == Need::Write && user.role == "viewer" {
         return Err(error_response(StatusCode::FORBIDDEN, format!("user {} is a viewer", user.name)));
+    }
+    if need == Need::Admin && user.role != "admin" {
+        return Err(error_response(StatusCode::FORBIDDEN, format!("user {} is not an admin", user.name)));
     }
     Ok(())
 }
@@ -337,8 +342,10 @@ async fn dispatch(State(state): State<AppState>, headers: HeaderMap, Json(req): 
     if let Err(r) = authorize(&state, &headers, Need::Write) {
         return r;
     }
-    let Some(repo) = state.repository(&req.repository) else {
-        return error_response(StatusCode::NOT_FOUND, format!("unknown repository `{}`", req.repository));
+    let repo = match state.repository_fresh(&req.repository).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("unknown repository `{}`", req.repository)),
+        Err(e) => return internal(e),
     };
     let full_ref = if req.git_ref.starts_with("refs/") { req.git_ref.clone() } else { format!("refs/heads/{}", req.git_ref) };
     let (sha, _) = match state.mirrors().fetch(&repo.name, &repo.clone_url, &full_ref).await {

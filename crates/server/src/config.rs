@@ -1,4 +1,5 @@
-//! The server configuration file (`slipway.toml`): `[server]`, `[[user]]`, `[[repository]]`.
+//! The server configuration file (`slipway.toml`): `[server]`, `[[user]]`, `[[organization]]`,
+//! `[[repository]]`.
 //!
 //! Values written `env:NAME` are read through the caller's lookup function (the binary passes
 //! the process environment; this crate reads no environment itself). Errors name
@@ -38,6 +39,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub users: Vec<User>,
     pub repositories: Vec<RepositoryConfig>,
+    /// `[[organization]]`: secrets and variables every repository of an owner gets.
+    pub organizations: Vec<OrganizationConfig>,
     /// `[[environment]]`: deployment targets and their protection rules.
     pub environments: Vec<crate::environments::EnvironmentConfig>,
 }
@@ -53,6 +56,12 @@ pub struct ServerConfig {
     pub lease_ttl: Duration,
     /// Largest webhook body accepted.
     pub webhook_body_limit: usize,
+    /// The key that encrypts stored secrets (64 hex digits or base64 of 32 bytes). `None`:
+    /// `{data}/secret.key`, created on the first start.
+    pub secret_key: Option<String>,
+    /// Where artifacts' contents go: `None` = files under `{data}/blobs`; else an S3 bucket
+    /// (`[server.blob_store]`).
+    pub blob_store: Option<store::blob::S3Options>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +71,8 @@ impl Default for ServerConfig {
             agent_token: None,
             lease_ttl: Duration::from_secs(60),
             webhook_body_limit: 5 * 1024 * 1024,
+            secret_key: None,
+            blob_store: None,
         }
     }
 }
@@ -73,6 +84,15 @@ pub struct User {
     pub role: String,
     /// Groups the user belongs to (environments name groups as reviewers).
     pub groups: Vec<String>,
+}
+
+/// Secrets and variables of an owner (the `team` of `team/app`); a repository's own of the
+/// same name win.
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationConfig {
+    pub name: String,
+    pub secrets: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +129,8 @@ struct RawConfig {
     user: Vec<RawUser>,
     #[serde(default)]
     repository: Vec<RawRepository>,
+    #[serde(default)]
+    organization: Vec<RawOrganization>,
     /// Deployment environments: accepted, used by later parts of the server.
     #[serde(default)]
     environment: Vec<toml::Value>,
@@ -121,6 +143,31 @@ struct RawServer {
     agent_token: Option<String>,
     lease_ttl: Option<String>,
     webhook_body_limit: Option<usize>,
+    secret_key: Option<String>,
+    blob_store: Option<RawBlobStore>,
+}
+
+/// `[server.blob_store]`: an S3-compatible bucket for artifacts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlobStore {
+    endpoint: Option<String>,
+    bucket: String,
+    #[serde(default)]
+    prefix: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganization {
+    name: String,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +225,34 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
     if let Some(limit) = raw.server.webhook_body_limit {
         server.webhook_body_limit = limit;
     }
+    server.secret_key = raw.server.secret_key.map(|k| resolve("server.secret_key", k)).transpose()?;
+    if let Some(b) = raw.server.blob_store {
+        let opt = |what: &str, v: Option<String>| v.map(|v| resolve(&format!("server.blob_store.{what}"), v)).transpose();
+        server.blob_store = Some(store::blob::S3Options {
+            endpoint: opt("endpoint", b.endpoint)?,
+            bucket: b.bucket,
+            prefix: b.prefix,
+            region: opt("region", b.region)?,
+            access_key_id: opt("access_key_id", b.access_key_id)?,
+            secret_access_key: opt("secret_access_key", b.secret_access_key)?,
+            // Set by the server to a directory under its data directory.
+            spool_dir: std::path::PathBuf::new(),
+        });
+    }
+    let mut organizations: Vec<OrganizationConfig> = Vec::new();
+    for o in raw.organization {
+        if o.name.is_empty() || o.name.contains('/') {
+            return Err(invalid(format!("organization `{}`: the name is the owner part of owner/name", o.name)));
+        }
+        if organizations.iter().any(|x| x.name == o.name) {
+            return Err(invalid(format!("organization `{}` is listed twice", o.name)));
+        }
+        let mut secrets = BTreeMap::new();
+        for (k, v) in o.secrets {
+            secrets.insert(k.clone(), resolve(&format!("organization {} secret {k}", o.name), v)?);
+        }
+        organizations.push(OrganizationConfig { name: o.name, secrets, vars: o.vars });
+    }
     let mut users = Vec::new();
     for u in raw.user {
         if !matches!(u.role.as_str(), "admin" | "maintainer" | "viewer") {
@@ -221,7 +296,7 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         });
     }
     let environments = crate::environments::parse_config(raw.environment, file, &resolve)?;
-    Ok(Config { server, users, repositories, environments })
+    Ok(Config { server, users, repositories, organizations, environments })
 }
 
 /// `500ms`, `30s`, `5m`, `1h`.

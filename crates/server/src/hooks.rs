@@ -72,8 +72,10 @@ pub async fn receive(
     let Some(repo_name) = repo_name else {
         return refuse(StatusCode::BAD_REQUEST, &forge, "the payload names no repository".to_owned());
     };
-    let Some(repo) = state.repository(repo_name) else {
-        return refuse(StatusCode::NOT_FOUND, &forge, format!("unknown repository `{repo_name}`"));
+    let repo = match state.repository_fresh(repo_name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, &forge, format!("unknown repository `{repo_name}`")),
+        Err(e) => return crate::internal(e),
     };
     let Some(secret) = repo.webhook_secret.as_deref() else {
         return refuse(StatusCode::FORBIDDEN, &forge, format!("repository `{repo_name}` has no webhook_secret configured"));

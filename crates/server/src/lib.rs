@@ -11,12 +11,17 @@
 //! Entry points: [`AppState::new`], [`app`] (the `Router`, for tests with `oneshot`) and
 //! [`run`] (serve on a listener you bind, with the background tasks, until `shutdown`).
 //!
-//! What it does not do (yet): secrets/variables through the API, encrypted secrets at rest,
-//! job-level `concurrency:`, artifacts, re-runs, the web UI, the registry routes.
+//! Repositories, their secrets and variables live in the store (`repos`: registered from the
+//! configuration file and through the API, secrets sealed with the server key — `secrets`);
+//! artifacts' contents in a blob store (files under `--data` or S3), their manifests in the
+//! store (`artifacts`).
+//!
+//! What it does not do (yet): job-level `concurrency:`, the web UI.
 
 pub mod agent;
 mod agent_api;
 mod api;
+mod artifacts;
 pub mod config;
 pub mod environments;
 pub mod git;
@@ -26,13 +31,14 @@ mod metrics;
 pub mod openapi;
 mod page;
 mod poll;
+mod repos;
 mod scheduler;
+pub mod secrets;
 pub mod status;
 pub mod trigger;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -57,6 +63,10 @@ pub enum ServerError {
     Sql(#[from] store::sql::SqlError),
     #[error(transparent)]
     Git(#[from] git::GitError),
+    #[error(transparent)]
+    Key(#[from] secrets::KeyError),
+    #[error(transparent)]
+    Blob(#[from] store::blob::BlobError),
     #[error("creating the data directory {path}")]
     DataDir {
         path: PathBuf,
@@ -120,7 +130,14 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     db: Db,
     options: Options,
-    repositories: HashMap<String, RepositoryConfig>,
+    /// Every active repository, secrets and variables merged (see `repos`).
+    repositories: RwLock<repos::Snapshot>,
+    /// Woken when the repositories snapshot changed (the polling supervisor follows it).
+    repos_changed: Notify,
+    /// Seals secrets at rest.
+    key: secrets::ServerKey,
+    /// Artifacts' contents.
+    blobs: Arc<dyn store::blob::BlobStore>,
     agent_token: String,
     mirrors: git::Mirrors,
     /// Woken when jobs become queued (long-polling agents wait on it).
@@ -141,18 +158,34 @@ impl AppState {
         std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
         let url = options.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/slipway.db", dir.display()));
         let db = Db::connect(&url).await?;
+        let key = match &options.config.server.secret_key {
+            Some(text) => secrets::ServerKey::parse(text, "server.secret_key")?,
+            None => secrets::ServerKey::load_or_create(&dir.join("secret.key"))?,
+        };
         for repo in &options.config.repositories {
-            db.upsert_repository(&repo.name, &repo.clone_url, repo.forge.as_str(), now_ms()).await?;
+            db.save_repository(&repos::settings_of(&key, repo, "config"), now_ms()).await?;
         }
-        let repositories = options.config.repositories.iter().map(|r| (r.name.clone(), r.clone())).collect();
+        let names: Vec<String> = options.config.repositories.iter().map(|r| r.name.clone()).collect();
+        db.retire_config_repositories(&names).await?;
+        let blobs: Arc<dyn store::blob::BlobStore> = match &options.config.server.blob_store {
+            Some(s3) => {
+                let mut s3 = s3.clone();
+                s3.spool_dir = dir.join("blobs-spool");
+                Arc::new(store::blob::S3Store::open(s3)?)
+            }
+            None => Arc::new(store::blob::FileStore::open(dir.join("blobs"))?),
+        };
         let agent_token = options.config.server.agent_token.clone().unwrap_or_else(random_token);
         let (statuses, status_rx) = mpsc::unbounded_channel();
         let (changes, _) = broadcast::channel(1024);
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             db,
             mirrors: git::Mirrors::new(dir.join("git")),
             options,
-            repositories,
+            repositories: RwLock::new(Arc::default()),
+            repos_changed: Notify::new(),
+            key,
+            blobs,
             agent_token,
             queue: Notify::new(),
             leases: Notify::new(),
@@ -161,15 +194,49 @@ impl AppState {
             status_rx: std::sync::Mutex::new(Some(status_rx)),
             metrics: metrics::Metrics::default(),
             shutdown: CancellationToken::new(),
-        })))
+        }));
+        state.reload_repositories().await?;
+        Ok(state)
     }
 
     pub fn db(&self) -> &Db {
         &self.0.db
     }
 
+    /// An active repository, with its secrets and variables merged (organisation, then
+    /// repository), from the in-memory snapshot.
     pub fn repository(&self, name: &str) -> Option<RepositoryConfig> {
-        self.0.repositories.get(name).cloned()
+        self.repositories().get(name).cloned()
+    }
+
+    /// [`repository`](Self::repository), reloading the snapshot from the store first when it
+    /// does not know `name` (another replica may have registered it).
+    pub async fn repository_fresh(&self, name: &str) -> Result<Option<RepositoryConfig>, ServerError> {
+        if let Some(r) = self.repository(name) {
+            return Ok(Some(r));
+        }
+        self.reload_repositories().await?;
+        Ok(self.repository(name))
+    }
+
+    pub(crate) fn repositories(&self) -> repos::Snapshot {
+        self.0.repositories.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rebuilds the repositories snapshot from the store.
+    pub async fn reload_repositories(&self) -> Result<(), ServerError> {
+        let snapshot = repos::load(self).await?;
+        *self.0.repositories.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.0.repos_changed.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) fn key(&self) -> &secrets::ServerKey {
+        &self.0.key
+    }
+
+    pub(crate) fn blobs(&self) -> &Arc<dyn store::blob::BlobStore> {
+        &self.0.blobs
     }
 
     pub fn mirrors(&self) -> &git::Mirrors {
@@ -279,6 +346,8 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .merge(agent_api::routes())
         .merge(api::routes())
+        .merge(repos::routes())
+        .merge(artifacts::routes())
         .merge(environments::routes())
         .merge(gitops_api::routes())
         .route("/runs/{id}", get(page::run_page))
@@ -304,11 +373,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
         let stop = background.clone();
         tasks.spawn(async move { registry.maintain(stop).await });
     }
-    for repo in state.config().repositories.clone() {
-        if let Some(interval) = repo.poll_interval {
-            tasks.spawn(poll::run(state.clone(), repo, interval, background.clone()));
-        }
-    }
+    tasks.spawn(repos::supervise(state.clone(), background.clone()));
     if let Some(rx) = state.0.status_rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let opts = status::Delivery { backoff: state.0.options.status_backoff, attempts: state.0.options.status_attempts };
         tasks.spawn(status::deliver(rx, opts, background.clone()));

@@ -71,9 +71,11 @@ pub(crate) async fn poll_once(state: &AppState, repo: &RepositoryConfig) -> Resu
     Ok(created)
 }
 
-/// Polls `repo` every `interval` until `stop`.
-pub(crate) async fn run(state: AppState, repo: RepositoryConfig, interval: Duration, stop: CancellationToken) {
+/// Polls the repository `name` every `interval` until `stop` (its settings are read from the
+/// server's snapshot at every poll).
+pub(crate) async fn run(state: AppState, name: String, interval: Duration, stop: CancellationToken) {
     loop {
+        let Some(repo) = state.repository(&name) else { return };
         if let Err(error) = poll_once(&state, &repo).await {
             tracing::warn!(repository = %repo.name, %error, "Polling failed; trying again next interval.");
         }

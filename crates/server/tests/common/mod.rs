@@ -136,6 +136,7 @@ pub struct ServerSetup {
     pub users: Vec<server::config::User>,
     pub body_limit: usize,
     pub agent_token: Option<String>,
+    pub organizations: Vec<server::config::OrganizationConfig>,
 }
 
 impl Default for ServerSetup {
@@ -148,6 +149,7 @@ impl Default for ServerSetup {
             users: Vec::new(),
             body_limit: 64 * 1024,
             agent_token: None,
+            organizations: Vec::new(),
         }
     }
 }
@@ -167,10 +169,12 @@ impl TestServer {
                 agent_token: setup.agent_token,
                 lease_ttl: setup.lease_ttl,
                 webhook_body_limit: setup.body_limit,
+                ..ServerConfig::default()
             },
             users: setup.users,
             repositories: setup.repositories,
-            environments: Vec::new(),
+            organizations: setup.organizations,
+            ..Config::default()
         };
         let mut options = Options::new(data.path().to_owned(), config);
         options.embedded_agent = setup.embedded_agent;
