@@ -22,7 +22,52 @@ def count(text):
     return lines, words, chars
 
 
+def version():
+    """The version the build wrote next to lib/ (`VERSION`), or `dev`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        with open(os.path.join(here, "..", "VERSION"), encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return "dev"
+
+
+def serve(port):
+    """Serve over HTTP on 127.0.0.1:`port`: GET /healthz, GET /version, POST / (counts)."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def reply(self, code, text):
+            body = (text + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/healthz":
+                self.reply(200, "ok")
+            elif self.path in ("/", "/version"):
+                self.reply(200, f"wordcount {version()}")
+            else:
+                self.reply(404, "not found")
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            text = self.rfile.read(length).decode("utf-8", "replace")
+            self.reply(200, "%d %d %d" % count(text))
+
+        def log_message(self, *args):
+            pass
+
+    HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--serve":
+        serve(int(argv[2]))
+        return 0
     totals = [0, 0, 0]
     sources = argv[1:] or ["-"]
     for name in sources:

@@ -2,7 +2,9 @@
 //! artifacts, outputs and env) passes from the repository root and from inside `examples/`,
 //! and its failing variant fails fast: a test leg fails, `package` is skipped, exit 1. With
 //! `--var REGISTRY=...` the image job pushes the app image into slipway's own registry, and a
-//! real dockerd and skopeo pull it from there.
+//! real dockerd and skopeo pull it from there. With `--var DEPLOY_ROOT=...` too, the staging
+//! and production jobs deploy the image with `slipway/deploy-local` and the service answers
+//! on its ports (no gates under `slipway run`: approvals are the server's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -74,7 +76,10 @@ fn pipeline_passes_from_the_repository_root() {
     let r = results(&o);
     let tests: Vec<_> = r.iter().filter(|(j, _)| j.starts_with("test")).collect();
     assert_eq!(tests.len(), 3, "three test legs: {r:?}");
-    assert!(r.iter().all(|(_, res)| res == "success"), "{r:?}");
+    let deploys = ["staging", "production"];
+    assert!(r.iter().filter(|(j, _)| !deploys.contains(&j.as_str())).all(|(_, res)| res == "success"), "{r:?}");
+    // Without vars.DEPLOY_ROOT the deploy jobs are skipped.
+    assert!(deploys.iter().all(|d| r.iter().any(|(j, res)| j == d && res == "skipped")), "{r:?}");
     for job in ["build", "package"] {
         assert!(r.iter().any(|(j, _)| j == job), "{job} ran: {r:?}");
     }
@@ -147,4 +152,65 @@ fn pipeline_pushes_its_image_into_the_embedded_registry() {
         .expect("running docker");
     assert!(String::from_utf8_lossy(&id.stdout).contains(&digest), "{}", String::from_utf8_lossy(&id.stdout));
     let _ = Command::new("docker").args(["-H", &docker, "rmi", "-f", &reference]).output();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// Stops the service deploy-local left running under `root` (its process group).
+fn stop_service(root: &Path) {
+    if let Ok(text) = std::fs::read_to_string(root.join("service.pid"))
+        && let Some(pid) = text.split_whitespace().next()
+    {
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the service");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+#[test]
+fn pipeline_deploys_to_staging_and_production_with_deploy_root() {
+    let tmp = test_support::tempdir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.args(["registry", "--listen", "127.0.0.1:0", "--storage"]).arg(tmp.path().join("registry"));
+    let registry = test_support::Listening::spawn(command);
+    let deploy_root = tmp.path().join("deploy");
+    let (staging, production) = (free_port(), free_port());
+    let vars = [
+        format!("REGISTRY={}", registry.addr),
+        format!("DEPLOY_ROOT={}", deploy_root.display()),
+        format!("STAGING_PORT={staging}"),
+        format!("PRODUCTION_PORT={production}"),
+    ];
+    let mut args = vec!["run", "--json"];
+    for v in &vars {
+        args.extend(["--var", v.as_str()]);
+    }
+    let o = slipway(&root().join("examples"), &args, &tmp.path().join("cache"));
+    let answers = (http_get(staging, "/version"), http_get(production, "/version"));
+    stop_service(&deploy_root.join("staging"));
+    stop_service(&deploy_root.join("production"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = results(&o);
+    for job in ["staging", "production"] {
+        assert!(r.iter().any(|(j, res)| j == job && res == "success"), "{job}: {r:?}");
+    }
+    let version = std::fs::read_to_string(root().join("examples/VERSION")).expect("VERSION");
+    let want = format!("wordcount {}", version.trim());
+    assert!(answers.0.contains(&want) && answers.1.contains(&want), "{answers:?}");
+    let image_digest = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "job_finished" && e["job"] == "production")
+        .and_then(|e| e["outputs"]["digest"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(image_digest.starts_with("sha256:"), "production reports the deployed digest: {}", text(&o));
 }
