@@ -140,6 +140,14 @@ async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response>
     let spec: RunSpec = serde_json::from_str(&run.spec).map_err(internal)?;
     let jobs = state.db().jobs(run.id).await.map_err(internal)?;
     let repo = state.repository(&run.repository_name);
+    // An environment's secrets and variables are released only to a job past its gate.
+    let (secrets, vars) = crate::environments::released(
+        state,
+        job,
+        repo.as_ref().map(|r| r.secrets.clone()).unwrap_or_default(),
+        repo.as_ref().map(|r| r.vars.clone()).unwrap_or_default(),
+    )
+    .await;
     let ttl = state.lease_ttl();
     Ok(Assignment {
         job_id: job.id.0,
@@ -150,8 +158,8 @@ async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response>
         workflow: spec.workflow,
         event_name: spec.event_name,
         event: spec.event,
-        secrets: repo.as_ref().map(|r| r.secrets.clone()).unwrap_or_default(),
-        vars: repo.as_ref().map(|r| r.vars.clone()).unwrap_or_default(),
+        secrets,
+        vars,
         inputs: spec.inputs,
         clone_url: spec.clone_url,
         sha: run.sha.clone(),
