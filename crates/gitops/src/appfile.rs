@@ -11,6 +11,7 @@
 //!     files: site                                    # local: a directory of the repo installed as the release
 //!     env: {GREETING: hello}
 //!     ports: ["127.0.0.1:8080:8080"]                 # docker only: [IP:]HOST:CONTAINER[/tcp|udp]
+//!     network: host                                  # docker only: the network mode
 //!     health: {url: "http://127.0.0.1:8080/", timeout: 30s}   # or {cmd: "..."}
 //!     depends_on: [db]
 //! ```
@@ -73,6 +74,8 @@ pub struct Service {
     pub files: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub ports: Vec<String>,
+    /// Docker only: the container's network mode (`host`, `none`, a network's name).
+    pub network: Option<String>,
     pub health: Option<HealthCheck>,
     pub depends_on: Vec<String>,
 }
@@ -99,6 +102,7 @@ struct RawService {
     env: IndexMap<String, Spanned<Scalar>>,
     #[serde(default)]
     ports: Vec<Spanned<String>>,
+    network: Option<Spanned<String>>,
     health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
@@ -226,6 +230,12 @@ pub fn parse(text: &str, file: &str, dir: &Path, flavor: Flavor) -> Result<AppFi
                 ),
             ));
         }
+        if let (Flavor::Local, Some(n)) = (flavor, &s.network) {
+            return Err(at(
+                n.referenced,
+                format!("service {name}: `network` is for the docker target"),
+            ));
+        }
         if let (Some(_), Some(f)) = (&s.image, &s.files) {
             return Err(at(
                 f.referenced,
@@ -334,6 +344,7 @@ pub fn parse(text: &str, file: &str, dir: &Path, flavor: Flavor) -> Result<AppFi
                 .map(|(k, v)| (k.clone(), v.value.to_string()))
                 .collect(),
             ports: s.ports.iter().map(|p| p.value.clone()).collect(),
+            network: s.network.as_ref().map(|n| n.value.clone()),
             health,
             depends_on: s.depends_on.iter().map(|d| d.value.clone()).collect(),
         });

@@ -376,6 +376,10 @@ pub async fn promote(
     )
     .await
     .map_err(g)?;
+    let tip = String::from_utf8_lossy(&git(Some(&root), &["rev-parse", "HEAD"]).await.map_err(g)?)
+        .trim()
+        .to_owned();
+    log(&format!("Cloned {} at {tip}", p.repository));
     let msg = message(p);
     let attempts = p.attempts.max(1);
     for attempt in 1..=attempts {

@@ -142,7 +142,10 @@ fn app_file(dir: &Path, shown: &str, flavor: Flavor) -> Result<Desired, RenderEr
             "state": "running",
         });
         match flavor {
-            Flavor::Docker => spec["ports"] = json!(s.ports),
+            Flavor::Docker => {
+                spec["ports"] = json!(s.ports);
+                spec["network"] = json!(s.network);
+            }
             Flavor::Local => {
                 if let Some(f) = &s.files {
                     let digest = dir_digest(f).map_err(|source| RenderError::Read {

@@ -363,6 +363,7 @@ impl Target for DockerTarget {
             exposed_ports: (!exposed.is_empty()).then(|| exposed.into_keys().collect()),
             host_config: Some(HostConfig {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
+                network_mode: spec["network"].as_str().map(str::to_owned),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
