@@ -164,7 +164,19 @@ async fn the_openapi_document_lists_every_api_route() {
             "/api/v1/runs/{id}/logs",
             "/api/v1/runs/{id}/cancel",
             "/api/v1/runs/{id}/rerun",
-            "/api/v1/dispatch"
+            "/api/v1/dispatch",
+            "/api/v1/runs/{id}/artifacts",
+            "/api/v1/runs/{id}/artifacts/{name}",
+            "/api/v1/repositories",
+            "/api/v1/repositories/{owner}/{name}",
+            "/api/v1/repositories/{owner}/{name}/secrets",
+            "/api/v1/repositories/{owner}/{name}/secrets/{secret}",
+            "/api/v1/repositories/{owner}/{name}/variables",
+            "/api/v1/repositories/{owner}/{name}/variables/{var}",
+            "/api/v1/organizations/{org}/secrets",
+            "/api/v1/organizations/{org}/secrets/{secret}",
+            "/api/v1/organizations/{org}/variables",
+            "/api/v1/organizations/{org}/variables/{var}"
         ]
     );
     // Every `$ref` resolves.
