@@ -30,6 +30,7 @@ const BUILTINS: &[&str] = &[
     "slipway/deploy-ssh",
     "slipway/deploy-docker",
     "slipway/deploy-kubernetes",
+    "slipway/promote",
 ];
 
 /// Whether `owner/repo` (lowercase) is built in.
@@ -108,6 +109,30 @@ pub(crate) async fn run(
                 }
             };
             // Progress lines are logged while the action runs.
+            let forward = async {
+                while let Some(line) = rx.recv().await {
+                    job.log_system(Some(step_no), line).await;
+                }
+            };
+            let (result, ()) = tokio::join!(action, forward);
+            result.map(|o| o.into_iter().map(|(k, v)| (k, Value::String(v))).collect()).map_err(msg)
+        }
+        "slipway/promote" => {
+            // The promote commit names its source commit and run (crate `gitops`).
+            let mut inputs = inputs;
+            let github = |k: &str| job.base.contexts.get("github").and_then(|g| g.get(k)).map(workflow::expr::to_string);
+            for (input, key) in [("source-commit", "sha"), ("run", "run_id"), ("source-repository", "repository")] {
+                if let Some(v) = github(key).filter(|v| !v.is_empty() && !inputs.contains_key(input)) {
+                    inputs.insert(input.to_owned(), v);
+                }
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let action = async move {
+                let log = move |line: &str| {
+                    let _ = tx.send(line.to_owned());
+                };
+                gitops::promote::action(&inputs, &log).await.map_err(|e| e.to_string())
+            };
             let forward = async {
                 while let Some(line) = rx.recv().await {
                     job.log_system(Some(step_no), line).await;
