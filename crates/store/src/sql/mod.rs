@@ -21,6 +21,7 @@ mod schema;
 pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
 };
+pub use gitops::{GitopsApp, GitopsSync, SyncFilter};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -1021,18 +1022,35 @@ impl Db {
         now: i64,
         ttl_ms: i64,
     ) -> Result<Option<Job>> {
+        self.lease_where(agent, Some(matches), now, ttl_ms).await
+    }
+
+    /// [`lease`](Self::lease) for an agent that takes any job (no labels): it locks only
+    /// the one row it takes.
+    pub async fn lease_any(&self, agent: AgentId, now: i64, ttl_ms: i64) -> Result<Option<Job>> {
+        self.lease_where(agent, None, now, ttl_ms).await
+    }
+
+    async fn lease_where(
+        &self,
+        agent: AgentId,
+        matches: Option<&(dyn Fn(&str) -> bool + Sync)>,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Job>> {
         let mut tx = self.begin_write().await.map_err(q("starting a lease transaction"))?;
+        let limit = if matches.is_some() { 200 } else { 1 };
         let select = match self.backend {
-            Backend::Postgres => {
-                "SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED"
-            }
-            Backend::Sqlite => "SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 200",
+            Backend::Postgres => format!(
+                "SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+            ),
+            Backend::Sqlite => format!("SELECT id, labels FROM jobs WHERE status = 'queued' ORDER BY id LIMIT {limit}"),
         };
-        let rows = sqlx::query(select).fetch_all(&mut *tx).await.map_err(q("finding a queued job"))?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await.map_err(q("finding a queued job"))?;
         let mut chosen = None;
         for row in &rows {
             let labels: String = get(row, "labels")?;
-            if matches(&labels) {
+            if matches.is_none_or(|m| m(&labels)) {
                 chosen = Some(get::<i64>(row, "id")?);
                 break;
             }
@@ -1041,24 +1059,19 @@ impl Db {
             tx.rollback().await.map_err(q("ending a lease transaction"))?;
             return Ok(None);
         };
-        sqlx::query(
+        let sql = format!(
             "UPDATE jobs SET status = 'running', agent_id = $2, lease_expires_at = $3, attempt = attempt + 1,
                 started_at = $4
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(agent.0)
-        .bind(now + ttl_ms)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(q("leasing a job"))?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+             WHERE id = $1 RETURNING {JOB_COLUMNS}"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
+            .bind(agent.0)
+            .bind(now + ttl_ms)
+            .bind(now)
             .fetch_one(&mut *tx)
             .await
-            .map_err(q("reading a leased job"))?;
+            .map_err(q("leasing a job"))?;
         let job = job_from_row(&row)?;
         tx.commit().await.map_err(q("committing a lease"))?;
         Ok(Some(job))
