@@ -227,3 +227,73 @@ impl Db {
         rows.iter().map(sync_from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(revision: &str, sync: &str) -> GitopsApp {
+        GitopsApp {
+            agent: "lab".into(),
+            app: "web".into(),
+            repository: "git://x/deploy.git".into(),
+            path: "apps/web".into(),
+            branch: "main".into(),
+            target: "docker".into(),
+            revision: Some(revision.into()),
+            target_revision: Some(revision.into()),
+            sync_status: sync.into(),
+            health_status: "Healthy".into(),
+            paused: false,
+            message: String::new(),
+            reconciled_at: 10,
+            reported_at: 11,
+        }
+    }
+
+    fn sync(entry_id: i64, revision: &str, source: Option<&str>, at: i64) -> GitopsSync {
+        GitopsSync {
+            agent: "lab".into(),
+            app: "web".into(),
+            entry_id,
+            revision: revision.into(),
+            source_commit: source.map(str::to_owned),
+            source_run: source.map(|_| "7".to_owned()),
+            trigger: "auto-sync".into(),
+            result: "succeeded".into(),
+            message: "applied 1 change(s)".into(),
+            changes: "update service/web (image)".into(),
+            started_at: at,
+            finished_at: at + 1,
+        }
+    }
+
+    async fn check(db: Db) {
+        let new = db.record_gitops_report(&app("r1", "Synced"), &[sync(1, "r1", None, 100)]).await.expect("report");
+        assert_eq!(new, 1);
+        // The next report repeats the first entry: it is stored once.
+        let new = db
+            .record_gitops_report(&app("r2", "OutOfSync"), &[sync(1, "r1", None, 100), sync(2, "r2", Some("abc"), 200)])
+            .await
+            .expect("report");
+        assert_eq!(new, 1);
+        let apps = db.gitops_apps().await.expect("apps");
+        assert_eq!(apps, vec![app("r2", "OutOfSync")]);
+        let all = db.gitops_syncs(&SyncFilter::default()).await.expect("syncs");
+        assert_eq!(all.iter().map(|s| s.entry_id).collect::<Vec<_>>(), [2, 1], "newest first");
+        let by_source = db
+            .gitops_syncs(&SyncFilter { source_commit: Some("abc".into()), ..Default::default() })
+            .await
+            .expect("syncs");
+        assert_eq!(by_source, vec![sync(2, "r2", Some("abc"), 200)]);
+        let none = db.gitops_syncs(&SyncFilter { app: Some("other".into()), ..Default::default() }).await.expect("syncs");
+        assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reports_on_sqlite_and_postgres() {
+        let dir = test_support::tempdir();
+        check(Db::connect(&format!("sqlite://{}/state.db", dir.path().display())).await.expect("sqlite")).await;
+        check(Db::connect(&super::super::tests::fresh_postgres().await).await.expect("postgres")).await;
+    }
+}
