@@ -51,12 +51,33 @@ pub(crate) async fn authenticate_agent(state: &AppState, headers: &HeaderMap) ->
     agent(state, headers).await
 }
 
+/// Agents authenticated recently, by token hash, with when their `last_seen_at` was last
+/// written: the store is written at most every [`SEEN_EVERY_MS`] per agent, not on every call.
+#[derive(Debug, Default)]
+pub(crate) struct AgentCache(std::sync::Mutex<std::collections::HashMap<String, (Agent, i64)>>);
+
+/// How often an agent's `last_seen_at` is written.
+const SEEN_EVERY_MS: i64 = 5_000;
+
 async fn agent(state: &AppState, headers: &HeaderMap) -> Result<Agent, Response> {
     let Some(token) = bearer(headers) else {
         return Err(error_response(StatusCode::UNAUTHORIZED, "missing agent token (Authorization: Bearer)"));
     };
-    match state.db().agent_by_token(&hash_token(token), now_ms()).await {
-        Ok(Some(a)) => Ok(a),
+    let hash = hash_token(token);
+    let now = now_ms();
+    {
+        let cache = state.0.agents.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((agent, written)) = cache.get(&hash)
+            && now - written < SEEN_EVERY_MS
+        {
+            return Ok(agent.clone());
+        }
+    }
+    match state.db().agent_by_token(&hash, now).await {
+        Ok(Some(a)) => {
+            state.0.agents.0.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, (a.clone(), now));
+            Ok(a)
+        }
         Ok(None) => Err(error_response(StatusCode::UNAUTHORIZED, "unknown agent token")),
         Err(e) => Err(internal(e)),
     }
@@ -105,7 +126,12 @@ async fn lease(State(state): State<AppState>, headers: HeaderMap, Json(req): Jso
             return StatusCode::NO_CONTENT.into_response();
         }
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        match state.db().lease(agent.id, &matches, now_ms(), ttl_ms).await {
+        let leased = if labels.is_empty() {
+            state.db().lease_any(agent.id, now_ms(), ttl_ms).await
+        } else {
+            state.db().lease(agent.id, &matches, now_ms(), ttl_ms).await
+        };
+        match leased {
             Ok(Some(job)) => {
                 state.0.leases.notify_waiters();
                 return match assignment(&state, &job).await {

@@ -79,6 +79,11 @@ impl Mirrors {
         }
         git(&dir, &["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", clone_url, &format!("+{what}:refs/slipway/fetched")])
             .await?;
+        // A full commit id names itself (fetching it succeeded, so it is there); a ref needs
+        // resolving.
+        if what.len() == 40 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok((what.to_ascii_lowercase(), dir));
+        }
         let sha = git(&dir, &["rev-parse", "--verify", "refs/slipway/fetched^{commit}"]).await?;
         Ok((String::from_utf8_lossy(&sha).trim().to_owned(), dir))
     }
@@ -86,23 +91,75 @@ impl Mirrors {
 
 /// The workflow files at `sha`: the `.yml`/`.yaml` files of the first existing workflow
 /// directory, as (path, contents), sorted by path.
+///
+/// Two `git` processes whatever the number of files: one `ls-tree` of every workflow
+/// directory, one `cat-file --batch` for the contents.
 pub async fn workflow_files(git_dir: &Path, sha: &str) -> Result<Vec<(String, String)>, GitError> {
-    for dir in WORKFLOW_DIRS {
-        let listing = git(git_dir, &["ls-tree", "--name-only", &format!("{sha}:{dir}")]).await;
-        let Ok(listing) = listing else { continue };
-        let mut out = Vec::new();
-        for name in String::from_utf8_lossy(&listing).lines() {
-            if !(name.ends_with(".yml") || name.ends_with(".yaml")) {
-                continue;
-            }
-            let path = format!("{dir}/{name}");
-            let contents = git(git_dir, &["show", &format!("{sha}:{path}")]).await?;
-            out.push((path, String::from_utf8_lossy(&contents).into_owned()));
-        }
-        out.sort();
-        return Ok(out);
+    let mut args = vec!["ls-tree", "-r", "--name-only", "-z", sha, "--"];
+    args.extend(WORKFLOW_DIRS);
+    let listing = git(git_dir, &args).await?;
+    let listed: Vec<String> =
+        listing.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    // The first directory that exists wins; only its direct `.yml`/`.yaml` children count.
+    let Some(dir) = WORKFLOW_DIRS.iter().find(|d| listed.iter().any(|p| p.starts_with(&format!("{d}/")))) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<&String> = listed
+        .iter()
+        .filter(|p| {
+            p.strip_prefix(&format!("{dir}/"))
+                .is_some_and(|name| !name.contains('/') && (name.ends_with(".yml") || name.ends_with(".yaml")))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Vec::new())
+    let input: String = paths.iter().map(|p| format!("{sha}:{p}\n")).collect();
+    let out = git_with_input(git_dir, &["cat-file", "--batch"], input.as_bytes()).await?;
+    let mut files = Vec::with_capacity(paths.len());
+    let mut rest = &out[..];
+    for path in paths {
+        let bad = || GitError::Failed { args: "cat-file --batch".to_owned(), stderr: format!("unexpected output for {path}") };
+        let nl = rest.iter().position(|b| *b == b'\n').ok_or_else(bad)?;
+        let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        let size: usize = header.rsplit(' ').next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        if !header.contains(" blob ") || rest.len() < nl + 1 + size {
+            return Err(bad());
+        }
+        files.push((path.clone(), String::from_utf8_lossy(&rest[nl + 1..nl + 1 + size]).into_owned()));
+        rest = rest.get(nl + 2 + size..).unwrap_or_default();
+    }
+    Ok(files)
+}
+
+/// Runs git in `dir` with `input` on stdin and returns stdout.
+async fn git_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Result<Vec<u8>, GitError> {
+    use tokio::io::AsyncWriteExt;
+    let spawn_err = |source| GitError::Spawn { args: args.join(" "), source };
+    let mut child = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let output = child.wait_with_output().await.map_err(spawn_err)?;
+    let _ = writer.await;
+    if !output.status.success() {
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output.stdout)
 }
 
 /// A file at `sha`, read synchronously (for the workflow `Loader`, which is not async).

@@ -138,6 +138,8 @@ struct Inner {
     key: secrets::ServerKey,
     /// Artifacts' contents.
     blobs: Arc<dyn store::blob::BlobStore>,
+    /// Recently authenticated agents.
+    agents: agent_api::AgentCache,
     agent_token: String,
     mirrors: git::Mirrors,
     /// Woken when jobs become queued (long-polling agents wait on it).
@@ -186,6 +188,7 @@ impl AppState {
             repos_changed: Notify::new(),
             key,
             blobs,
+            agents: agent_api::AgentCache::default(),
             agent_token,
             queue: Notify::new(),
             leases: Notify::new(),

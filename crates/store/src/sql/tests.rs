@@ -156,9 +156,10 @@ async fn lease_hands_out_each_job_once_and_respects_labels() {
         assert_eq!((first.id, first.attempt, first.status), (ids[1], 1, JobStatus::Running));
         assert_eq!(first.lease_expires_at, Some(1020));
         assert!(db.lease(agent, &cpu_only, 21, 1000).await.expect("lease").is_none());
-        let second = db.lease(agent, &any, 22, 1000).await.expect("lease").expect("the gpu job");
+        let second = db.lease_any(agent, 22, 1000).await.expect("lease").expect("the gpu job");
         assert_eq!(second.id, ids[0]);
         assert!(db.lease(agent, &any, 23, 1000).await.expect("lease").is_none());
+        assert!(db.lease_any(agent, 23, 1000).await.expect("lease").is_none());
         assert_eq!(db.queue_depth().await.expect("depth"), 0);
     })
     .await;
@@ -176,7 +177,7 @@ async fn concurrent_leases_never_share_a_job() {
             let db = db.clone();
             set.spawn(async move {
                 let mut got = Vec::new();
-                while let Some(job) = db.lease(agent, &any, 20, 1000).await.expect("lease") {
+                while let Some(job) = db.lease_any(agent, 20, 1000).await.expect("lease") {
                     got.push(job.id);
                 }
                 got
