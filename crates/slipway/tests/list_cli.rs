@@ -34,7 +34,7 @@ fn examples_plan() {
     let plans: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     let jobs = plans[0]["jobs"].as_array().expect("jobs");
     let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
-    assert_eq!(ids, ["build", "test", "package", "image"]);
+    assert_eq!(ids, ["build", "test", "package", "image", "staging", "production"]);
     assert_eq!(jobs[1]["matrix"].as_array().map(Vec::len), Some(3), "{}", jobs[1]);
 }
 
