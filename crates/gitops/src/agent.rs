@@ -688,6 +688,19 @@ impl Agent {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Serves [`Agent::router`] on `listener` and runs [`Agent::run`] until `shutdown`.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let s = shutdown.clone();
+        let http = axum::serve(listener, router).with_graceful_shutdown(s.cancelled_owned());
+        let (served, ()) = tokio::join!(http, self.run(shutdown.clone()));
+        served
+    }
+
     /// The agent's HTTP API: `POST /hooks/sync[?app=NAME]` (a push webhook: reconcile now;
     /// any forge's push payload is accepted and ignored), `GET /api/apps`,
     /// `GET /api/apps/{app}`, `POST /api/apps/{app}/sync`,
