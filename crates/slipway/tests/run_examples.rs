@@ -43,7 +43,8 @@ fn logs(o: &Output) -> Vec<String> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["type"] == "log")
-        .filter_map(|e| e["line"].as_str().map(str::to_owned))
+        .flat_map(|e| e["lines"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| l.as_str().map(str::to_owned))
         .collect()
 }
 
