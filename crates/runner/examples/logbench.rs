@@ -64,9 +64,9 @@ async fn main() {
     let consumer = tokio::spawn(async move {
         let (mut lines, mut bytes) = (0u64, 0u64);
         while let Some(e) = rx.recv().await {
-            if let Event::Log { line, .. } = e {
-                lines += 1;
-                bytes += line.len() as u64 + 1;
+            if let Event::Log { lines: l, .. } = e {
+                lines += l.len() as u64;
+                bytes += l.as_text().len() as u64;
             }
         }
         (lines, bytes)

@@ -2,7 +2,7 @@
 //! protocol carries the same events).
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,12 +70,14 @@ pub enum Event {
         /// without an `id` (e.g. the digest an image build reported).
         outputs: IndexMap<String, String>,
     },
-    /// One output line, already masked. `group` is set inside `::group::` blocks.
+    /// Output lines, already masked, in order: the complete lines of one read of a step's
+    /// output (a workflow command between lines ends a batch). JSON:
+    /// `{"type":"log","job":"build","step":0,"stream":"stdout","lines":["a","b"]}`.
     Log {
         job: String,
         step: Option<usize>,
         stream: LogStream,
-        line: String,
+        lines: LogLines,
     },
     GroupStarted {
         job: String,
@@ -105,4 +107,108 @@ pub enum Event {
     RunFinished {
         success: bool,
     },
+}
+
+/// Lines of log output kept as one string of `\n`-terminated lines (one allocation for a
+/// whole batch); serialized as an array of strings without the newlines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogLines(String);
+
+impl LogLines {
+    pub fn new() -> LogLines {
+        LogLines(String::new())
+    }
+
+    /// One line (a `\n` inside it starts another line).
+    pub fn one(line: &str) -> LogLines {
+        let mut l = LogLines(String::with_capacity(line.len() + 1));
+        l.push(line);
+        l
+    }
+
+    /// Takes text that is already a sequence of `\n`-terminated lines (a missing final
+    /// `\n` is added).
+    pub fn from_text(mut text: String) -> LogLines {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        LogLines(text)
+    }
+
+    /// Appends a line (a `\n` inside it starts another line).
+    pub fn push(&mut self, line: &str) {
+        self.0.push_str(line);
+        self.0.push('\n');
+    }
+
+    pub fn iter(&self) -> std::str::SplitTerminator<'_, char> {
+        self.0.split_terminator('\n')
+    }
+
+    /// The number of lines.
+    pub fn len(&self) -> usize {
+        memchr::memchr_iter(b'\n', self.0.as_bytes()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The lines as text, each followed by `\n`.
+    pub fn as_text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a LogLines {
+    type Item = &'a str;
+    type IntoIter = std::str::SplitTerminator<'a, char>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for LogLines {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> LogLines {
+        let mut l = LogLines::new();
+        for s in iter {
+            l.push(s.as_ref());
+        }
+        l
+    }
+}
+
+impl Serialize for LogLines {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_keep_empty_lines_and_serialize_as_an_array() {
+        let mut l = LogLines::new();
+        assert!(l.is_empty());
+        l.push("a");
+        l.push("");
+        l.push("b\nc");
+        assert_eq!(l.iter().collect::<Vec<_>>(), ["a", "", "b", "c"]);
+        assert_eq!(l.len(), 4);
+        assert_eq!(
+            serde_json::to_string(&l).expect("json"),
+            r#"["a","","b","c"]"#
+        );
+        assert_eq!(LogLines::one("").iter().collect::<Vec<_>>(), [""]);
+        assert_eq!(
+            LogLines::from_text("x\ny".into())
+                .iter()
+                .collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+        assert_eq!(serde_json::to_string(&LogLines::new()).expect("json"), "[]");
+    }
 }

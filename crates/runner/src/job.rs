@@ -23,7 +23,7 @@ use crate::executor::{
 };
 use crate::mask::{LineReader, Masker};
 use crate::schedule::{PlanScope, Shared, eval_number};
-use crate::{Event, JobResult, LogStream, Platform, StepOutcome};
+use crate::{Event, JobResult, LogLines, LogStream, Platform, StepOutcome};
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -507,12 +507,12 @@ impl JobRun {
     }
 
     pub(crate) async fn log_system(&self, step: Option<usize>, line: String) {
-        let line = self.masker.mask(&line).into_owned();
+        let line = self.masker.mask(&line);
         self.emit(Event::Log {
             job: self.id.clone(),
             step,
             stream: LogStream::System,
-            line,
+            lines: LogLines::one(&line),
         })
         .await;
     }
@@ -1310,6 +1310,7 @@ impl JobRun {
     ) -> ProcEnd {
         let mut out = proc.take_stdout().map(LineReader::new);
         let mut err = proc.take_stderr().map(LineReader::new);
+        let mut batch = LogBatch::default();
         let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let deadline = sleep_until(
             timeout
@@ -1353,37 +1354,43 @@ impl JobRun {
                     match r {
                         Ok(true) => {
                             if let Some(reader) = out.as_mut() {
+                                batch.start(LogStream::Stdout, reader.buffered_len());
                                 while let Some(line) = reader.buffered_line() {
-                                    self.handle_line(line, LogStream::Stdout, step_no, cmd).await;
+                                    self.handle_line(line, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
                         _ => {
                             if let Some(mut reader) = out.take() {
+                                batch.start(LogStream::Stdout, reader.buffered_len());
                                 while let Ok(Some(line)) = reader.next_line().await {
-                                    self.handle_line(line, LogStream::Stdout, step_no, cmd).await;
+                                    self.handle_line(line, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
                     }
+                    self.flush_log(step_no, &mut batch).await;
                 }
                 r = next_line(&mut err), if err.is_some() => {
                     match r {
                         Ok(true) => {
                             if let Some(reader) = err.as_mut() {
+                                batch.start(LogStream::Stderr, reader.buffered_len());
                                 while let Some(line) = reader.buffered_line() {
-                                    self.handle_line(line, LogStream::Stderr, step_no, cmd).await;
+                                    self.handle_line(line, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
                         _ => {
                             if let Some(mut reader) = err.take() {
+                                batch.start(LogStream::Stderr, reader.buffered_len());
                                 while let Ok(Some(line)) = reader.next_line().await {
-                                    self.handle_line(line, LogStream::Stderr, step_no, cmd).await;
+                                    self.handle_line(line, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
                     }
+                    self.flush_log(step_no, &mut batch).await;
                 }
                 s = proc.wait(), if status.is_none() => {
                     match s {
@@ -1405,35 +1412,59 @@ impl JobRun {
         }
     }
 
-    /// One line of output: workflow commands on stdout, masking, the event.
+    /// One line of output: a workflow command is handled (after the lines before it are
+    /// sent, so that `::add-mask::` and groups apply from the right line on), any other
+    /// line joins the batch.
     async fn handle_line(
         &mut self,
         raw: &[u8],
-        stream: LogStream,
         step_no: usize,
         cmd: &mut CmdState,
+        batch: &mut LogBatch,
     ) {
         let text = match std::str::from_utf8(raw) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(raw),
         };
         if let Some(token) = &cmd.stop_token {
-            if text.trim() == format!("::{token}::") {
+            let t = text.trim();
+            if t.strip_prefix("::")
+                .and_then(|t| t.strip_suffix("::"))
+                .is_some_and(|t| t == token)
+            {
                 cmd.stop_token = None;
                 return;
             }
         } else if looks_like_command(raw)
             && let Some(c) = commands::parse(&text)
-            && self.handle_command(c, step_no, cmd).await
         {
+            self.flush_log(step_no, batch).await;
+            if self.handle_command(c, step_no, cmd).await {
+                return;
+            }
+        }
+        if batch.text.len() + text.len() >= LOG_BATCH_MAX {
+            self.flush_log(step_no, batch).await;
+        }
+        batch.text.push_str(&text);
+        batch.text.push('\n');
+    }
+
+    /// Sends the batched lines as one masked [`Event::Log`].
+    async fn flush_log(&mut self, step_no: usize, batch: &mut LogBatch) {
+        if batch.text.is_empty() {
             return;
         }
-        let line = self.masker.mask(&text).into_owned();
+        let text = std::mem::take(&mut batch.text);
+        let masked = match self.masker.mask_lines(&text) {
+            std::borrow::Cow::Owned(m) => Some(m),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
         self.emit(Event::Log {
             job: self.id.clone(),
             step: Some(step_no),
-            stream,
-            line,
+            stream: batch.stream,
+            lines: LogLines::from_text(masked.unwrap_or(text)),
         })
         .await;
     }
@@ -1486,7 +1517,7 @@ impl JobRun {
                         job,
                         step: Some(step_no),
                         stream: LogStream::Stdout,
-                        line,
+                        lines: LogLines::one(&line),
                     })
                     .await;
                 }
@@ -1544,6 +1575,35 @@ impl CmdState {
                 .extend(self.state);
         }
         self.outputs
+    }
+}
+
+/// A [`Event::Log`] batch holds at most this much text (so that the events a slow consumer
+/// has not taken yet stay small).
+const LOG_BATCH_MAX: usize = 64 * 1024;
+
+/// Lines of one stream waiting to become one [`Event::Log`].
+struct LogBatch {
+    stream: LogStream,
+    /// `\n`-terminated lines, not masked yet.
+    text: String,
+}
+
+impl Default for LogBatch {
+    fn default() -> Self {
+        LogBatch {
+            stream: LogStream::Stdout,
+            text: String::new(),
+        }
+    }
+}
+
+impl LogBatch {
+    /// Starts collecting lines of `stream` (the previous batch was flushed), about `bytes`.
+    fn start(&mut self, stream: LogStream, bytes: usize) {
+        debug_assert!(self.text.is_empty());
+        self.stream = stream;
+        self.text.reserve(bytes.min(LOG_BATCH_MAX));
     }
 }
 

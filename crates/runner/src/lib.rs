@@ -29,7 +29,7 @@ mod job;
 pub mod mask;
 mod schedule;
 
-pub use event::{Event, JobResult, LogStream, StepOutcome};
+pub use event::{Event, JobResult, LogLines, LogStream, StepOutcome};
 
 use std::path::PathBuf;
 

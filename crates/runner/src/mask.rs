@@ -26,6 +26,9 @@ const READ_CHUNK: usize = 256 * 1024;
 pub struct Masker {
     values: Vec<String>,
     automaton: Option<AhoCorasick>,
+    /// The values without a newline, for [`Masker::mask_lines`] (a value with a newline
+    /// never matches within one line; each of its lines is a value of its own).
+    line_automaton: Option<AhoCorasick>,
 }
 
 impl Masker {
@@ -57,10 +60,20 @@ impl Masker {
     }
 
     fn rebuild(&mut self) {
-        self.automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&self.values)
-            .ok();
+        let build = |values: &[&String]| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(values)
+                .ok()
+        };
+        let all: Vec<&String> = self.values.iter().collect();
+        let single: Vec<&String> = all.iter().copied().filter(|v| !v.contains('\n')).collect();
+        self.automaton = build(&all);
+        self.line_automaton = if single.is_empty() {
+            None
+        } else {
+            build(&single)
+        };
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,23 +87,34 @@ impl Masker {
 
     /// `text` with every registered value replaced by `***` (borrowed when nothing matched).
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let Some(ac) = &self.automaton else {
-            return Cow::Borrowed(text);
-        };
-        let mut matches = ac.find_iter(text).peekable();
-        if matches.peek().is_none() {
-            return Cow::Borrowed(text);
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
-        for m in matches {
-            out.push_str(&text[last..m.start()]);
-            out.push_str(MASK);
-            last = m.end();
-        }
-        out.push_str(&text[last..]);
-        Cow::Owned(out)
+        replace(self.automaton.as_ref(), text)
     }
+
+    /// `lines` (text of `\n`-separated lines) masked line by line in one pass: the same
+    /// result as [`Masker::mask`] on each line.
+    pub fn mask_lines<'a>(&self, lines: &'a str) -> Cow<'a, str> {
+        replace(self.line_automaton.as_ref(), lines)
+    }
+}
+
+/// `text` with every match of `ac` replaced by [`MASK`] (borrowed when nothing matched).
+fn replace<'a>(ac: Option<&AhoCorasick>, text: &'a str) -> Cow<'a, str> {
+    let Some(ac) = ac else {
+        return Cow::Borrowed(text);
+    };
+    let mut matches = ac.find_iter(text).peekable();
+    if matches.peek().is_none() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for m in matches {
+        out.push_str(&text[last..m.start()]);
+        out.push_str(MASK);
+        last = m.end();
+    }
+    out.push_str(&text[last..]);
+    Cow::Owned(out)
 }
 
 /// Splits an async byte stream into lines (without the `\n` or a trailing `\r`).
@@ -114,6 +138,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             scanned: 0,
             eof: false,
         }
+    }
+
+    /// Bytes read but not yet returned as lines.
+    pub fn buffered_len(&self) -> usize {
+        self.end - self.start
     }
 
     /// A complete line already in the buffer (or a [`MAX_LINE`] piece of an over-long one),
@@ -234,6 +263,23 @@ mod tests {
             m.add(s);
         }
         assert_eq!(m.mask(input), expect);
+    }
+
+    #[test]
+    fn masking_lines_in_one_pass_is_masking_each_line() {
+        let mut m = Masker::new();
+        for s in ["s3cret", "abc", "abcdef", "line one\nline two", "a\rb"] {
+            m.add(s);
+        }
+        let text =
+            "the s3cret\nxabcdefx abc\nline one\nline two\n\nline one line two\nxa\rby\nplain\n";
+        let each: String = text
+            .split_terminator('\n')
+            .map(|l| format!("{}\n", m.mask(l)))
+            .collect();
+        assert_eq!(m.mask_lines(text), each);
+        assert!(matches!(Masker::new().mask_lines(text), Cow::Borrowed(_)));
+        assert!(matches!(m.mask_lines("nothing\nhere\n"), Cow::Borrowed(_)));
     }
 
     #[test]

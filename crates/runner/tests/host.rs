@@ -207,6 +207,64 @@ jobs:
 }
 
 #[tokio::test]
+async fn lines_of_one_write_keep_their_order_around_commands() {
+    let f = Fixture::new();
+    // One write: the runner reads it at once, yet `::add-mask::` applies only from its line
+    // on and group events sit between the right lines.
+    let out = run(
+        r##"
+on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          printf 'before s3cr3tval\n::add-mask::s3cr3tval\nafter s3cr3tval\n::group::G\nin group\n\n::endgroup::\nlast\n'
+          printf 'err line\n' >&2
+"##,
+        f.options(),
+    )
+    .await;
+    assert_eq!(out.job("j"), JobResult::Success, "{}", out.dump());
+    let seen: Vec<String> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log {
+                stream: runner::LogStream::System,
+                ..
+            } => None,
+            Event::Log { lines, stream, .. } => Some(format!(
+                "{stream:?}: {}",
+                lines.iter().collect::<Vec<_>>().join("|")
+            )),
+            Event::GroupStarted { title, .. } => Some(format!("group {title}")),
+            Event::GroupEnded { .. } => Some("endgroup".into()),
+            _ => None,
+        })
+        .collect();
+    let stdout: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with("Stderr"))
+        .collect();
+    assert_eq!(
+        stdout,
+        [
+            "Stdout: before s3cr3tval",
+            "Stdout: after ***",
+            "group G",
+            "Stdout: in group|",
+            "endgroup",
+            "Stdout: last"
+        ],
+        "{}",
+        out.dump()
+    );
+    assert!(seen.contains(&"Stderr: err line".to_owned()), "{seen:?}");
+}
+
+#[tokio::test]
 async fn outputs_flow_across_needs_and_failures_skip_dependents() {
     let f = Fixture::new();
     let out = run(
@@ -613,7 +671,7 @@ jobs:
     let handle = tokio::spawn(async move { runner::run(vec![plan], o, tx, c2).await });
     let mut events = Vec::new();
     while let Some(e) = rx.recv().await {
-        if matches!(&e, Event::Log { line, .. } if line == "started") {
+        if matches!(&e, Event::Log { lines, .. } if lines.iter().any(|l| l == "started")) {
             cancel.cancel();
         }
         events.push(e);
@@ -880,7 +938,7 @@ jobs:
     let a_log = out
         .events
         .iter()
-        .position(|e| matches!(e, Event::Log { job, line, .. } if job == "a" && line == "one"))
+        .position(|e| matches!(e, Event::Log { job, lines, .. } if job == "a" && lines.iter().any(|l| l == "one")))
         .expect("log");
     let a_done = out
         .events

@@ -229,7 +229,7 @@ fn outcome(o: StepOutcome) -> Conclusion {
 /// Appends what an event means for the log and the steps.
 fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
     match event {
-        Event::Log { line, .. } => out.lines.push(line),
+        Event::Log { lines, .. } => out.lines.extend(lines.iter().map(str::to_owned)),
         Event::StepStarted { step, name, .. } => {
             out.lines.push(format!("==> {name}"));
             st.step_names.insert(step, name.clone());

@@ -60,7 +60,8 @@ fn log_lines(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .filter(|e| e["type"] == "log")
-        .filter_map(|e| e["line"].as_str().map(str::to_owned))
+        .flat_map(|e| e["lines"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| l.as_str().map(str::to_owned))
         .collect()
 }
 

@@ -37,7 +37,7 @@ fn wait_for_log(child: &mut Child, wanted: &'static str) -> mpsc::Receiver<Vec<S
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["type"] == "log" && v["line"] == wanted {
+                if v["type"] == "log" && v["lines"].as_array().is_some_and(|l| l.iter().any(|l| l == wanted)) {
                     if let Some(tx) = seen.take() {
                         let _ = tx.send(());
                     }
@@ -158,7 +158,9 @@ fn second_ctrl_c_exits_at_once() {
             let Ok(line) = line else { break };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if v["type"] == "log" {
-                    let _ = tx.send(v["line"].as_str().unwrap_or_default().to_owned());
+                    for l in v["lines"].as_array().into_iter().flatten() {
+                        let _ = tx.send(l.as_str().unwrap_or_default().to_owned());
+                    }
                 }
             }
         }

@@ -133,9 +133,11 @@ impl Outcome {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Log { job: j, line, .. } if j == job => Some(line.clone()),
+                Event::Log { job: j, lines, .. } if j == job => Some(lines.iter()),
                 _ => None,
             })
+            .flatten()
+            .map(str::to_owned)
             .collect()
     }
 
@@ -143,9 +145,10 @@ impl Outcome {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Log { line, .. } => Some(line.clone()),
+                Event::Log { lines, .. } => Some(lines.iter()),
                 _ => None,
             })
+            .flatten()
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -34,7 +34,7 @@ struct JobView {
     prefix: String,
     /// Inside a `::group::` (on a TTY: lines are hidden).
     in_group: bool,
-    hidden: Vec<String>,
+    hidden: std::collections::VecDeque<String>,
     hidden_dropped: usize,
     steps: HashMap<usize, String>,
 }
@@ -178,6 +178,22 @@ impl<W: Write, E: Write> Renderer<W, E> {
         write_prefixed(&mut self.out, &self.jobs[i].prefix, text)
     }
 
+    /// Many lines of one job (the hot path of a chatty step).
+    fn lines(&mut self, job: &str, lines: &runner::LogLines) -> std::io::Result<()> {
+        if self.progress_shown {
+            self.out.flush()?;
+            self.clear_progress();
+        }
+        let i = self.view_index(job);
+        let prefix = self.jobs[i].prefix.as_bytes();
+        for line in lines {
+            self.out.write_all(prefix)?;
+            self.out.write_all(line.as_bytes())?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
     fn paint(&self, code: &str, text: &str) -> String {
         if self.style.color { format!("\x1b[{code}m{text}{RESET}") } else { text.to_owned() }
     }
@@ -253,20 +269,24 @@ impl<W: Write, E: Write> Renderer<W, E> {
                 };
                 self.line(job, &text)?;
             }
-            Event::Log { job, stream, line, .. } => {
+            Event::Log { job, stream, lines, .. } => {
                 let hide = self.style.color && self.view(job).in_group;
                 if hide {
                     let view = self.view(job);
-                    if view.hidden.len() >= HIDDEN_MAX {
-                        view.hidden.remove(0);
-                        view.hidden_dropped += 1;
+                    for line in lines {
+                        if view.hidden.len() >= HIDDEN_MAX {
+                            view.hidden.pop_front();
+                            view.hidden_dropped += 1;
+                        }
+                        view.hidden.push_back(line.to_owned());
                     }
-                    view.hidden.push(line.clone());
                 } else if *stream == LogStream::System {
-                    let text = self.paint("2", line);
-                    self.line(job, &text)?;
+                    for line in lines {
+                        let text = self.paint("2", line);
+                        self.line(job, &text)?;
+                    }
                 } else {
-                    self.line(job, line)?;
+                    self.lines(job, lines)?;
                 }
             }
             Event::GroupStarted { job, title, .. } => {
@@ -408,7 +428,7 @@ mod tests {
     use super::*;
 
     fn log(job: &str, line: &str) -> Event {
-        Event::Log { job: job.into(), step: Some(0), stream: LogStream::Stdout, line: line.into() }
+        Event::Log { job: job.into(), step: Some(0), stream: LogStream::Stdout, lines: runner::LogLines::one(line) }
     }
 
     fn render(style: Style, events: &[Event]) -> String {
@@ -469,6 +489,19 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(l).expect("json");
             assert!(v.get("type").is_some());
         }
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_rendered_line_by_line() {
+        let lines: runner::LogLines = ["one", "", "two"].into_iter().collect();
+        let batch = Event::Log { job: "b".into(), step: Some(0), stream: LogStream::Stdout, lines };
+        assert_eq!(render(PLAIN, std::slice::from_ref(&batch)), "[b] one\n[b] \n[b] two\n");
+        let json = render(Style { json: true, color: false, progress: false }, &[batch]);
+        let v: serde_json::Value = serde_json::from_str(json.trim_end()).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "log", "job": "b", "step": 0, "stream": "stdout", "lines": ["one", "", "two"]})
+        );
     }
 
     #[test]
