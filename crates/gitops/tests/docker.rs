@@ -278,3 +278,84 @@ async fn a_bad_app_file_applies_nothing_and_git_unreachable_keeps_the_app() {
         "running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_crash_mid_sync_a_restarted_agent_converges_without_duplicates_or_orphans() {
+    let git = GitDaemon::start();
+    let url = git.create_repo("deploy");
+    let wt = git.work_tree("deploy");
+    let img = test_support::busybox_image();
+    wt.write(
+        "app.yaml",
+        &format!(
+            "services:\n  a:\n    image: {img}\n    command: exec sleep 600\n    network: none\n"
+        ),
+    );
+    let rev = wt.commit("a");
+    wt.push("main");
+    let app = unique("gc");
+    let _cleanup = RemoveApp(app.clone());
+    let spec = || {
+        let mut s = AppSpec::new(
+            &app,
+            &url,
+            "",
+            "main",
+            TargetSpec::Docker {
+                endpoint: Some(test_support::docker_host()),
+            },
+        );
+        s.interval = std::time::Duration::from_secs(3600);
+        s
+    };
+    let first = start_agent(vec![spec()]).await;
+    first
+        .wait(&app, "the first sync", |s| synced_at(s, &rev))
+        .await;
+    let data = first.stop();
+
+    // What a crash leaves behind: a second container of service a (created, old one not yet
+    // removed) and a container of a service that never made it into the state file.
+    for (name, service) in [(format!("{app}-a-stale"), "a"), (format!("{app}-b"), "b")] {
+        docker(&[
+            "create",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            "--label",
+            &format!("slipway.gitops.app={app}"),
+            "--label",
+            &format!("slipway.gitops.service={service}"),
+            &img,
+            "sleep",
+            "600",
+        ]);
+    }
+    let again = start_agent_in(vec![spec()], data).await;
+    let s = again
+        .agent
+        .reconcile(&app, gitops::agent::Trigger::Poll)
+        .await
+        .unwrap();
+    assert_eq!(s.record.sync, SyncStatus::Synced, "{:?}", s.record);
+    let names = docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &format!("label=slipway.gitops.app={app}"),
+    ]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        [format!("{app}-a")],
+        "exactly one container per service, no orphan"
+    );
+    let h = s.record.history.last().unwrap();
+    assert!(
+        h.changes.contains(&"delete service/b".to_owned()),
+        "{:?}",
+        h.changes
+    );
+}

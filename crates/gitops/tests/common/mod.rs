@@ -115,6 +115,12 @@ pub async fn start_agent_in(apps: Vec<AppSpec>, data: tempfile::TempDir) -> Runn
 }
 
 impl Running {
+    /// Stops the agent (as a crash would: no cleanup on the target); its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        std::mem::replace(&mut self.data, test_support::tempdir())
+    }
+
     /// POSTs the push webhook.
     pub async fn webhook(&self) {
         let r = reqwest::Client::new()
