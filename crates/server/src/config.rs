@@ -43,6 +43,8 @@ pub struct Config {
     pub organizations: Vec<OrganizationConfig>,
     /// `[[environment]]`: deployment targets and their protection rules.
     pub environments: Vec<crate::environments::EnvironmentConfig>,
+    /// `[[user]] password_hash`: user name -> argon2 PHC string (web UI sign-in).
+    pub passwords: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +181,8 @@ struct RawUser {
     role: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// An argon2 PHC string (`$argon2id$...`) or `env:NAME`, for the web UI's sign-in.
+    password_hash: Option<String>,
 }
 
 fn viewer() -> String {
@@ -254,11 +258,19 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         organizations.push(OrganizationConfig { name: o.name, secrets, vars: o.vars });
     }
     let mut users = Vec::new();
+    let mut passwords = BTreeMap::new();
     for u in raw.user {
         if !matches!(u.role.as_str(), "admin" | "maintainer" | "viewer") {
             return Err(invalid(format!("user {}: role `{}` is not admin, maintainer or viewer", u.name, u.role)));
         }
         let token = resolve(&format!("user {} token", u.name), u.token)?;
+        if let Some(hash) = u.password_hash {
+            let hash = resolve(&format!("user {} password_hash", u.name), hash)?;
+            if let Err(e) = argon2::PasswordHash::new(&hash) {
+                return Err(invalid(format!("user {}: password_hash is not an argon2 PHC string ($argon2id$...): {e}", u.name)));
+            }
+            passwords.insert(u.name.clone(), hash);
+        }
         users.push(User { name: u.name, token, role: u.role, groups: u.groups });
     }
     let mut repositories = Vec::new();
@@ -296,7 +308,7 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         });
     }
     let environments = crate::environments::parse_config(raw.environment, file, &resolve)?;
-    Ok(Config { server, users, repositories, organizations, environments })
+    Ok(Config { server, users, repositories, organizations, environments, passwords })
 }
 
 /// `500ms`, `30s`, `5m`, `1h`.
