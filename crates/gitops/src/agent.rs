@@ -732,6 +732,7 @@ fn short(rev: &str) -> &str {
     &rev[..rev.len().min(12)]
 }
 
+#[allow(clippy::result_large_err)] // a Response is what axum handlers return anyway
 fn authorized(agent: &Agent, headers: &HeaderMap) -> Result<(), Response> {
     let Some(want) = &agent.0.options.token else {
         return Ok(());

@@ -207,9 +207,7 @@ fn edit(root: &Path, p: &Promote) -> Result<(String, Option<String>, bool), Prom
             )
             .map_err(|e| fail(format!("{}: {e}", shown(root, &file))))?
             .is_none()
-                || yamledit::get(&text, &digest_path)
-                    .map_err(|e| fail(e))?
-                    .is_none()
+                || yamledit::get(&text, &digest_path).map_err(fail)?.is_none()
             {
                 // No entry or no digest key yet: rewrite the file structurally.
                 return rewrite_kustomization(root, &file, &text, &name, &digest);

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Subcommand, Debug)]
 pub enum GitopsCommand {
     /// Watch deployment repositories and keep their targets in sync (the agent).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the apps of a running agent: revision, sync and health status, last sync.
     Status(StatusArgs),
     /// Reconcile an app now (what a push webhook does).
@@ -462,7 +462,7 @@ fn all_good(statuses: &[AppStatus]) -> bool {
 
 pub async fn main(command: GitopsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        GitopsCommand::Run(args) => run(args).await,
+        GitopsCommand::Run(args) => run(*args).await,
         GitopsCommand::Status(a) => {
             let path = match &a.app {
                 Some(app) => format!("/api/apps/{app}"),
