@@ -185,6 +185,9 @@ pub struct StepReport {
     pub state: StepState,
     #[serde(default)]
     pub conclusion: Option<Conclusion>,
+    /// What the step set with `$GITHUB_OUTPUT` (sent when it is done).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
 }
 
 /// One file of an artifact: its path inside the artifact and its contents' SHA-256 (hex).

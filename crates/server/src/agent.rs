@@ -2,14 +2,22 @@
 //! the host executor, and streams the runner's events back as log chunks and step reports.
 //! The server's embedded agent and `slipway agent` are this same code.
 //!
-//! Per job: fetch the commit into a fresh work directory (`git fetch URL SHA`), parse and
-//! compile the workflow source from the assignment (deterministic, no I/O), reduce the plan
-//! to the one job (its `needs` and `if:` were decided by the server), run it, heartbeat while
-//! it runs (a cancelled run or a lost lease cancels the runner), and report the result.
+//! Per job: parse and compile the workflow source from the assignment (deterministic, no
+//! I/O), reduce the plan to the one job (its `needs` and `if:` were decided by the server),
+//! fetch the commit into a fresh work directory (`git fetch URL SHA`) when the job reads the
+//! repository (`actions/checkout` or a local action; act_runner does not check out either),
+//! fetch the run's artifacts when it downloads some, run it, heartbeat while it runs (a
+//! cancelled run or a lost lease cancels the runner), upload the artifacts it made, and
+//! report the result. Up to `capacity` jobs run at once, each leased separately.
+//!
+//! Reports (log chunks, step reports, the result, a hand-back) are retried while the server
+//! is unreachable or answers 5xx, for up to the lease's TTL: a server restarted meanwhile
+//! (even after `kill -9`) gets them all; log chunks are idempotent by `(attempt, seq)`.
 //! The needed jobs' results and outputs from the assignment become the job's `needs` context
 //! (`RunOptions::needs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -34,6 +42,8 @@ pub struct AgentOptions {
     pub labels: Vec<String>,
     /// Per-job work directories are created (and removed) under here.
     pub work_dir: PathBuf,
+    /// Jobs run at once (at least 1).
+    pub capacity: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +71,29 @@ struct Client {
 }
 
 impl Client {
+    /// [`post`](Self::post), retried (backoff from 100 ms up to 2 s) while the server is
+    /// unreachable or answers 5xx, until `within` has passed.
+    async fn post_retrying<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        within: Duration,
+    ) -> Result<Option<R>, AgentError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.post(path, body).await {
+                Err(AgentError::Http { .. }) | Err(AgentError::Status { status: StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR | StatusCode::GATEWAY_TIMEOUT, .. })
+                    if tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<R>, AgentError> {
         let url = format!("{}{path}", self.base);
         let resp = self
@@ -104,18 +137,30 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
             body: "no registration in the reply".to_owned(),
         })?,
     };
-    tracing::info!(agent_id = reg.agent_id, server = %base, "Agent registered.");
-    let client = Client { http, base, token: reg.token };
+    tracing::info!(agent_id = reg.agent_id, server = %base, capacity = opts.capacity, "Agent registered.");
+    let client = Arc::new(Client { http, base, token: reg.token });
+    let opts = Arc::new(opts);
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.capacity.max(1)));
+    let mut jobs = JoinSet::new();
     let mut failures = 0u32;
     loop {
+        while jobs.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+        };
         let leased: Result<Option<Assignment>, AgentError> = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => break,
             r = client.post(protocol::paths::AGENT_LEASE, &LeaseRequest { wait_ms: 30_000 }) => r,
         };
         match leased {
             Ok(Some(job)) => {
                 failures = 0;
-                run_job(&client, &opts, job, &stop).await;
+                let (client, opts, stop) = (client.clone(), opts.clone(), stop.clone());
+                jobs.spawn(async move {
+                    run_job(&client, &opts, job, &stop).await;
+                    drop(slot);
+                });
             }
             Ok(None) => failures = 0,
             Err(error) => {
@@ -123,12 +168,15 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
                 tracing::warn!(%error, "Leasing a job failed; retrying.");
                 let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
                 tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
         }
     }
+    // Stopping: running jobs see `stop` and hand themselves back.
+    while jobs.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Log lines and step reports waiting to be sent.
@@ -148,39 +196,43 @@ struct JobState {
 async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &CancellationToken) {
     let id = job.job_id;
     let attempt = job.attempt;
+    let ttl = Duration::from_millis(job.lease_ttl_ms.max(1000));
     let dir = opts.work_dir.join(format!("job-{id}-{attempt}"));
     let mut seq = 0i64;
-    let result = match prepare(&job, &dir).await {
+    let result = match prepare(client, &job, &dir).await {
         Err(message) => {
-            send_lines(client, id, attempt, &mut seq, vec![format!("error: {message}")]).await;
+            send_lines(client, id, attempt, &mut seq, vec![format!("error: {message}")], ttl).await;
             Some(JobFinished { attempt, result: Conclusion::Failure, outputs: Default::default() })
         }
-        Ok((plan, repo_root)) => execute(client, &job, plan, repo_root, &dir, &mut seq, stop).await,
+        Ok(prepared) => execute(client, &job, prepared, &dir, &mut seq, stop).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
     let Some(result) = result else {
         // Shutting down: hand the job back rather than report a cancellation nobody asked for.
-        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_release(id), &protocol::Release { attempt }).await {
+        let release = protocol::Release { attempt };
+        if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_release(id), &release, ttl).await {
             tracing::warn!(job_id = id, %error, "Handing a job back failed; its lease will expire.");
         }
         return;
     };
-    if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_finish(id), &result).await {
-        tracing::warn!(job_id = id, %error, "Reporting a job result failed.");
+    if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_finish(id), &result, ttl).await {
+        tracing::warn!(job_id = id, %error, "Reporting a job result failed; its lease will expire.");
     }
 }
 
-/// Fetches the commit and compiles the plan reduced to the one job.
-async fn prepare(job: &Assignment, dir: &Path) -> Result<(workflow::Plan, PathBuf), String> {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).map_err(|e| format!("creating {}: {e}", repo.display()))?;
-    for args in [
-        vec!["init", "--quiet"],
-        vec!["fetch", "--quiet", "--depth=1", job.clone_url.as_str(), job.sha.as_str()],
-        vec!["checkout", "--quiet", "--detach", "FETCH_HEAD"],
-    ] {
-        crate::git::git(&repo, &args).await.map_err(|e| format!("checking out {} at {}: {e:#}", job.clone_url, job.sha))?;
-    }
+/// A job ready to run.
+struct Prepared {
+    plan: workflow::Plan,
+    repo_root: PathBuf,
+    /// Where the runner keeps artifacts (filled with the run's when the job downloads some).
+    artifact_dir: PathBuf,
+    /// The artifacts fetched before the job (not uploaded again unless changed).
+    fetched: std::collections::BTreeMap<String, protocol::ArtifactManifest>,
+}
+
+/// Compiles the plan reduced to the one job, then fetches what it needs: the commit (only
+/// when the job reads the repository) and the run's artifacts (only when it downloads some).
+async fn prepare(client: &Client, job: &Assignment, dir: &Path) -> Result<Prepared, String> {
     let wf = workflow::parse(&job.workflow.source, &job.workflow.file).map_err(|d| d.to_string())?;
     let files = job.workflow.files.clone();
     let loader = move |p: &str| files.get(p).cloned();
@@ -193,16 +245,48 @@ async fn prepare(job: &Assignment, dir: &Path) -> Result<(workflow::Plan, PathBu
     // The server decided whether this job runs (needs and `if:`); its needs are outside the
     // plan, so the runner takes them from `RunOptions::needs` without waiting.
     only.condition = Some(workflow::expr::Condition::parse("always()").expect("a valid expression"));
-    Ok((plan, repo))
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).map_err(|e| format!("creating {}: {e}", repo.display()))?;
+    use crate::agent_artifacts::plan_uses;
+    if plan_uses(&plan, "actions/checkout") || plan_uses(&plan, "./") {
+        for args in [
+            vec!["init", "--quiet"],
+            vec!["fetch", "--quiet", "--depth=1", job.clone_url.as_str(), job.sha.as_str()],
+            vec!["checkout", "--quiet", "--detach", "FETCH_HEAD"],
+        ] {
+            crate::git::git(&repo, &args).await.map_err(|e| format!("checking out {} at {}: {e:#}", job.clone_url, job.sha))?;
+        }
+    }
+    let artifact_dir = dir.join("artifacts");
+    let fetched = if plan_uses(&plan, "actions/download-artifact") {
+        let http = crate::agent_artifacts::Http { client: &client.http, base: &client.base, token: &client.token };
+        crate::agent_artifacts::fetch(&http, job.job_id, &artifact_dir)
+            .await
+            .map_err(|e| format!("fetching the run's artifacts: {}", error_chain(&e)))?
+    } else {
+        Default::default()
+    };
+    Ok(Prepared { plan, repo_root: repo, artifact_dir, fetched })
 }
 
-async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>) {
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
+async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>, ttl: Duration) {
     if lines.is_empty() {
         return;
     }
     let chunk = LogChunk { attempt, seq: *seq, lines };
     *seq += 1;
-    if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk).await {
+    if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk, ttl).await {
         tracing::warn!(job_id = id, %error, "Sending a log chunk failed.");
     }
 }
@@ -233,13 +317,21 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
         Event::StepStarted { step, name, .. } => {
             out.lines.push(format!("==> {name}"));
             st.step_names.insert(step, name.clone());
-            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Running, conclusion: None });
+            out.steps.push(StepReport {
+                attempt,
+                number: step as i64,
+                name,
+                state: StepState::Running,
+                conclusion: None,
+                outputs: Default::default(),
+            });
         }
-        Event::StepFinished { step, conclusion, .. } => {
+        Event::StepFinished { step, conclusion, outputs, .. } => {
             let c = outcome(conclusion);
             let name = st.step_names.get(&step).cloned().unwrap_or_default();
             out.lines.push(format!("<== {name}: {}", c.as_str()));
-            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Done, conclusion: Some(c) });
+            let outputs = outputs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Done, conclusion: Some(c), outputs });
         }
         Event::Annotation { level, message, file, line, col, .. } => {
             let at = match (file, line, col) {
@@ -259,14 +351,15 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
 async fn execute(
     client: &Client,
     job: &Assignment,
-    plan: workflow::Plan,
-    repo_root: PathBuf,
+    prepared: Prepared,
     dir: &Path,
     seq: &mut i64,
     stop: &CancellationToken,
 ) -> Option<JobFinished> {
     let id = job.job_id;
     let attempt = job.attempt;
+    let ttl = Duration::from_millis(job.lease_ttl_ms.max(1000));
+    let Prepared { plan, repo_root, artifact_dir, fetched } = prepared;
     let to_map = |m: &std::collections::BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<IndexMap<_, _>>();
     let options = runner::RunOptions {
         repo_root,
@@ -281,7 +374,7 @@ async fn execute(
         matrix_filter: IndexMap::new(),
         platforms: Vec::new(),
         default_platform: runner::Platform::Host,
-        artifact_dir: None,
+        artifact_dir: Some(artifact_dir.clone()),
         cache_dir: dir.join("cache"),
         actions_url: "https://github.com".to_owned(),
         sandbox: false,
@@ -313,7 +406,7 @@ async fn execute(
                         Err(_) => break,
                     }
                 }
-                flush(client, id, attempt, seq, out).await;
+                flush(client, id, attempt, seq, out, ttl).await;
             }
             _ = heartbeat.tick() => {
                 match client.post::<_, HeartbeatReply>(&protocol::paths::agent_heartbeat(id), &Heartbeat { attempt }).await {
@@ -335,11 +428,11 @@ async fn execute(
     let summary = match tasks.join_next().await {
         Some(Ok(Ok(summary))) => Some(summary),
         Some(Ok(Err(error))) => {
-            send_lines(client, id, attempt, seq, vec![format!("error: {error}")]).await;
+            send_lines(client, id, attempt, seq, vec![format!("error: {error}")], ttl).await;
             None
         }
         Some(Err(error)) => {
-            send_lines(client, id, attempt, seq, vec![format!("error: the runner task failed: {error}")]).await;
+            send_lines(client, id, attempt, seq, vec![format!("error: the runner task failed: {error}")], ttl).await;
             None
         }
         None => None,
@@ -347,8 +440,26 @@ async fn execute(
     if lease_lost {
         tracing::warn!(job_id = id, "The lease was lost; the job was stopped.");
     }
+    // The artifacts the job made go to the server before its result, so that the jobs that
+    // need it (queued when the result arrives) find them.
+    let mut upload_failed = false;
+    if !stopped && !lease_lost {
+        let http = crate::agent_artifacts::Http { client: &client.http, base: &client.base, token: &client.token };
+        match crate::agent_artifacts::upload(&http, id, attempt, &artifact_dir, &fetched).await {
+            Ok(names) if !names.is_empty() => {
+                tracing::info!(job_id = id, artifacts = ?names, "Artifacts uploaded.");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                upload_failed = true;
+                let message = format!("error: uploading the job's artifacts to the server: {}", error_chain(&e));
+                send_lines(client, id, attempt, seq, vec![message], ttl).await;
+            }
+        }
+    }
     let result = match summary {
         None => Conclusion::Failure,
+        Some(_) if upload_failed => Conclusion::Failure,
         Some(s) => {
             let results: Vec<JobResult> = s.jobs.iter().map(|j| j.result).collect();
             if results.contains(&JobResult::Failure) {
@@ -366,17 +477,17 @@ async fn execute(
     (!stopped).then_some(JobFinished { attempt, result, outputs: st.outputs })
 }
 
-async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbox) {
+async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbox, ttl: Duration) {
     // Steps that start are reported before their lines, steps that finish after them.
     let (started, finished): (Vec<_>, Vec<_>) = out.steps.into_iter().partition(|s| s.state == StepState::Running);
     for s in started {
-        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s).await {
+        if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s, ttl).await {
             tracing::warn!(job_id = id, %error, "Reporting a step failed.");
         }
     }
-    send_lines(client, id, attempt, seq, out.lines).await;
+    send_lines(client, id, attempt, seq, out.lines, ttl).await;
     for s in finished {
-        if let Err(error) = client.post::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s).await {
+        if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s, ttl).await {
             tracing::warn!(job_id = id, %error, "Reporting a step failed.");
         }
     }

@@ -261,7 +261,7 @@ async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
         conclusion: step.conclusion.map(|c| c.as_str().to_owned()),
         started_at: (!done).then_some(now),
         finished_at: done.then_some(now),
-        outputs: None,
+        outputs: (!step.outputs.is_empty()).then(|| serde_json::Value::Object(step.outputs).to_string()),
     };
     match state.db().record_step(&record).await {
         Ok(()) => {

@@ -20,6 +20,7 @@
 
 pub mod agent;
 mod agent_api;
+mod agent_artifacts;
 mod api;
 mod artifacts;
 pub mod config;
@@ -90,6 +91,8 @@ pub struct Options {
     pub config: Config,
     /// Run the embedded agent (serving every label on the host executor).
     pub embedded_agent: bool,
+    /// Jobs the embedded agent runs at once.
+    pub embedded_agent_capacity: usize,
     /// First delay between commit-status delivery attempts (doubles each retry).
     pub status_backoff: Duration,
     /// Attempts per commit status before giving up.
@@ -105,6 +108,7 @@ impl Options {
             database_url: None,
             config,
             embedded_agent: true,
+            embedded_agent_capacity: 1,
             status_backoff: Duration::from_millis(500),
             status_attempts: 6,
             registry: None,
@@ -390,6 +394,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
             name: "embedded".to_owned(),
             labels: Vec::new(),
             work_dir: state.0.options.data_dir.join("agent"),
+            capacity: state.0.options.embedded_agent_capacity,
         };
         let stop = agent_stop.clone();
         agent_task.spawn(async move {

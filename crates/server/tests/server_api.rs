@@ -187,3 +187,35 @@ async fn the_openapi_document_lists_every_api_route() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn step_outputs_reach_the_store_and_the_api() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo no-outputs\n      - id: image\n        run: |\n          echo \"digest=sha256:0123abcd\" >> \"$GITHUB_OUTPUT\"\n          echo \"tag=v1\" >> \"$GITHUB_OUTPUT\"\n",
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let body = gitea_push("team/app", &clone_url, "refs/heads/main", ZERO, &sha, &[]);
+    let run = created(post_gitea(&server.url, "push", "d1", body.to_string().as_bytes(), SECRET).await).await[0];
+    assert_eq!(server.finished(run).await.conclusion, Some(store::sql::Conclusion::Success));
+    let jobs = server.state.db().jobs(store::sql::RunId(run)).await.expect("jobs");
+    let steps = server.state.db().steps(jobs[0].id).await.expect("steps");
+    let stored: Vec<Option<serde_json::Value>> =
+        steps.iter().map(|s| s.outputs.as_deref().map(|o| serde_json::from_str(o).expect("json"))).collect();
+    assert!(stored.contains(&Some(serde_json::json!({"digest": "sha256:0123abcd", "tag": "v1"}))), "{stored:?}");
+    let api: Vec<protocol::Job> =
+        reqwest::get(format!("{}/api/v1/runs/{run}/jobs", server.url)).await.expect("get").json().await.expect("json");
+    let with_outputs: Vec<_> = api[0].steps.iter().filter(|s| !s.outputs.is_empty()).collect();
+    assert_eq!(with_outputs.len(), 1, "{:?}", api[0].steps);
+    assert_eq!(with_outputs[0].outputs["digest"], "sha256:0123abcd");
+    server.stop().await;
+}

@@ -26,6 +26,9 @@ pub struct AgentArgs {
     /// Per-job work directories are created under here.
     #[arg(long, value_name = "DIR", default_value = "./.slipway-agent")]
     pub work_dir: PathBuf,
+    /// How many jobs to run at once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub capacity: u16,
 }
 
 pub async fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ pub async fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
         name: args.name,
         labels: args.labels.into_iter().filter(|l| !l.is_empty()).collect(),
         work_dir,
+        capacity: usize::from(args.capacity),
     };
     let stop = CancellationToken::new();
     let mut signals = tokio::task::JoinSet::new();
