@@ -1,7 +1,6 @@
 //! [`FileStore`]: blobs and records as files under one directory.
 
 use std::{
-    io::{Read, Seek, SeekFrom},
     ops::Range,
     path::{Path, PathBuf},
     time::SystemTime,
@@ -10,12 +9,17 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{check_key, BlobError, BlobMeta, BlobStore, ByteStream, Children, Committed, Digest, MetaStore, Spool, Spooled};
+use super::{
+    direct::{self, ALIGN},
+    check_key, BlobError, BlobMeta, BlobStore, ByteStream, Children, Committed, Digest, MetaStore, Spool, Spooled};
 
 /// Read size when streaming a blob out.
 const READ_CHUNK: usize = 256 << 10;
 /// Chunks read ahead of the client per blob stream.
 const READ_AHEAD: usize = 2;
+/// Blobs at least this large are read with direct I/O (they were written that way, see
+/// [`direct`]; small ones, manifests and configs, are read through the page cache).
+const DIRECT_READ_MIN: u64 = 1 << 20;
 
 /// Blobs and records under one root directory (layout in the [module docs](super)).
 #[derive(Debug, Clone)]
@@ -100,47 +104,26 @@ impl BlobStore for FileStore {
         let opened = blocking({
             let path = path.clone();
             move || {
-                let mut file = match std::fs::File::open(&path) {
+                let len = match std::fs::metadata(&path) {
+                    Ok(m) => m.len(),
+                    Err(e) if not_found(&e) => return Err(BlobError::NotFound { digest }),
+                    Err(source) => return Err(BlobError::Io { action: "opening", path, source }),
+                };
+                let (file, direct) = match direct::open_read(&path, len >= DIRECT_READ_MIN) {
                     Ok(f) => f,
                     Err(e) if not_found(&e) => return Err(BlobError::NotFound { digest }),
                     Err(source) => return Err(BlobError::Io { action: "opening", path, source }),
                 };
-                let len = file.metadata().map_err(io("reading", &path))?.len();
                 let (start, end) = match &range {
-                    Some(r) => (r.start, r.end.min(len)),
+                    Some(r) => (r.start.min(len), r.end.min(len)),
                     None => (0, len),
                 };
-                file.seek(SeekFrom::Start(start)).map_err(io("seeking", &path))?;
-                Ok((file, end.saturating_sub(start)))
+                Ok(Reader { path, file, direct, pos: start, end })
             }
         })
         .await?;
         // A blocking reader thread feeds the response through a small queue.
-        tokio::task::spawn_blocking(move || {
-            let (file, mut remaining) = opened;
-            let mut file = file;
-            while remaining > 0 {
-                let want = remaining.min(READ_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        let _ = tx.blocking_send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than its size")));
-                        return;
-                    }
-                    Ok(n) => {
-                        buf.truncate(n);
-                        remaining -= n as u64;
-                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                            return; // the client went away
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::task::spawn_blocking(move || opened.run(&tx));
         Ok(Box::pin(tokio_stream_from(rx)))
     }
 
@@ -244,6 +227,65 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
     let mut file = std::fs::File::create(path).map_err(io("creating", path))?;
     file.write_all(bytes).map_err(io("writing", path))?;
     file.sync_all().map_err(io("syncing", path))
+}
+
+/// Streams `pos..end` of a blob file in [`READ_CHUNK`]s from reused buffers.
+struct Reader {
+    path: PathBuf,
+    file: std::fs::File,
+    direct: bool,
+    pos: u64,
+    end: u64,
+}
+
+impl Reader {
+    fn run(mut self, tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) {
+        let pool = direct::Pool::new(READ_CHUNK);
+        while self.pos < self.end {
+            let item = self.next_chunk(&pool);
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // the client went away, or the error was passed on
+            }
+        }
+    }
+
+    fn next_chunk(&mut self, pool: &direct::Pool) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = pool.take();
+        loop {
+            // Direct reads start at an aligned offset and read whole blocks.
+            let from = if self.direct { self.pos / ALIGN as u64 * ALIGN as u64 } else { self.pos };
+            let skip = (self.pos - from) as usize;
+            let want = (self.end - from).min(READ_CHUNK as u64) as usize;
+            let ask = if self.direct { want.next_multiple_of(ALIGN).min(READ_CHUNK) } else { want };
+            let space = &mut buf.space()[..ask];
+            let mut got = 0;
+            let result = loop {
+                if got >= want {
+                    break Ok(());
+                }
+                match self.file.read_at(&mut space[got..], from + got as u64) {
+                    Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than its size")),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.pos = from + want as u64;
+                    return Ok(pool.bytes(buf, skip..want));
+                }
+                Err(e) if self.direct && direct::unsupported(&e) => {
+                    // The filesystem refuses direct reads after all: read through the cache.
+                    self.file = std::fs::File::open(&self.path)?;
+                    self.direct = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {

@@ -18,6 +18,7 @@
 //! ```
 
 mod digest;
+mod direct;
 mod file;
 mod s3;
 mod spool;
