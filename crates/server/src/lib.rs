@@ -37,6 +37,7 @@ mod scheduler;
 pub mod secrets;
 pub mod status;
 pub mod trigger;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -357,7 +358,7 @@ pub fn app(state: AppState) -> Router {
         .merge(artifacts::routes())
         .merge(environments::routes())
         .merge(gitops_api::routes())
-        .route("/runs/{id}", get(page::run_page))
+        .merge(ui::routes())
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))

@@ -1,0 +1,224 @@
+//! Sign-in: a `[[user]]` with a `password_hash` (argon2) signs in with the password; a user
+//! without one signs in with their API token. The session is a cookie sealed with the server
+//! key (AES-GCM: user name and expiry), so it survives restarts and works on every replica;
+//! `Authorization: Bearer` tokens are accepted on every page too.
+
+use argon2::{Argon2, PasswordVerifier};
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::{Esc, enc, layout};
+use crate::AppState;
+
+const COOKIE: &str = "slipway_session";
+const AAD: &str = "slipway-ui-session";
+/// How long a session lasts.
+const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+/// Who is looking.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer {
+    pub name: String,
+    pub role: String,
+    /// The user's API token (`None` on an open server).
+    pub token: Option<String>,
+    /// No `[[user]]` is configured: everyone may do everything.
+    pub open: bool,
+}
+
+impl Viewer {
+    /// May re-run and cancel.
+    pub fn can_write(&self) -> bool {
+        self.open || self.role != "viewer"
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The viewer of a request: a session cookie, a bearer token, or anyone on an open server.
+pub(crate) fn viewer(state: &AppState, headers: &HeaderMap) -> Option<Viewer> {
+    let users = &state.config().users;
+    if users.is_empty() {
+        return Some(Viewer {
+            name: "anonymous".to_owned(),
+            role: "admin".to_owned(),
+            token: None,
+            open: true,
+        });
+    }
+    let user = if let Some(value) = cookie(headers, COOKIE) {
+        let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
+        let text = state.key().open_string(AAD, &sealed).ok()?;
+        let (name, expires) = text.split_once('\n')?;
+        if expires.parse::<i64>().ok()? < crate::now_ms() {
+            return None;
+        }
+        users.iter().find(|u| u.name == name)?
+    } else {
+        let token = crate::agent_api::bearer(headers)?;
+        users
+            .iter()
+            .find(|u| bool::from(u.token.as_bytes().ct_eq(token.as_bytes())))?
+    };
+    Some(Viewer {
+        name: user.name.clone(),
+        role: user.role.clone(),
+        token: Some(user.token.clone()),
+        open: false,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Only local paths are followed after signing in.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+fn form(name: &str, next: &str, error: Option<&str>) -> Response {
+    let anon = Viewer {
+        name: String::new(),
+        role: String::new(),
+        token: None,
+        open: false,
+    };
+    let refused = error.is_some();
+    let error = error
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+                Esc(e)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<section class=\"login\"><h1>Sign in</h1>{error}\
+         <form method=\"post\" action=\"/login?next={}\">\
+         <label for=\"name\">User</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required value=\"{}\" autofocus>\
+         <label for=\"password\">Password or API token</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\" class=\"primary\">Sign in</button></form></section>",
+        enc(next),
+        Esc(name)
+    );
+    let mut r = layout("Sign in", &anon, "", &body);
+    if refused {
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    r
+}
+
+pub(crate) async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+    form("", safe_next(q.next.as_deref()), None)
+}
+
+/// Whether `password` signs `name` in: the argon2 hash when the user has one, else the token.
+fn check(state: &AppState, name: &str, password: &str) -> bool {
+    let Some(user) = state.config().users.iter().find(|u| u.name == name) else {
+        return false;
+    };
+    match state.config().passwords.get(name) {
+        Some(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok(),
+        None => bool::from(user.token.as_bytes().ct_eq(password.as_bytes())),
+    }
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+    body: Bytes,
+) -> Response {
+    let next = safe_next(q.next.as_deref()).to_owned();
+    let mut name = String::new();
+    let mut password = String::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "name" => name = v.into_owned(),
+            "password" => password = v.into_owned(),
+            _ => {}
+        }
+    }
+    if name.is_empty() || password.is_empty() {
+        return form(&name, &next, Some("Enter a user name and a password."));
+    }
+    let ok = {
+        let state = state.clone();
+        let (n, p) = (name.clone(), password);
+        tokio::task::spawn_blocking(move || check(&state, &n, &p))
+            .await
+            .unwrap_or(false)
+    };
+    if !ok {
+        tracing::warn!(user = %name, "UI sign-in refused.");
+        return form(&name, &next, Some("Wrong user name or password."));
+    }
+    let expires = crate::now_ms() + SESSION_MS;
+    let sealed = state
+        .key()
+        .seal(AAD, format!("{name}\n{expires}").as_bytes());
+    let value = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        URL_SAFE_NO_PAD.encode(sealed),
+        SESSION_MS / 1000
+    );
+    let mut r = Redirect::to(&next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub(crate) async fn logout() -> Response {
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("slipway_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_redirects() {
+        assert_eq!(safe_next(Some("/runs/3")), "/runs/3");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; slipway_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+    }
+}
