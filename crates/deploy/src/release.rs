@@ -43,6 +43,11 @@ pub struct Release {
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<(String, String)>,
+    /// The health check it was deployed with (checked again when a rollback restores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_cmd: Option<String>,
     pub status: Status,
 }
 
@@ -100,6 +105,8 @@ impl Releases {
             source: source.to_owned(),
             command,
             env,
+            health_url: None,
+            health_cmd: None,
             status: Status::Pending,
         });
         self.next += 1;

@@ -226,6 +226,13 @@ async fn deploy_locked(
         opts.env.clone(),
     );
     debug_assert_eq!(id, id2);
+    if let Some(r) = state.releases.last_mut() {
+        match &opts.health {
+            Some(Health::Url(u)) => r.health_url = Some(u.clone()),
+            Some(Health::Command(c)) => r.health_cmd = Some(c.clone()),
+            None => {}
+        }
+    }
     save(host, root, &state).await?;
     let release_dir = format!("{root}/releases/{id}");
 
@@ -474,6 +481,8 @@ async fn roll_back(
     opts: &Options,
     log: Log<'_>,
 ) -> RolloutError {
+    // Set when the restored release does not pass the health check either.
+    let mut unhealthy: Option<String> = None;
     let result: Result<(), RolloutError> = async {
         supervisor::stop(host, root, opts.stop_timeout).await?;
         let prev = previous.and_then(|p| state.get(p)).cloned();
@@ -492,6 +501,25 @@ async fn roll_back(
                     "Restarted the service of release {} (pid {})",
                     p.id, svc.pid
                 ));
+                // The previous release is only said to serve once it passes the health
+                // check it was deployed with.
+                let health = match (&p.health_url, &p.health_cmd) {
+                    (Some(u), _) => Some(Health::Url(u.clone())),
+                    (None, Some(c)) => Some(Health::Command(c.clone())),
+                    (None, None) => None,
+                };
+                if let Some(health) = &health {
+                    let dir = format!("{root}/releases/{}", p.id);
+                    match wait_healthy(host, root, &dir, health, Some(&svc), opts).await {
+                        Ok(()) => log(&format!("Release {} is healthy again", p.id)),
+                        Err(e) => {
+                            unhealthy = Some(format!(
+                                "release {} did not become healthy again: {e}",
+                                p.id
+                            ))
+                        }
+                    }
+                }
             }
         }
         state.fail(id, prev.as_ref().map(|p| p.id.as_str()));
@@ -500,6 +528,12 @@ async fn roll_back(
     }
     .await;
     match (result, previous) {
+        (Ok(()), Some(p)) if unhealthy.is_some() => RolloutError::RollbackFailed {
+            release: id.into(),
+            reason,
+            previous: format!("release {p}"),
+            rollback: unhealthy.unwrap_or_default(),
+        },
         (Ok(()), Some(p)) => RolloutError::RolledBack {
             release: id.into(),
             reason,

@@ -377,6 +377,17 @@ impl Repo {
     }
 }
 
+impl Repo {
+    fn commit_files(&self, files: &[(&str, &str)]) -> String {
+        for (path, text) in files {
+            self.tree.write(path, text);
+        }
+        let sha = self.tree.commit("change");
+        self.tree.push("main");
+        sha
+    }
+}
+
 fn digest(version: &str) -> String {
     use sha2::Digest;
     format!(
@@ -772,6 +783,114 @@ async fn rollback_redeploys_an_earlier_deployment_through_the_gate() {
         )
         .await;
     assert_eq!(env["current"][0]["rollback_of"], prod_ids[0], "{env:#}");
+    s.stop().await;
+    forge_stop.cancel();
+}
+
+/// A deploy whose health check never passes: the deploy action switches back, the
+/// deployment ends `rolled_back`, and the previous release keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_rolls_back_and_the_previous_release_keeps_serving() {
+    test_support::require_command("python3", "python3");
+    let repo = repo();
+    let (forge_url, _forge, forge_stop) = start_forge().await;
+    let mut s = start(
+        &repo.clone_url,
+        &forge_url,
+        server::environments::DEFAULT_TIMEOUT,
+        test_support::tempdir(),
+    )
+    .await;
+    let root = test_support::tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let workflow = |command: &str| {
+        format!(
+            r#"on: push
+jobs:
+  deploy:
+    runs-on: linux
+    environment: canary
+    steps:
+      - uses: actions/checkout@v4
+      - uses: slipway/deploy-local@v1
+        with:
+          artifact: site
+          root: {root}
+          command: {command}
+          health-url: http://127.0.0.1:{port}/VERSION
+          health-timeout: 3s
+"#,
+            root = root.path().display()
+        )
+    };
+    let good = format!("python3 -m http.server {port} --bind 127.0.0.1");
+    let run1 = s
+        .push(
+            &repo.commit_files(&[
+                (".slipway/workflows/deliver.yml", &workflow(&good)),
+                ("site/VERSION", "v1\n"),
+            ]),
+            "alice",
+        )
+        .await;
+    assert_eq!(
+        s.finished(run1).await.conclusion,
+        Some(store::sql::Conclusion::Success),
+        "{}",
+        s.log(run1).await
+    );
+    // v2 serves on the wrong port: its health check never passes.
+    let bad = format!("python3 -m http.server {} --bind 127.0.0.1", port + 1);
+    let run2 = s
+        .push(
+            &repo.commit_files(&[
+                (".slipway/workflows/deliver.yml", &workflow(&bad)),
+                ("site/VERSION", "v2\n"),
+            ]),
+            "alice",
+        )
+        .await;
+    let r = s.finished(run2).await;
+    let log2 = s.log(run2).await;
+    let serving = match reqwest::get(format!("http://127.0.0.1:{port}/VERSION")).await {
+        Ok(r) => r.text().await.expect("text"),
+        Err(e) => panic!("v1 is not serving ({e}); the deploy's log:\n{log2}"),
+    };
+    if let Ok(text) = std::fs::read_to_string(root.path().join("service.pid"))
+        && let Some(pid) = text.split_whitespace().next()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+    }
+    assert_eq!(r.conclusion, Some(store::sql::Conclusion::Failure));
+    assert_eq!(serving, "v1\n");
+    let list = s
+        .get("/api/v1/deployments?environment=canary", "alice")
+        .await;
+    let list = list.as_array().expect("list");
+    assert_eq!(status_of(list, "canary", run1), "success");
+    assert_eq!(status_of(list, "canary", run2), "rolled_back", "{list:#?}");
+    let first = of(list, "canary", run1).expect("first");
+    assert!(
+        first["digests"][0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sha256:"),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["digests"][0]["target"],
+        format!("local:{}", root.path().join("").display()).trim_end_matches('/')
+    );
+    let env = s.get("/api/v1/environments/canary", "alice").await;
+    assert_eq!(
+        env["current"][0]["run_id"], run1,
+        "what runs in canary now is the first deployment: {env:#}"
+    );
     s.stop().await;
     forge_stop.cancel();
 }
