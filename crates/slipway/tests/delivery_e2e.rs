@@ -4,7 +4,8 @@
 //! `/v2/` → staging → production), staging deploys at once (no rules), the run stops at
 //! production, `slipway approve` releases it, the service answers on its production port with
 //! the new version, `slipway deployments` shows both deployments with commit, digest, pusher
-//! and approver, and `slipway status production` says what runs there. A second version then
+//! and approver, and `slipway status production` says what runs there. The server is killed
+//! (SIGKILL) while production waits and still waits after the restart. A second version then
 //! goes through the same gate, and `slipway rollback production` brings the first back.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -268,36 +269,39 @@ branches = ["main"]
         ),
     )
     .expect("config");
-    let mut child = slipway()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("HOOK_SECRET", SECRET)
-        .env("BOB_TOKEN", "bob-token")
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting slipway server");
-    let stderr = child.stderr.take().expect("piped");
-    let server = Proc(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.strip_prefix("slipway server listening on ") {
-                    break rest.split_whitespace().next().expect("url").to_owned();
+    let start = || {
+        let mut child = slipway()
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("HOOK_SECRET", SECRET)
+            .env("BOB_TOKEN", "bob-token")
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting slipway server");
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("slipway server listening on ") {
+                        break rest.split_whitespace().next().expect("url").to_owned();
+                    }
+                    seen.push(line);
                 }
-                seen.push(line);
+                _ => panic!("slipway server exited: {}", seen.join("\n")),
             }
-            _ => panic!("slipway server exited: {}", seen.join("\n")),
-        }
+        };
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        (Proc(child), url)
     };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (mut server, url) = start();
 
     // Push: staging deploys on its own, production waits for a reviewer.
     let run = push_webhook(&url, &clone_url, ZERO, &first, "d-1").await;
@@ -315,6 +319,18 @@ branches = ["main"]
     assert!(
         http_get(production_port, "/version").is_none(),
         "production is not deployed before approval"
+    );
+
+    // The server is killed while production waits: after a restart it still waits.
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
+    let (restarted, url) = start();
+    server = restarted;
+    let list = api(&url, "/api/v1/deployments").await;
+    assert_eq!(
+        deployment(&list, "production", run).expect("production")["status"],
+        "waiting",
+        "{list:#}"
     );
 
     // alice pushed it: she may not approve her own run (and is no reviewer anyway).
