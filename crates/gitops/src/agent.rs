@@ -521,29 +521,35 @@ impl Agent {
                 rec.inventory = inv;
                 rec.revision = Some(target_rev.clone());
             }
-            let p = provenance(&app.mirror.message(&target_rev).await.unwrap_or_default());
-            let message = match &sync_error {
-                Some(e) => e.clone(),
-                None if done.is_empty() => "already in sync".into(),
-                None => format!("applied {} change(s)", done.len()),
-            };
-            rec.push_history(HistoryEntry {
-                id: 0,
-                revision: target_rev.clone(),
-                started_at: started,
-                finished_at: now_ms(),
-                result: if sync_error.is_none() {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-                .into(),
-                trigger: trigger_label.into(),
-                message,
-                changes: done,
-                source_commit: p.source_commit,
-                run: p.run,
-            });
+            // A new revision that changes nothing of this app (another app's commit in the
+            // same repository) is followed silently; a sync that did something, failed, or
+            // was asked for (rollback, resume) is history.
+            let asked = matches!(trigger, Trigger::Rollback(_) | Trigger::Resume);
+            if sync_error.is_some() || !done.is_empty() || asked {
+                let p = provenance(&app.mirror.message(&target_rev).await.unwrap_or_default());
+                let message = match &sync_error {
+                    Some(e) => e.clone(),
+                    None if done.is_empty() => "already in sync".into(),
+                    None => format!("applied {} change(s)", done.len()),
+                };
+                rec.push_history(HistoryEntry {
+                    id: 0,
+                    revision: target_rev.clone(),
+                    started_at: started,
+                    finished_at: now_ms(),
+                    result: if sync_error.is_none() {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
+                    trigger: trigger_label.into(),
+                    message,
+                    changes: done,
+                    source_commit: p.source_commit,
+                    run: p.run,
+                });
+            }
         }
 
         // Statuses from a fresh look; wait out Progressing after a sync.
