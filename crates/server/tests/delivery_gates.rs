@@ -186,6 +186,15 @@ async fn start(
     timeout: Duration,
     data: tempfile::TempDir,
 ) -> Server {
+    start_with(clone_url, forge_api, environments(timeout), data).await
+}
+
+async fn start_with(
+    clone_url: &str,
+    forge_api: &str,
+    environments: Vec<EnvironmentConfig>,
+    data: tempfile::TempDir,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -214,7 +223,7 @@ async fn start(
             secrets: Default::default(),
             vars: Default::default(),
         }],
-        environments: environments(timeout),
+        environments,
         ..Config::default()
     };
     let mut options = Options::new(data.path().to_owned(), config);
@@ -890,6 +899,185 @@ jobs:
     assert_eq!(
         env["current"][0]["run_id"], run1,
         "what runs in canary now is the first deployment: {env:#}"
+    );
+    s.stop().await;
+    forge_stop.cancel();
+}
+
+/// The same gate in front of the real remote targets: an SSH host (a real OpenSSH server;
+/// the key is an environment secret, the host key an environment variable) and a Docker
+/// engine (the private dockerd). Both deployments are recorded with their digest and target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_over_ssh_and_to_docker_behind_the_gate() {
+    test_support::require_command("python3", "python3");
+    let docker = test_support::docker_host();
+    let busybox = test_support::busybox_image();
+    let sshd = test_support::sshd::Sshd::start();
+    let repo = repo();
+    let (forge_url, _forge, forge_stop) = start_forge().await;
+    let remote = test_support::tempdir();
+    let root = remote.path().join("app");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let app = format!("delivery-{}", std::process::id());
+    let key = std::fs::read_to_string(sshd.client_key()).expect("client key");
+    let env = |name: &str, secrets: &[(&str, &str)], vars: &[(&str, String)]| EnvironmentConfig {
+        repository: None,
+        name: name.into(),
+        reviewers: vec!["ops".into()],
+        required_approvals: 1,
+        allow_self_approval: false,
+        wait_timer: Duration::ZERO,
+        timeout: server::environments::DEFAULT_TIMEOUT,
+        branches: vec![],
+        tags: vec![],
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        vars: vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        url: None,
+    };
+    let envs = vec![
+        env(
+            "remote",
+            &[("SSH_KEY", key.as_str())],
+            &[
+                ("KNOWN_HOSTS", sshd.known_hosts_line()),
+                ("SSH_PORT", sshd.port().to_string()),
+                ("SSH_USER", sshd.user().to_owned()),
+            ],
+        ),
+        env("containers", &[], &[("DOCKER", docker.clone())]),
+    ];
+    let mut s = start_with(&repo.clone_url, &forge_url, envs, test_support::tempdir()).await;
+    let workflow = format!(
+        r#"on: push
+jobs:
+  ssh:
+    runs-on: linux
+    environment: remote
+    steps:
+      - uses: actions/checkout@v4
+      - uses: slipway/deploy-ssh@v1
+        with:
+          artifact: site
+          host: 127.0.0.1
+          port: ${{{{ vars.SSH_PORT }}}}
+          user: ${{{{ vars.SSH_USER }}}}
+          key: ${{{{ secrets.SSH_KEY }}}}
+          known-hosts: ${{{{ vars.KNOWN_HOSTS }}}}
+          root: {root}
+          command: python3 -m http.server {port} --bind 127.0.0.1
+          health-url: http://127.0.0.1:{port}/VERSION
+  docker:
+    runs-on: linux
+    environment: containers
+    steps:
+      - uses: slipway/deploy-docker@v1
+        with:
+          image: {busybox}
+          name: {app}
+          docker-host: ${{{{ vars.DOCKER }}}}
+          command: sleep 3600
+          network: none
+          health-cmd: "true"
+"#,
+        root = root.display()
+    );
+    let sha = repo.commit_files(&[
+        (".slipway/workflows/deliver.yml", &workflow),
+        ("site/VERSION", "remote v1\n"),
+    ]);
+    let run = s.push(&sha, "alice").await;
+    s.deployments_until(|l| {
+        status_of(l, "remote", run) == "waiting" && status_of(l, "containers", run) == "waiting"
+    })
+    .await;
+    for env in ["remote", "containers"] {
+        let (code, body) = s
+            .post(
+                &format!("/api/v1/runs/{run}/approve"),
+                "bob",
+                json!({"environment": env}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    let r = s.finished(run).await;
+    let log = s.log(run).await;
+    let serving = match reqwest::get(format!("http://127.0.0.1:{port}/VERSION")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if let Ok(text) = std::fs::read_to_string(root.join("service.pid"))
+        && let Some(pid) = text.split_whitespace().next()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+    }
+    let ids = std::process::Command::new("docker")
+        .args([
+            "-H",
+            &docker,
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=slipway.app={app}"),
+        ])
+        .output()
+        .expect("docker ps");
+    for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+        let _ = std::process::Command::new("docker")
+            .args(["-H", &docker, "rm", "-f", id])
+            .output();
+    }
+    assert_eq!(r.conclusion, Some(store::sql::Conclusion::Success), "{log}");
+    assert_eq!(serving, "remote v1\n");
+    assert!(
+        !String::from_utf8_lossy(&ids.stdout).trim().is_empty(),
+        "the container ran"
+    );
+    let list = s.get("/api/v1/deployments", "alice").await;
+    let list = list.as_array().expect("list");
+    let ssh = of(list, "remote", run).expect("ssh deployment");
+    assert_eq!(ssh["status"], "success");
+    assert_eq!(ssh["approvers"], json!(["bob"]));
+    let want = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user(),
+        sshd.port(),
+        root.display()
+    );
+    assert_eq!(ssh["digests"][0]["target"], want.as_str(), "{ssh:#}");
+    assert!(
+        ssh["digests"][0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sha256:")
+    );
+    let dk = of(list, "containers", run).expect("docker deployment");
+    assert_eq!(dk["status"], "success");
+    assert_eq!(dk["digests"][0]["image"], busybox.as_str(), "{dk:#}");
+    assert!(
+        dk["digests"][0]["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("docker:{app}@")),
+        "{dk:#}"
+    );
+    assert!(
+        dk["digests"][0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sha256:"),
+        "{dk:#}"
     );
     s.stop().await;
     forge_stop.cancel();
