@@ -169,7 +169,7 @@ class LogView {
     const i = this.lines.length, p = plain(text);
     let kind = 'line', head = this.group >= 0 ? this.group : this.step;
     if (p.startsWith('==> ')) { kind = 'step'; this.step = i; this.group = -1; head = -1; }
-    else if (p.startsWith('▸ ') || p.startsWith('::group::')) { kind = 'group'; this.group = i; head = this.step; this.folded.add(i); }
+    else if (p.startsWith('▸ ') || p.startsWith('::group::')) { kind = 'group'; this.group = i; head = this.step; }
     else if (p.startsWith('::endgroup::')) { kind = 'end'; this.group = -1; }
     else if (p.startsWith('<== ')) { this.group = -1; head = this.step; }
     this.lines.push({ text, kind, head });

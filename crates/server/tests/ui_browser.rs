@@ -74,8 +74,35 @@ fn ui_tests_dir() -> PathBuf {
     dir
 }
 
+/// A 50-job graph: `log` (which gets the big log) and 49 jobs in 7 columns, each needing
+/// the jobs of the column before.
+fn big_jobs() -> Vec<NewJob> {
+    let job = |key: String, needs: Vec<String>| NewJob {
+        name: key.clone(),
+        key,
+        needs: serde_json::to_string(&needs).expect("json"),
+        labels: "[]".into(),
+        condition: None,
+        status: JobStatus::Done,
+        result: Some((Conclusion::Success, String::new())),
+        log: None,
+    };
+    let mut jobs = vec![job("log".into(), vec![])];
+    for col in 0..7 {
+        for row in 0..7 {
+            let needs = if col == 0 {
+                vec!["log".to_owned()]
+            } else {
+                (0..7).map(|r| format!("stage-{}-{r}", col - 1)).collect()
+            };
+            jobs.push(job(format!("stage-{col}-{row}"), needs));
+        }
+    }
+    jobs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_in_a_real_browser() {
+async fn ui_in_a_real_browser() {
     let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
@@ -169,7 +196,7 @@ async fn the_ui_in_a_real_browser() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = runs[0];
 
-    // A finished run whose one job has a 100,000-line log in 100 chunks.
+    // A finished run of 50 jobs whose first job has a 100,000-line log in 100 chunks.
     let db = state.db();
     let repo_id = db
         .upsert_repository("team/app", &clone_url, "gitea", server::now_ms())
@@ -188,16 +215,7 @@ async fn the_ui_in_a_real_browser() {
                 spec: "{}".into(),
                 concurrency_group: None,
             },
-            &[NewJob {
-                key: "log".into(),
-                name: "log".into(),
-                needs: "[]".into(),
-                labels: "[]".into(),
-                condition: None,
-                status: JobStatus::Done,
-                result: Some((Conclusion::Success, String::new())),
-                log: None,
-            }],
+            &big_jobs(),
             server::now_ms(),
         )
         .await

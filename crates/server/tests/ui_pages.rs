@@ -136,7 +136,7 @@ async fn session(ui: &Ui, name: &str, password: &str) -> String {
 }
 
 #[tokio::test]
-async fn pages_need_a_session_and_sign_in_checks_the_password() {
+async fn ui_pages_need_a_session_and_sign_in_checks_the_password() {
     let ui = setup().await;
     let (status, headers, _) = send(&ui, get(&format!("/runs/{}", ui.run), None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -174,7 +174,7 @@ async fn pages_need_a_session_and_sign_in_checks_the_password() {
 }
 
 #[tokio::test]
-async fn html_in_messages_branches_and_job_names_is_escaped() {
+async fn ui_html_in_messages_branches_and_job_names_is_escaped() {
     let ui = setup().await;
     let cookie = session(&ui, "alice", "pw-alice").await;
     for path in [
@@ -195,7 +195,7 @@ async fn html_in_messages_branches_and_job_names_is_escaped() {
 }
 
 #[tokio::test]
-async fn unknown_ids_are_404_pages() {
+async fn ui_unknown_ids_are_404_pages() {
     let ui = setup().await;
     let cookie = session(&ui, "alice", "pw-alice").await;
     for path in ["/runs/424242", "/runs/not-a-number", "/repos/no/such"] {
@@ -223,7 +223,7 @@ fn action(path: &str, cookie: &str, guard: bool) -> Request<Body> {
 }
 
 #[tokio::test]
-async fn viewers_read_maintainers_cancel_and_the_audit_trail_names_them() {
+async fn ui_viewers_read_maintainers_cancel_and_the_audit_trail_names_them() {
     let ui = setup().await;
     let viewer = session(&ui, "victor", "victor-token").await;
     let (_, _, body) = send(&ui, get(&format!("/runs/{}", ui.run), Some(&viewer))).await;
@@ -288,7 +288,7 @@ async fn viewers_read_maintainers_cancel_and_the_audit_trail_names_them() {
 }
 
 #[tokio::test]
-async fn the_job_log_resumes_after_the_last_event_id() {
+async fn ui_the_job_log_resumes_after_the_last_event_id() {
     let ui = setup().await;
     let db = ui.state.db();
     let job = db

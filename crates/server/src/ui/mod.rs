@@ -127,7 +127,7 @@ pub(crate) fn layout(title: &str, viewer: &Viewer, nav: &str, body: &str) -> Res
     h.push_str("</nav><div class=\"who\">");
     if viewer.open {
         h.push_str("<span title=\"no [[user]] is configured: everyone may do everything\">open server</span>");
-    } else {
+    } else if !viewer.name.is_empty() {
         let _ = write!(
             h,
             "<span class=\"user\">{} <small>({})</small></span>\

@@ -436,8 +436,8 @@ pub(crate) async fn events(
 
 #[derive(Deserialize)]
 pub(crate) struct LogQuery {
-    #[serde(default)]
-    follow: bool,
+    /// `1` or `true`: follow.
+    follow: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -470,7 +470,7 @@ pub(crate) async fn job_log(
         .and_then(|v| v.split_once('.'))
         .and_then(|(a, s)| Some((a.parse::<i64>().ok()?, s.parse::<i64>().ok()?)));
     let start = resume.unwrap_or((job.attempt, -1));
-    if !q.follow {
+    if !matches!(q.follow.as_deref(), Some("1" | "true")) {
         let chunks = match state.db().logs(job.id, Some((job.attempt, -1))).await {
             Ok(c) => c,
             Err(e) => return crate::internal(e),
