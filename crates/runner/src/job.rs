@@ -376,7 +376,7 @@ pub(crate) async fn run_steps_job(
     let prepared = match &platform {
         Platform::Host => shared.host.prepare(spec).await,
         Platform::Docker { image } => {
-            crate::executor::prepare_docker(&shared.options, image, spec).await
+            crate::executor::prepare_docker(&shared.docker, &shared.options, image, spec).await
         }
     };
     let host = match prepared {

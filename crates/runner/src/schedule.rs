@@ -19,6 +19,7 @@ use workflow::matrix::Leg;
 use workflow::{BoolOrExpr, CallSecrets, Job, JobKind, NumberOrExpr, Plan};
 
 use crate::context::Ctx;
+use crate::executor::RunDocker;
 use crate::executor::host::{HostExecutor, HostOptions};
 use crate::{
     Event, JobOutcome, JobResult, JobSummary, RunError, RunOptions, RunSummary, RunTuning,
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub events: mpsc::Sender<Event>,
     pub cancel: CancellationToken,
     pub host: HostExecutor,
+    /// Every docker engine the run uses, with the run's id (one sweep removes it all).
+    pub docker: Arc<RunDocker>,
     pub run_dir: PathBuf,
     pub artifact_dir: PathBuf,
     pub host_env: IndexMap<String, String>,
@@ -112,16 +115,23 @@ pub(crate) async fn run(
             .is_some_and(|v| v == "true" || v == "1")
     };
     let debug = flag("ACTIONS_STEP_DEBUG") || flag("RUNNER_DEBUG");
-    let host = HostExecutor::new(HostOptions {
-        sandbox: options.sandbox,
-        docker_host: options.docker_host.clone(),
-    });
+    let docker = Arc::new(RunDocker::new(
+        crate::executor::docker::run_id_for(&options.work_root),
+    ));
+    let host = HostExecutor::with_docker(
+        HostOptions {
+            sandbox: options.sandbox,
+            docker_host: options.docker_host.clone(),
+        },
+        docker.clone(),
+    );
     let shared = Arc::new(Shared {
         options,
         tuning,
         events,
         cancel,
         host,
+        docker,
         run_dir: run_dir.clone(),
         artifact_dir,
         host_env,
@@ -160,6 +170,8 @@ pub(crate) async fn run(
         set.spawn(run_plan(shared.clone(), scope));
     }
     while set.join_next().await.is_some() {}
+    // Whatever a job could not remove (a cancelled prepare) goes with the run.
+    shared.docker.cleanup().await;
 
     let summaries = std::mem::take(&mut *shared.summaries.lock().await);
     let success = summaries.iter().all(|(s, allowed)| {

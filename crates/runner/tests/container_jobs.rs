@@ -127,3 +127,126 @@ jobs:
         out.logs("j")
     );
 }
+
+/// Containers and networks labelled with `run_id` (any state).
+async fn labelled(docker_host: &str, run_id: &str) -> (Vec<String>, Vec<String>) {
+    use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+    let path = docker_host.strip_prefix("unix://").unwrap_or(docker_host);
+    let docker = bollard::Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+        .expect("test dockerd socket")
+        .negotiate_version()
+        .await
+        .expect("test dockerd answers");
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={run_id}", runner::executor::docker::LABEL_RUN)],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .expect("containers")
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .expect("networks")
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    (containers, networks)
+}
+
+#[tokio::test]
+async fn a_cancelled_run_leaves_no_container_or_network_of_its_run() {
+    let docker_host = test_support::docker_host();
+    let image = test_support::busybox_image();
+    let f = Fixture::new();
+    let mut o = f.options();
+    o.docker_host = Some(docker_host.clone());
+    o.platforms = vec![
+        (
+            "ubuntu-latest".into(),
+            Platform::Docker {
+                image: image.clone(),
+            },
+        ),
+        ("self-hosted".into(), Platform::Host),
+    ];
+    // Every docker object of the run carries one id, which the caller can compute.
+    let run_id = runner::executor::docker::run_id_for(&o.work_root);
+    let yaml = format!(
+        r##"
+on: push
+jobs:
+  in-container:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo started; sleep 120
+      - if: always()
+        run: echo cleanup step
+  on-host:
+    runs-on: self-hosted
+    steps:
+      - uses: docker://{image}
+        with:
+          entrypoint: sleep
+          args: "120"
+"##
+    );
+    let plan = common::plan(&yaml, &o);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let tuning = runner::RunTuning {
+        kill_grace: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let run = tokio::spawn(runner::run_tuned(vec![plan], o, tuning, tx, cancel.clone()));
+    // Both jobs' first steps run: the job container's step printed, the step container exists.
+    let mut started = false;
+    while !started {
+        match tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv()).await {
+            Ok(Some(runner::Event::Log { job, lines, .. })) if job == "in-container" => {
+                started = lines.iter().any(|l| l == "started");
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the container job did not start: {other:?}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (containers, networks) = labelled(&docker_host, &run_id).await;
+        if containers.len() >= 2 && !networks.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run's objects are not labelled with its id: {containers:?} {networks:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let summary = run.await.expect("run task").expect("run");
+    drain.await.expect("drain");
+    assert!(
+        summary
+            .jobs
+            .iter()
+            .all(|j| j.result == JobResult::Cancelled),
+        "{:?}",
+        summary.jobs
+    );
+    let (containers, networks) = labelled(&docker_host, &run_id).await;
+    assert!(
+        containers.is_empty() && networks.is_empty(),
+        "left behind: {containers:?} {networks:?}"
+    );
+}

@@ -29,11 +29,18 @@ pub struct HostOptions {
 #[derive(Debug, Clone, Default)]
 pub struct HostExecutor {
     options: HostOptions,
+    /// The run's docker engines (containers of `docker://` steps and docker actions).
+    docker: Arc<super::RunDocker>,
 }
 
 impl HostExecutor {
     pub fn new(options: HostOptions) -> HostExecutor {
-        HostExecutor { options }
+        HostExecutor { options, docker: Arc::default() }
+    }
+
+    /// A host executor whose containers belong to the run of `docker`.
+    pub fn with_docker(options: HostOptions, docker: Arc<super::RunDocker>) -> HostExecutor {
+        HostExecutor { options, docker }
     }
 }
 
@@ -47,6 +54,7 @@ impl Executor for HostExecutor {
         }
         Ok(Box::new(HostJob {
             options: self.options.clone(),
+            docker: self.docker.clone(),
             spec,
             groups: Arc::new(Mutex::new(Vec::new())),
         }))
@@ -56,6 +64,7 @@ impl Executor for HostExecutor {
 /// One job on the host.
 pub struct HostJob {
     options: HostOptions,
+    docker: Arc<super::RunDocker>,
     spec: JobSpec,
     /// Process groups started by this job (killed at cleanup: orphans don't outlive the job).
     groups: Arc<Mutex<Vec<i32>>>,
@@ -154,7 +163,7 @@ impl JobHost for HostJob {
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()));
         match host {
-            Some(host) => super::docker_container(&host, &self.spec, spec).await,
+            Some(host) => super::docker_container(&self.docker, &host, &self.spec, spec).await,
             None => Err(ExecError::Docker(format!(
                 "running the container `{}` needs a Docker engine: set DOCKER_HOST (or --docker-host), or use the docker executor",
                 spec.image

@@ -114,31 +114,80 @@ pub trait Executor: Send + Sync {
     async fn prepare(&self, spec: JobSpec) -> Result<Box<dyn JobHost>, ExecError>;
 }
 
+/// The docker engines of one run: one [`docker::DockerExecutor`] per endpoint, created on
+/// first use, all labelling their objects with the run's id, so that [`RunDocker::cleanup`]
+/// removes every container and network of the run (also after a cancellation).
+#[derive(Debug)]
+pub struct RunDocker {
+    run_id: String,
+    engines: std::sync::Mutex<Vec<(Option<String>, docker::DockerExecutor)>>,
+}
+
+impl Default for RunDocker {
+    /// A random run id.
+    fn default() -> Self {
+        RunDocker::new(docker::DockerOptions::new().run_id)
+    }
+}
+
+impl RunDocker {
+    pub fn new(run_id: String) -> RunDocker {
+        RunDocker { run_id, engines: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The executor for `endpoint` (`None`: `DOCKER_HOST`, else the default socket).
+    pub fn engine(&self, endpoint: Option<&str>) -> Result<docker::DockerExecutor, ExecError> {
+        let mut engines = self.engines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, e)) = engines.iter().find(|(k, _)| k.as_deref() == endpoint) {
+            return Ok(e.clone());
+        }
+        let executor = docker::DockerExecutor::new(docker::DockerOptions {
+            endpoint: endpoint.map(str::to_owned),
+            run_id: self.run_id.clone(),
+            default_image: None,
+        })?;
+        engines.push((endpoint.map(str::to_owned), executor.clone()));
+        Ok(executor)
+    }
+
+    /// Removes every container and network of the run from every engine it used.
+    pub async fn cleanup(&self) {
+        let engines: Vec<docker::DockerExecutor> = self
+            .engines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect();
+        for e in engines {
+            e.cleanup_run().await;
+        }
+    }
+}
+
 /// Runs a one-off container (a step's `docker://` image or docker action) for a job on the
 /// host executor, through the docker engine at `docker_host`.
 pub(crate) async fn docker_container(
+    docker: &RunDocker,
     docker_host: &str,
     job: &JobSpec,
     spec: ContainerSpec,
 ) -> Result<Box<dyn Process>, ExecError> {
-    let executor = docker::DockerExecutor::new(docker::DockerOptions {
-        endpoint: Some(docker_host.to_owned()),
-        ..docker::DockerOptions::new()
-    })?;
-    executor.run_standalone(job, spec).await
+    docker.engine(Some(docker_host))?.run_standalone(job, spec).await
 }
 
 /// Prepares a job on the docker executor (`Platform::Docker`): the job container runs
 /// `image` unless the job has a `container:`.
 pub(crate) async fn prepare_docker(
+    docker: &RunDocker,
     options: &crate::RunOptions,
     image: &str,
     spec: JobSpec,
 ) -> Result<Box<dyn JobHost>, ExecError> {
-    let executor = docker::DockerExecutor::new(docker::DockerOptions {
-        endpoint: options.docker_host.clone(),
-        default_image: Some(image.to_owned()).filter(|i| !i.is_empty()),
-        ..docker::DockerOptions::new()
-    })?;
-    executor.prepare(spec).await
+    let image = Some(image).filter(|i| !i.is_empty());
+    docker.engine(options.docker_host.as_deref())?.prepare_with_image(spec, image).await
 }

@@ -199,7 +199,11 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         progress: !json_mode && std::io::stderr().is_terminal(),
     };
     let cancel = CancellationToken::new();
-    let signals = tokio::spawn(Signals::install().watch(cancel.clone(), work.path().to_path_buf()));
+    let signals = tokio::spawn(Signals::install().watch(
+        cancel.clone(),
+        work.path().to_path_buf(),
+        options.docker_host.clone(),
+    ));
     let outcome = execute(plans, options, cancel, style).await;
     signals.abort();
     let code = match outcome {
@@ -232,23 +236,22 @@ async fn execute(
     cancel: CancellationToken,
     style: Style,
 ) -> Result<bool, RunError> {
-    let (tx, mut rx) = mpsc::channel(4096);
+    // A log event carries up to 64 KiB of lines (one read of a step's output): a short queue
+    // bounds the memory a slow stdout can pile up.
+    let (tx, mut rx) = mpsc::channel(256);
     let mut renderer = Renderer::new(
         style,
-        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+        std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout()),
         std::io::stderr(),
     );
     let run = runner::run(plans, options, tx, cancel);
     tokio::pin!(run);
     // Output is flushed at most FLUSH_AFTER after it was rendered (or when the buffer is
-    // full), and after a small batch the loop lingers briefly so that a chatty step's lines
-    // are handled in large batches (one wake-up and one write per batch, not per line).
+    // full): one write per many lines, yet live.
     const FLUSH_AFTER: Duration = Duration::from_millis(25);
-    const LINGER: Duration = Duration::from_millis(1);
-    const BATCH: usize = 1024;
+    const BATCH: usize = 256;
     let mut batch = Vec::with_capacity(BATCH);
     let mut flush_at: Option<Instant> = None;
-    let mut linger_until: Option<Instant> = None;
     let result = loop {
         let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
@@ -257,10 +260,7 @@ async fn execute(
                 renderer.flush();
                 flush_at = None;
             }
-            () = tokio::time::sleep_until(linger_until.unwrap_or(far)), if linger_until.is_some() => {
-                linger_until = None;
-            }
-            n = rx.recv_many(&mut batch, BATCH), if linger_until.is_none() => {
+            n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break (&mut run).await;
                 }
@@ -268,9 +268,6 @@ async fn execute(
                     renderer.event(&event);
                 }
                 flush_at.get_or_insert_with(|| Instant::now() + FLUSH_AFTER);
-                if n < BATCH / 4 {
-                    linger_until = Some(Instant::now() + LINGER);
-                }
             }
             result = &mut run => break result,
         }
@@ -300,8 +297,9 @@ impl Signals {
         Signals { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
     }
 
-    /// First Ctrl-C (or SIGTERM): cancel the run. Second Ctrl-C: exit at once.
-    async fn watch(mut self, cancel: CancellationToken, work_root: PathBuf) {
+    /// First Ctrl-C (or SIGTERM): cancel the run. Second Ctrl-C: exit at once (after
+    /// removing the run's docker containers and networks, which would outlive it).
+    async fn watch(mut self, cancel: CancellationToken, work_root: PathBuf, docker_host: Option<String>) {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
@@ -318,6 +316,14 @@ impl Signals {
         cancel.cancel();
         recv(&mut self.interrupt).await;
         eprintln!("\nslipway: stopped");
+        let docker = runner::executor::docker::DockerExecutor::new(runner::executor::docker::DockerOptions {
+            endpoint: docker_host,
+            run_id: runner::executor::docker::run_id_for(&work_root),
+            default_image: None,
+        });
+        if let Ok(docker) = docker {
+            let _ = tokio::time::timeout(Duration::from_secs(3), docker.cleanup_run()).await;
+        }
         let _ = std::fs::remove_dir_all(&work_root);
         std::process::exit(130);
     }

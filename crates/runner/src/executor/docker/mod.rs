@@ -24,7 +24,7 @@ mod options;
 mod process;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -479,11 +479,17 @@ async fn create_container(scope: &Scope, name: &str, body: ContainerCreateBody) 
 }
 
 impl DockerExecutor {
-    async fn prepare_in(&self, scope: &Scope, engine: Engine, spec: JobSpec) -> Result<DockerJob, DockerError> {
+    async fn prepare_in(
+        &self,
+        scope: &Scope,
+        engine: Engine,
+        spec: JobSpec,
+        default_image: Option<&str>,
+    ) -> Result<DockerJob, DockerError> {
         check_mounts(&spec.mounts).await?;
-        let job_spec = match (spec.container, &self.inner.options.default_image) {
+        let job_spec = match (spec.container, default_image) {
             (Some(c), _) => c,
-            (None, Some(image)) => ContainerSpec { image: image.clone(), ..Default::default() },
+            (None, Some(image)) => ContainerSpec { image: image.to_owned(), ..Default::default() },
             (None, None) => return Err(DockerError::NoImage),
         };
         if job_spec.image.trim().is_empty() {
@@ -572,9 +578,20 @@ impl Executor for DockerExecutor {
     /// Not cancel safe: objects created before cancellation stay until
     /// [`DockerExecutor::cleanup_run`]. A failed prepare removes what it created.
     async fn prepare(&self, spec: JobSpec) -> Result<Box<dyn JobHost>, ExecError> {
+        self.prepare_with_image(spec, self.inner.options.default_image.as_deref()).await
+    }
+}
+
+impl DockerExecutor {
+    /// [`Executor::prepare`] with `image` for the job container when the job has no
+    /// `container:` (one executor serves a run whose labels map to different images).
+    ///
+    /// # Cancel safety
+    /// As [`Executor::prepare`].
+    pub async fn prepare_with_image(&self, spec: JobSpec, image: Option<&str>) -> Result<Box<dyn JobHost>, ExecError> {
         let (docker, engine) = self.connected().await?;
         let scope = Scope::new(docker, self.run_id(), &spec.job_id);
-        match self.prepare_in(&scope, engine, spec).await {
+        match self.prepare_in(&scope, engine, spec, image).await {
             Ok(job) => Ok(Box::new(job)),
             Err(e) => {
                 scope.cleanup().await;
@@ -582,6 +599,13 @@ impl Executor for DockerExecutor {
             }
         }
     }
+}
+
+/// The run id (`slipway.run` label, name prefix) of the docker objects of a run whose
+/// `RunOptions::work_root` is `work_root`: known to the caller, so that it can remove them
+/// even when the run could not (`DockerExecutor::cleanup_run` with this id).
+pub fn run_id_for(work_root: &Path) -> String {
+    hex::encode(Sha256::digest(work_root.as_os_str().as_encoded_bytes()))[..12].to_owned()
 }
 
 /// Mounts must be absolute. A missing directory is created (the engine refuses to bind a
