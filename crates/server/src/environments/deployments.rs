@@ -1082,6 +1082,161 @@ fn strip_tag(image: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn deployment() -> Deployment {
+        Deployment {
+            id: DeploymentId(7),
+            repository: store::sql::RepoId(1),
+            repository_name: "team/app".into(),
+            environment: "production".into(),
+            run: RunId(3),
+            job: store::sql::JobId(9),
+            job_key: "deploy".into(),
+            sha: "abc123".into(),
+            git_ref: "refs/tags/v1".into(),
+            pusher: "alice".into(),
+            status: DeploymentStatus::InProgress,
+            reason: None,
+            url: Some("https://app.example".into()),
+            digests: "[]".into(),
+            rollback_of: None,
+            forge_id: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// `(forge, state) -> (method, path, auth header, body fields)`, one line per case.
+    fn check(forge: Forge, state: &str, method: &str, url: &str, auth: (&str, &str), body: Value) {
+        let d = deployment();
+        let r = forge_status(
+            forge,
+            "http://f",
+            Some("T"),
+            &d,
+            Some("55"),
+            state,
+            "why",
+            "http://ci/runs/3",
+        )
+        .expect("a request");
+        assert_eq!((r.method, r.url.as_str()), (method, url));
+        assert_eq!(r.auth.as_ref().map(|(k, v)| (*k, v.as_str())), Some(auth));
+        for (k, v) in body.as_object().expect("object") {
+            assert_eq!(&r.body[k], v, "{forge:?} {state}: field {k} of {}", r.body);
+        }
+    }
+
+    #[test]
+    fn forge_deployment_statuses() {
+        let gh = "http://f/repos/team/app/deployments/55/statuses";
+        check(
+            Forge::Github,
+            "waiting",
+            "POST",
+            gh,
+            ("authorization", "Bearer T"),
+            json!({"state": "pending", "environment_url": "https://app.example"}),
+        );
+        check(
+            Forge::Github,
+            "rolled_back",
+            "POST",
+            gh,
+            ("authorization", "Bearer T"),
+            json!({"state": "failure", "log_url": "http://ci/runs/3"}),
+        );
+        check(
+            Forge::Github,
+            "rejected",
+            "POST",
+            gh,
+            ("authorization", "Bearer T"),
+            json!({"state": "error"}),
+        );
+        let gl = "http://f/projects/team%2Fapp/deployments/55";
+        check(
+            Forge::Gitlab,
+            "in_progress",
+            "PUT",
+            gl,
+            ("private-token", "T"),
+            json!({"status": "running"}),
+        );
+        check(
+            Forge::Gitlab,
+            "failure",
+            "PUT",
+            gl,
+            ("private-token", "T"),
+            json!({"status": "failed"}),
+        );
+        let gt = "http://f/repos/team/app/statuses/abc123";
+        check(
+            Forge::Gitea,
+            "waiting",
+            "POST",
+            gt,
+            ("authorization", "token T"),
+            json!({"state": "pending", "context": "slipway/deploy (production)"}),
+        );
+        check(
+            Forge::Forgejo,
+            "success",
+            "POST",
+            gt,
+            ("authorization", "token T"),
+            json!({"state": "success", "target_url": "http://ci/runs/3"}),
+        );
+        assert!(
+            forge_status(
+                Forge::Generic,
+                "http://f",
+                None,
+                &deployment(),
+                None,
+                "success",
+                "",
+                ""
+            )
+            .is_none()
+        );
+        assert!(
+            forge_status(
+                Forge::Github,
+                "http://f",
+                None,
+                &deployment(),
+                None,
+                "success",
+                "",
+                ""
+            )
+            .is_none(),
+            "no id yet"
+        );
+    }
+
+    #[test]
+    fn forge_deployments_are_created_where_there_is_an_api() {
+        let d = deployment();
+        let gl = forge_create(Forge::Gitlab, "http://f", Some("T"), &d).expect("gitlab");
+        assert_eq!(gl.url, "http://f/projects/team%2Fapp/deployments");
+        assert_eq!(
+            (gl.body["ref"].as_str(), gl.body["tag"].as_bool()),
+            (Some("v1"), Some(true))
+        );
+        let gh = forge_create(Forge::Github, "http://f", Some("T"), &d).expect("github");
+        assert_eq!(
+            (
+                gh.body["ref"].as_str(),
+                gh.body["production_environment"].as_bool()
+            ),
+            (Some("abc123"), Some(true))
+        );
+        assert!(forge_create(Forge::Gitea, "http://f", Some("T"), &d).is_none());
+    }
+
     #[test]
     fn tags_are_stripped_but_ports_kept() {
         assert_eq!(
