@@ -17,8 +17,9 @@ use super::{
 
 /// Write unit of the disk writer (body chunks are coalesced into aligned buffers this big).
 const WRITE_BUFFER: usize = 512 << 10;
-/// Buffers per upload: one filling, one queued, one being written (bounds memory).
-const BUFFERS: usize = 3;
+/// Buffers per upload: one filling while the other is written (bounds memory: the disk
+/// writes a buffer much faster than a client fills one).
+const BUFFERS: usize = 2;
 
 /// A directory of upload files. Files older than an expiry are abandoned uploads.
 #[derive(Debug, Clone)]
@@ -212,7 +213,7 @@ impl SpoolFile {
             let result = disk.write_buffers(&path, rx, &back);
             (disk, result)
         });
-        // Filling one buffer while one waits and one is written.
+        // Filling one buffer while the other is written.
         let mut buf = AlignedBuf::new(WRITE_BUFFER);
         let mut spare_buffers = BUFFERS - 1;
         buf.push(&tail); // already hashed
