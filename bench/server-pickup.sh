@@ -7,7 +7,9 @@
 #     process running (`echo $EPOCHREALTIME`, a bash builtin, so no extra process), with one
 #     idle `slipway agent` (host executor) long-polling the server. The clock starts right
 #     before the webhook request is sent. ITER commits, one at a time (the agent is idle
-#     again before the next webhook); p50/p90/p99.
+#     again before the next webhook); p50/p90/p99. Also split in two: webhook → run queued
+#     (the server fetched the commit and compiled the workflows; the run's created_at) and
+#     run queued → step running (the dispatch: long-poll wake-up, lease, agent, runner).
 #
 # The peer: act_runner (Gitea's runner) does not long-poll: it asks Gitea for a task every
 # `fetch_interval` (default 2 s), so its pickup is that interval's wait (uniform 0–2 s:
@@ -143,22 +145,27 @@ try:
             if r["status"] == "done":
                 if r["conclusion"] != "success":
                     raise SystemExit(f"error: run {run} ended {r['conclusion']}: {r.get('reason')}")
-                return
+                return r
             time.sleep(0.01)
 
     # One warm-up run (the mirror's first fetch clones), then the measured ones.
-    lat = []
+    lat, queued, dispatch = [], [], []
     for i in range(ITER + 1):
         t0, run = webhook(i, shas[i - 1] if i else "0" * 40, shas[i])
         while len(lines()) < i + 1:
             time.sleep(0.0005)
         started = float(lines()[i])
-        wait_done(run)
+        r = wait_done(run)
         if i > 0:
             lat.append((started - t0) * 1000)
+            queued.append(r["created_at"] - t0 * 1000)
+            dispatch.append(started * 1000 - r["created_at"])
         time.sleep(0.2)  # the agent is back in its long poll
-    lat.sort()
-    pct = lambda p: lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+    for l in (lat, queued, dispatch):
+        l.sort()
+    def pct(p, l=None):
+        l = lat if l is None else l
+        return l[min(len(l) - 1, int(round(p / 100 * (len(l) - 1))))]
 
     # The floor: fetch one new commit over git:// into a bare repository, then one bash step.
     floor = []
@@ -175,10 +182,14 @@ try:
     print(f"pickup_p90_ms: {pct(90):.1f}")
     print(f"pickup_p99_ms: {pct(99):.1f}")
     print(f"pickup_max_ms: {lat[-1]:.1f}")
+    print(f"webhook_to_queued_p50_ms: {pct(50, queued):.1f}")
+    print(f"queued_to_step_p50_ms: {pct(50, dispatch):.1f}")
+    print(f"queued_to_step_p99_ms: {pct(99, dispatch):.1f}")
     print(f"floor_fetch_plus_step_p50_ms: {statistics.median(floor):.1f}")
     print("act_runner_pickup_p50_ms: 1000 (analytic: fetch_interval 2 s, not measured)")
     print(f"summary: idle RSS {idle / 1024:.1f} MiB (goal < 40); pickup p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms "
-          f"(goal < 20 / < 100; floor {statistics.median(floor):.1f} ms; act_runner ~1000 ms by its 2 s poll)")
+          f"(goal < 20 / < 100; floor {statistics.median(floor):.1f} ms; act_runner ~1000 ms by its 2 s poll); "
+          f"of which queued -> step p50 {pct(50, dispatch):.1f} ms, p99 {pct(99, dispatch):.1f} ms")
 finally:
     cleanup()
 PY

@@ -64,9 +64,10 @@ def stop(p):
     if p in procs:
         procs.remove(p)
 
-def cpu_s(pid):
+def cpu_s(pid, children=False):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / TICK
+    own = int(f[11]) + int(f[12])
+    return (own + (int(f[13]) + int(f[14]) if children else 0)) / TICK
 
 def machine_busy_s():
     f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -154,18 +155,21 @@ try:
         t1, cpu1, busy1 = time.time(), cpu_s(server.pid), machine_busy_s()
         if failed:
             raise SystemExit(f"error: {failed} jobs failed on {db} (see {tmp}/agent-{db}-*.log)")
+        # The agents' CPU, with their finished children (the steps' bash processes, git).
+        agents_s = sum(cpu_s(a.pid, children=True) for a in agents)
         for a in agents:
             stop(a)
         stop(server)
         secs = t1 - t0
-        results[db] = (TOTAL / secs, (cpu1 - cpu0) * 1000 / TOTAL, (busy1 - busy0) * 1000 / TOTAL, secs)
-        jps, srv_ms, all_ms, secs = results[db]
+        results[db] = (TOTAL / secs, (cpu1 - cpu0) * 1000 / TOTAL, (busy1 - busy0) * 1000 / TOTAL, secs, agents_s * 1000 / TOTAL)
+        jps, srv_ms, all_ms, secs, agent_ms = results[db]
         print(f"{db}_jobs: {TOTAL}")
         print(f"{db}_seconds: {secs:.2f}")
         print(f"{db}_jobs_per_s: {jps:.1f}")
         print(f"{db}_server_cpu_ms_per_job: {srv_ms:.2f}")
+        print(f"{db}_agents_cpu_ms_per_job: {agent_ms:.2f}")
         print(f"{db}_machine_cpu_ms_per_job: {all_ms:.2f}")
-    print("summary: " + "; ".join(f"{db} {r[0]:.1f} jobs/s, server CPU {r[1]:.2f} ms/job, machine CPU {r[2]:.2f} ms/job"
+    print("summary: " + "; ".join(f"{db} {r[0]:.1f} jobs/s, server CPU {r[1]:.2f} ms/job, agents+steps CPU {r[4]:.2f} ms/job, machine CPU {r[2]:.2f} ms/job"
                                   for db, r in results.items()) + f" ({AGENTS} agents x capacity {CAPACITY}; goal >= 200 jobs/s on postgres)")
 finally:
     for p in list(procs):

@@ -388,7 +388,9 @@ async fn execute(
         let cancel = cancel.clone();
         tasks.spawn(async move { runner::run(vec![plan], options, tx, cancel).await });
     }
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(job.heartbeat_ms.max(1)));
+    // The lease is fresh: the first heartbeat is due one period from now.
+    let period = Duration::from_millis(job.heartbeat_ms.max(1));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut st = JobState::default();
     let mut lease_lost = false;

@@ -160,7 +160,9 @@ async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response>
         Ok(None) => return Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "the job's run is gone")),
         Err(e) => return Err(internal(e)),
     };
-    if let Err(e) = state.db().start_run(run.id, now_ms()).await {
+    if run.status == store::sql::RunStatus::Queued
+        && let Err(e) = state.db().start_run(run.id, now_ms()).await
+    {
         return Err(internal(e));
     }
     let spec: RunSpec = serde_json::from_str(&run.spec).map_err(internal)?;

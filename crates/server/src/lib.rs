@@ -30,7 +30,6 @@ mod gitops_api;
 pub mod hooks;
 mod metrics;
 pub mod openapi;
-mod page;
 mod poll;
 mod repos;
 mod scheduler;
