@@ -3,21 +3,23 @@
 # in one run, same client (skopeo), same disk.
 #
 #  1. push/pull of ~1 GiB (4 uncompressed layers), registry peak RSS and CPU: the shared
-#     ../shared/bench/registry-throughput.sh, once for distribution (its default) and once
-#     for slipway (REGISTRY_START_CMD hook);
+#     ../shared/bench/registry-throughput.sh with RUNS=1, once for distribution (its default)
+#     and once for slipway (REGISTRY_START_CMD hook), alternating for ROUNDS rounds so that
+#     both see the same machine load; medians over the rounds, and the median of the
+#     per-round ratios (each round's two runs are seconds apart);
 #  2. 1,000 manifest HEADs from 16 concurrent keep-alive clients: p50/p99 latency.
 #
-# Knobs (env): RUNS=3 (push/pull repetitions per registry), HEAD_CLIENTS=16,
-#   HEAD_TOTAL=1000, SLIPWAY_BIN (default target/release/slipway, built if missing),
-#   SHARED_BENCH (default ../shared/bench next to the checkout), plus the shared script's
-#   knobs (LAYERS, LAYER_MIB, ...).
-# Output: both scripts' `name: value` lines, then a side-by-side table.
+# Knobs (env): ROUNDS=5, HEAD_CLIENTS=16, HEAD_TOTAL=1000, SLIPWAY_BIN (default
+#   target/release/slipway, built if missing), SHARED_BENCH (default ../shared/bench next
+#   to the checkout), plus the shared script's knobs (LAYERS, LAYER_MIB, HEAD_RUNS, ...).
+# Output: every run's `name: value` lines, then a side-by-side table.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 SLIPWAY=${SLIPWAY_BIN:-$ROOT/target/release/slipway}
-export RUNS=${RUNS:-3}
+ROUNDS=${ROUNDS:-5}
+export HEAD_RUNS=${HEAD_RUNS:-1}
 HEAD_CLIENTS=${HEAD_CLIENTS:-16}
 HEAD_TOTAL=${HEAD_TOTAL:-1000}
 
@@ -38,12 +40,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
+val() { awk -F': ' -v k="$2" '$1==k{print $2}' "$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{ if(NR==0){print "nan"; exit} if(NR%2) printf "%.3f\n", a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+
 # ------------------------------------------------------------ 1. throughput, RSS
-echo "# distribution: push/pull 1 GiB x $RUNS" >&2
-env -u REGISTRY_START_CMD "$SHARED/registry-throughput.sh" | tee "$TMP/distribution.txt"
-echo "# slipway: push/pull 1 GiB x $RUNS" >&2
-REGISTRY_START_CMD="$SLIPWAY registry --listen 127.0.0.1:{port} --storage {dir}" \
-  "$SHARED/registry-throughput.sh" | tee "$TMP/slipway.txt"
+# RUNS=1 per call: every call builds a fresh 1 GiB image, starts a fresh registry on empty
+# storage, pushes, pulls and checks the pulled digest.
+export RUNS=1
+for round in $(seq 1 "$ROUNDS"); do
+  echo "# round $round/$ROUNDS: distribution" >&2
+  env -u REGISTRY_START_CMD "$SHARED/registry-throughput.sh" | tee "$TMP/distribution-$round.txt"
+  echo "# round $round/$ROUNDS: slipway" >&2
+  REGISTRY_START_CMD="$SLIPWAY registry --listen 127.0.0.1:{port} --storage {dir}" \
+    "$SHARED/registry-throughput.sh" | tee "$TMP/slipway-$round.txt"
+done
+declare -A push pull hwm cpu seq
+for name in distribution slipway; do
+  p=(); l=(); h=(); c=(); s=()
+  for round in $(seq 1 "$ROUNDS"); do
+    f=$TMP/$name-$round.txt
+    p+=("$(val "$f" push_MBps_median)"); l+=("$(val "$f" pull_MBps_median)")
+    h+=("$(val "$f" registry_vmhwm_kb_max)"); c+=("$(val "$f" registry_cpu_s_per_push_pull_median)")
+    s+=("$(val "$f" head_one_curl_keepalive_ms_per_req)")
+  done
+  push[$name]=$(median "${p[@]}"); pull[$name]=$(median "${l[@]}")
+  hwm[$name]=$(( $(maxof "${h[@]}") / 1024 )); cpu[$name]=$(median "${c[@]}"); seq[$name]=$(median "${s[@]}")
+  echo "${name}_push_MBps_all: ${p[*]}"
+  echo "${name}_pull_MBps_all: ${l[*]}"
+done
+push_pair=(); pull_pair=()
+for round in $(seq 1 "$ROUNDS"); do
+  push_pair+=("$(ratio "$(val "$TMP/slipway-$round.txt" push_MBps_median)" "$(val "$TMP/distribution-$round.txt" push_MBps_median)")")
+  pull_pair+=("$(ratio "$(val "$TMP/slipway-$round.txt" pull_MBps_median)" "$(val "$TMP/distribution-$round.txt" pull_MBps_median)")")
+done
+echo "push_ratio_per_round: ${push_pair[*]}"
+echo "pull_ratio_per_round: ${pull_pair[*]}"
 
 # ------------------------------------------------------------ 2. concurrent HEADs
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
@@ -105,20 +138,15 @@ head_bench distribution 'docker-registry serve {config}' | tee "$TMP/heads.txt"
 head_bench slipway "$SLIPWAY registry --listen 127.0.0.1:{port} --storage {dir}" | tee -a "$TMP/heads.txt"
 
 # ------------------------------------------------------------ side by side
-val() { awk -F': ' -v k="$2" '$1==k{print $2}' "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
-D=$TMP/distribution.txt; S=$TMP/slipway.txt; H=$TMP/heads.txt
-dpush=$(val "$D" push_MBps_median); spush=$(val "$S" push_MBps_median)
-dpull=$(val "$D" pull_MBps_median); spull=$(val "$S" pull_MBps_median)
-drss=$(( $(val "$D" registry_vmhwm_kb_max) / 1024 )); srss=$(( $(val "$S" registry_vmhwm_kb_max) / 1024 ))
-dcpu=$(val "$D" registry_cpu_s_per_push_pull_median); scpu=$(val "$S" registry_cpu_s_per_push_pull_median)
+H=$TMP/heads.txt
 dp99=$(val "$H" "distribution_head_${HEAD_TOTAL}x${HEAD_CLIENTS}_p99_ms"); sp99=$(val "$H" "slipway_head_${HEAD_TOTAL}x${HEAD_CLIENTS}_p99_ms")
-dseq=$(val "$D" head_one_curl_keepalive_ms_per_req); sseq=$(val "$S" head_one_curl_keepalive_ms_per_req)
 echo
-printf '%-44s %14s %14s %10s\n' metric distribution slipway ratio
-printf '%-44s %14s %14s %10s\n' "push 1 GiB (MB/s, median of $RUNS)" "$dpush" "$spush" "$(ratio "$spush" "$dpush")x"
-printf '%-44s %14s %14s %10s\n' "pull 1 GiB (MB/s, median of $RUNS)" "$dpull" "$spull" "$(ratio "$spull" "$dpull")x"
-printf '%-44s %14s %14s %10s\n' "registry peak RSS (MiB, max)" "$drss" "$srss" "$(ratio "$srss" "$drss")x"
-printf '%-44s %14s %14s %10s\n' "registry CPU s per push+pull (median)" "$dcpu" "$scpu" "$(ratio "$scpu" "$dcpu")x"
-printf '%-44s %14s %14s %10s\n' "HEAD p99, $HEAD_TOTAL from $HEAD_CLIENTS clients (ms)" "$dp99" "$sp99" "$(ratio "$sp99" "$dp99")x"
-printf '%-44s %14s %14s %10s\n' "HEAD sequential keep-alive (ms/req)" "$dseq" "$sseq" "$(ratio "$sseq" "$dseq")x"
+printf '%-46s %14s %14s %10s\n' metric distribution slipway ratio
+printf '%-46s %14s %14s %10s\n' "push 1 GiB (MB/s, median of $ROUNDS)" "${push[distribution]}" "${push[slipway]}" "$(ratio "${push[slipway]}" "${push[distribution]}")x"
+printf '%-46s %14s %14s %10s\n' "  median of per-round push ratios" "" "" "$(median "${push_pair[@]}")x"
+printf '%-46s %14s %14s %10s\n' "pull 1 GiB (MB/s, median of $ROUNDS)" "${pull[distribution]}" "${pull[slipway]}" "$(ratio "${pull[slipway]}" "${pull[distribution]}")x"
+printf '%-46s %14s %14s %10s\n' "  median of per-round pull ratios" "" "" "$(median "${pull_pair[@]}")x"
+printf '%-46s %14s %14s %10s\n' "registry peak RSS (MiB, max)" "${hwm[distribution]}" "${hwm[slipway]}" "$(ratio "${hwm[slipway]}" "${hwm[distribution]}")x"
+printf '%-46s %14s %14s %10s\n' "registry CPU s per push+pull (median)" "${cpu[distribution]}" "${cpu[slipway]}" "$(ratio "${cpu[slipway]}" "${cpu[distribution]}")x"
+printf '%-46s %14s %14s %10s\n' "HEAD p99, $HEAD_TOTAL from $HEAD_CLIENTS clients (ms)" "$dp99" "$sp99" "$(ratio "$sp99" "$dp99")x"
+printf '%-46s %14s %14s %10s\n' "HEAD sequential keep-alive (ms/req, median)" "${seq[distribution]}" "${seq[slipway]}" "$(ratio "${seq[slipway]}" "${seq[distribution]}")x"
