@@ -31,7 +31,7 @@ pub(crate) fn icon(state: &str) -> &'static str {
         "cancelled" => "⊘",
         "skipped" => "↷",
         "running" | "in_progress" => "●",
-        "waiting" => "⏸",
+        "waiting" => "‖",
         "rolled_back" => "↺",
         _ => "○",
     }

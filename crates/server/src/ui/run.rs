@@ -274,7 +274,7 @@ async fn render(
         let approvals = state.db().approvals(d.id).await?;
         let _ = write!(
             h,
-            "<section class=\"approval\" aria-label=\"Approval for {}\"><h2><span aria-hidden=\"true\">⏸</span> {} waits for approval</h2>\
+            "<section class=\"approval\" aria-label=\"Approval for {}\"><h2><span aria-hidden=\"true\">‖</span> {} waits for approval</h2>\
              <p>{}</p><p>May approve: <strong class=\"reviewers\">{}</strong></p>",
             Esc(&d.environment),
             Esc(&d.environment),
