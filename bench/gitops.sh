@@ -33,7 +33,7 @@ for c in git python3 busybox; do
   command -v "$c" >/dev/null || { echo "error: $c is missing (apt-get install git python3 busybox-static)" >&2; exit 1; }
 done
 export SLIPWAY
-exec python3 - <<'PY'
+exec python3 -u - <<'PY'
 import json, os, signal, socket, statistics, subprocess, tempfile, time, urllib.request
 
 SLIPWAY = os.environ["SLIPWAY"]
@@ -132,7 +132,10 @@ try:
     procs.append(agent)
     t0 = time.time()
     wait(lambda: good(status(api, "web"), head), "the first sync of web")
-    wait(lambda: good(status(api, "big"), head), f"the first sync of {N} services")
+    try:
+        wait(lambda: good(status(api, "big"), head), f"the first sync of {N} services", timeout=1200)
+    except SystemExit:
+        print(json.dumps({k: v for k, v in status(api, "big").items() if k != "resources"}, indent=1)[:3000]); raise
     print(f"first_sync_{N}_services_s: {time.time() - t0:.1f}")
 
     # ------------------------------------------------------------ 1. push -> applied
