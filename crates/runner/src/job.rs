@@ -1355,8 +1355,8 @@ impl JobRun {
                         Ok(true) => {
                             if let Some(reader) = out.as_mut() {
                                 batch.start(LogStream::Stdout, reader.buffered_len());
-                                while let Some(line) = reader.buffered_line() {
-                                    self.handle_line(line, step_no, cmd, &mut batch).await;
+                                while let Some(block) = reader.buffered_lines() {
+                                    self.handle_block(block, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
@@ -1376,8 +1376,8 @@ impl JobRun {
                         Ok(true) => {
                             if let Some(reader) = err.as_mut() {
                                 batch.start(LogStream::Stderr, reader.buffered_len());
-                                while let Some(line) = reader.buffered_line() {
-                                    self.handle_line(line, step_no, cmd, &mut batch).await;
+                                while let Some(block) = reader.buffered_lines() {
+                                    self.handle_block(block, step_no, cmd, &mut batch).await;
                                 }
                             }
                         }
@@ -1448,6 +1448,66 @@ impl JobRun {
         }
         batch.text.push_str(&text);
         batch.text.push('\n');
+    }
+
+    /// A block of `\n`-terminated lines (or one piece of an over-long line without `\n`):
+    /// runs of plain lines join the batch in one copy; workflow commands, lines ending in
+    /// `\r` and the piece go through [`JobRun::handle_line`].
+    async fn handle_block(
+        &mut self,
+        block: &[u8],
+        step_no: usize,
+        cmd: &mut CmdState,
+        batch: &mut LogBatch,
+    ) {
+        let mut plain = 0;
+        let mut pos = 0;
+        while pos < block.len() {
+            let nl = memchr::memchr(b'\n', &block[pos..]).map(|i| pos + i);
+            let end = nl.unwrap_or(block.len());
+            let line = &block[pos..end];
+            let next = nl.map_or(block.len(), |nl| nl + 1);
+            if nl.is_none() || line.last() == Some(&b'\r') || looks_like_command(line) {
+                self.push_plain(&block[plain..pos], step_no, batch).await;
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                self.handle_line(line, step_no, cmd, batch).await;
+                plain = next;
+            }
+            pos = next;
+        }
+        self.push_plain(&block[plain..], step_no, batch).await;
+    }
+
+    /// Plain `\n`-terminated lines into the batch (flushing whenever it is full).
+    async fn push_plain(&mut self, run: &[u8], step_no: usize, batch: &mut LogBatch) {
+        let Ok(mut text) = std::str::from_utf8(run) else {
+            // Invalid UTF-8 somewhere: line by line, each made valid on its own.
+            for line in run.split_inclusive(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(line);
+                Box::pin(self.push_plain(line.as_bytes(), step_no, batch)).await;
+            }
+            return;
+        };
+        while batch.text.len() + text.len() > LOG_BATCH_MAX {
+            let room = LOG_BATCH_MAX
+                .saturating_sub(batch.text.len())
+                .min(text.len());
+            let cut = match memchr::memrchr(b'\n', &text.as_bytes()[..room]) {
+                Some(i) => i + 1,
+                // A line longer than a batch goes alone.
+                None if batch.text.is_empty() => {
+                    memchr::memchr(b'\n', text.as_bytes()).map_or(text.len(), |i| i + 1)
+                }
+                None => 0,
+            };
+            batch.text.push_str(&text[..cut]);
+            text = &text[cut..];
+            self.flush_log(step_no, batch).await;
+            if text.is_empty() {
+                return;
+            }
+        }
+        batch.text.push_str(text);
     }
 
     /// Sends the batched lines as one masked [`Event::Log`].

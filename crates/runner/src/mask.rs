@@ -145,6 +145,30 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         self.end - self.start
     }
 
+    /// Every complete line already in the buffer, as one slice of `\n`-terminated lines
+    /// (`\r` not removed), or else a [`MAX_LINE`] piece of an over-long line (no `\n`);
+    /// without I/O. The same lines as repeated [`LineReader::buffered_line`] calls.
+    pub fn buffered_lines(&mut self) -> Option<&[u8]> {
+        match memchr::memrchr(b'\n', &self.buf[self.scanned..self.end]) {
+            Some(pos) => {
+                let range = (self.start, self.scanned + pos + 1);
+                self.start = range.1;
+                self.scanned = self.start;
+                Some(&self.buf[range.0..range.1])
+            }
+            None if self.end - self.start >= MAX_LINE => {
+                let range = (self.start, self.start + MAX_LINE);
+                self.start += MAX_LINE;
+                self.scanned = self.end;
+                Some(&self.buf[range.0..range.1])
+            }
+            None => {
+                self.scanned = self.end;
+                None
+            }
+        }
+    }
+
     /// A complete line already in the buffer (or a [`MAX_LINE`] piece of an over-long one),
     /// without I/O: after [`LineReader::fill_line`], drains a whole read in one go.
     pub fn buffered_line(&mut self) -> Option<&[u8]> {
@@ -373,6 +397,40 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![MAX_LINE, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn buffered_blocks_hold_the_same_lines() {
+        let mut big = Vec::new();
+        for i in 0..5000 {
+            big.extend_from_slice(format!("line {i}\r\n").as_bytes());
+        }
+        big.extend_from_slice(b"tail");
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let (mut w, r) = tokio::io::duplex(chunk);
+            let data = big.clone();
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                for c in data.chunks(chunk) {
+                    w.write_all(c).await.expect("write");
+                }
+            });
+            let mut reader = LineReader::new(r);
+            let mut out = Vec::new();
+            while reader.fill_line().await.expect("fill") {
+                while let Some(block) = reader.buffered_lines() {
+                    assert!(block.ends_with(b"\n"));
+                    for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        out.push(String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned());
+                    }
+                }
+            }
+            while let Some(line) = reader.next_line().await.expect("read") {
+                out.push(String::from_utf8_lossy(line).into_owned());
+            }
+            writer.await.expect("writer");
+            assert_eq!(out, lines(&big, chunk).await);
+        }
     }
 
     #[tokio::test]

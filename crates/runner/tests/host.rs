@@ -219,7 +219,7 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - run: |
-          printf 'before s3cr3tval\n::add-mask::s3cr3tval\nafter s3cr3tval\n::group::G\nin group\n\n::endgroup::\nlast\n'
+          printf 'before s3cr3tval\n::add-mask::s3cr3tval\nafter s3cr3tval\n::group::G\nin group\n\n::endgroup::\nlast\ncrlf\r\nbad \377 byte\n'
           printf 'err line\n' >&2
 "##,
         f.options(),
@@ -256,7 +256,7 @@ jobs:
             "group G",
             "Stdout: in group|",
             "endgroup",
-            "Stdout: last"
+            "Stdout: last|crlf|bad \u{FFFD} byte"
         ],
         "{}",
         out.dump()
