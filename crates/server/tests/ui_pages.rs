@@ -328,3 +328,63 @@ async fn ui_the_job_log_resumes_after_the_last_event_id() {
     let (_, _, text) = send(&ui, get(&format!("/ui/jobs/{}/log", ui.job), Some(&cookie))).await;
     assert_eq!(text, "chunk 0\nchunk 1\nchunk 2\n");
 }
+
+#[tokio::test]
+async fn ui_rerun_all_needs_a_maintainer_and_a_finished_run_and_is_audited() {
+    let ui = setup().await;
+    let alice = session(&ui, "alice", "pw-alice").await;
+    let viewer = session(&ui, "victor", "victor-token").await;
+    let path = format!("/ui/runs/{}/rerun-all", ui.run);
+    let (status, _, body) = send(&ui, action(&path, &alice, true)).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the run has not finished: {body}"
+    );
+    ui.state
+        .db()
+        .finish_run(
+            RunId(ui.run),
+            store::sql::Conclusion::Failure,
+            Some("test"),
+            5,
+        )
+        .await
+        .expect("finish");
+    let (status, _, _) = send(&ui, action(&path, &viewer, true)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(&ui, action(&path, &alice, false)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the cross-site guard");
+    let (status, _, body) = send(&ui, action(&path, &alice, true)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run = ui
+        .state
+        .db()
+        .run(RunId(ui.run))
+        .await
+        .expect("db")
+        .expect("run");
+    assert_ne!(run.status, store::sql::RunStatus::Done, "{run:?}");
+    let audit = ui
+        .state
+        .db()
+        .audit_events(&AuditFilter {
+            run: Some(RunId(ui.run)),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "alice" && e.action == "run.rerun_all"),
+        "{audit:#?}"
+    );
+    let (status, _, body) = send(&ui, get(&format!("/runs/{}", ui.run), Some(&alice))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("data-action=\"cancel\""),
+        "a re-opened run can be cancelled again: {body}"
+    );
+}
