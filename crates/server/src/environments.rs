@@ -532,6 +532,8 @@ async fn open(state: &AppState, d: &Deployment) -> Result<Gate, ServerError> {
 async fn wait(state: &AppState, d: &Deployment, reason: &str) -> Result<Gate, ServerError> {
     if d.status != DeploymentStatus::Waiting || d.reason.as_deref() != Some(reason) {
         transition(state, d, DeploymentStatus::Waiting, Some(reason), "slipway").await?;
+        // Its wait timer and timeout are armed by the background task.
+        deployments::wake();
     }
     Ok(Gate::Wait)
 }
@@ -567,6 +569,7 @@ pub(crate) async fn released(
 // --- users ------------------------------------------------------------------------------------------
 
 /// The caller. `Ok(None)`: no users are configured (the API is open).
+#[allow(clippy::result_large_err)]
 pub(crate) fn caller<'a>(
     state: &'a AppState,
     headers: &HeaderMap,

@@ -223,10 +223,7 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
                 Decision::Queue => {
                     match crate::environments::gate(state, &run, job, &jobs).await? {
                         Gate::Open => Decision::Queue,
-                        Gate::Wait => {
-                            crate::environments::deployments::wake();
-                            continue;
-                        }
+                        Gate::Wait => continue,
                         Gate::Settle(result, reason) => Decision::Settle(result, Some(reason)),
                     }
                 }

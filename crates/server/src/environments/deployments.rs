@@ -413,6 +413,7 @@ pub fn forge_create(
 /// The request that reports `state` of a deployment: a deployment status (GitHub, GitLab,
 /// with the forge's id) or, for Gitea and Forgejo (no deployments API), a commit status with
 /// the context `slipway/deploy (ENV)`.
+#[allow(clippy::too_many_arguments)]
 pub fn forge_status(
     forge: Forge,
     api: &str,
@@ -613,9 +614,9 @@ async fn deliver_forge(state: &AppState, client: &reqwest::Client) -> Option<Dur
     None
 }
 
-/// Advances the runs of waiting deployments whose wait timer or timeout has ended; returns
-/// when the next one ends.
-async fn timers(state: &AppState) -> Option<Duration> {
+/// Advances the runs of waiting deployments whose wait timer or timeout ended after `since`
+/// (and at or before `now`); returns when the next one ends.
+async fn timers(state: &AppState, since: i64, now: i64) -> Option<Duration> {
     let waiting = match state
         .db()
         .deployments(None, None, None, &[DeploymentStatus::Waiting], 1000)
@@ -627,7 +628,6 @@ async fn timers(state: &AppState) -> Option<Duration> {
             return Some(Duration::from_secs(1));
         }
     };
-    let now = now_ms();
     let mut next: Option<i64> = None;
     for d in waiting {
         let Some(env) = environment(state, &d.repository_name, &d.environment) else {
@@ -638,15 +638,14 @@ async fn timers(state: &AppState) -> Option<Duration> {
             d.created_at + ms(env.wait_timer),
             d.created_at.saturating_add(ms(env.timeout)),
         ];
-        let due = deadlines.iter().any(|t| {
-            *t <= now && *t > d.created_at.max(d.started_at.unwrap_or(0)) && *t >= d.created_at
-        });
-        let reached = deadlines.iter().filter(|t| **t <= now).count();
-        if due && reached > 0 && !waits_only_on_others(&d) {
-            if let Err(error) = crate::scheduler::advance(state, d.run).await {
-                tracing::error!(%error, "Advancing a run after a deployment timer failed.");
-            }
-            // It may still wait (for reviewers): its timeout is the next deadline.
+        let due = deadlines
+            .iter()
+            .any(|t| *t > since && *t <= now && *t > d.created_at);
+        if due
+            && !waits_only_on_others(&d)
+            && let Err(error) = crate::scheduler::advance(state, d.run).await
+        {
+            tracing::error!(%error, "Advancing a run after a deployment timer failed.");
         }
         for t in deadlines {
             if t > now {
@@ -664,7 +663,7 @@ fn waits_only_on_others(d: &Deployment) -> bool {
         .is_some_and(|r| r.ends_with("is in progress"))
 }
 
-/// Wakes the background task (a deployment started waiting).
+/// Wakes the background task (a deployment started waiting: its deadlines count).
 pub(crate) fn wake() {
     WAKE.notify_waiters();
 }
@@ -682,12 +681,16 @@ pub(crate) async fn background(state: AppState, stop: CancellationToken) {
             return;
         }
     };
+    // Deadlines up to here were handled (0: after a start, every passed deadline once).
+    let mut since = 0;
     loop {
         let woken = WAKE.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let retry = deliver_forge(&state, &client).await;
-        let timer = timers(&state).await;
+        let now = now_ms();
+        let timer = timers(&state, since, now).await;
+        since = now;
         let wait = [retry, timer]
             .into_iter()
             .flatten()
