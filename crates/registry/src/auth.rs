@@ -21,6 +21,9 @@ use crate::{
     AuthOptions,
 };
 
+/// Which repositories a caller may see in the catalog.
+pub type RepositoryFilter<'a> = Box<dyn Fn(&str) -> bool + Send + 'a>;
+
 /// What a request wants to do with a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -259,7 +262,7 @@ impl Auth {
     }
 
     /// May `identity` list the catalog, and which repositories may it see?
-    pub fn catalog_filter(&self, identity: &Identity, host: &str) -> Result<Box<dyn Fn(&str) -> bool + Send + '_>, Error> {
+    pub fn catalog_filter(&self, identity: &Identity, host: &str) -> Result<RepositoryFilter<'_>, Error> {
         if !self.enabled() {
             return Ok(Box::new(|_| true));
         }
