@@ -4,6 +4,8 @@
 //! Auth: `Authorization: Bearer TOKEN` of a `[[user]]`; reading needs any role, cancelling
 //! and dispatching need `maintainer` or `admin`. With no `[[user]]` configured the API is
 //! open (a laptop default; the server logs a warning at start).
+// The error of these helpers is the handler's reply (an axum `Response`).
+#![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

@@ -21,6 +21,8 @@
 //! | `PUT/DELETE /api/v1/repositories/{owner}/{name}/secrets/{NAME}` | `{"value": ...}` |
 //! | `GET /api/v1/repositories/{owner}/{name}/variables`, `PUT/DELETE .../variables/{NAME}` | |
 //! | `/api/v1/organizations/{owner}/secrets[/{NAME}]`, `.../variables[/{NAME}]` | the same for an owner |
+// The error of these helpers is the handler's reply (an axum `Response`).
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
