@@ -173,7 +173,19 @@ async fn the_openapi_document_lists_every_api_route() {
             "/api/v1/organizations/{org}/secrets",
             "/api/v1/organizations/{org}/secrets/{secret}",
             "/api/v1/organizations/{org}/variables",
-            "/api/v1/organizations/{org}/variables/{var}"
+            "/api/v1/organizations/{org}/variables/{var}",
+            "/api/v1/environments",
+            "/api/v1/environments/{name}",
+            "/api/v1/runs/{id}/approve",
+            "/api/v1/runs/{id}/reject",
+            "/api/v1/deployments",
+            "/api/v1/deployments/{id}",
+            "/api/v1/deployments/rollback",
+            "/api/v1/audit",
+            "/api/v1/gitops/report",
+            "/api/v1/gitops/apps",
+            "/api/v1/gitops/syncs",
+            "/api/v1/openapi.json"
         ]
     );
     // Every `$ref` resolves.
