@@ -16,7 +16,8 @@
 //! artifacts' contents in a blob store (files under `--data` or S3), their manifests in the
 //! store (`artifacts`).
 //!
-//! What it does not do (yet): job-level `concurrency:`, the web UI.
+//! What it does not do (yet): job-level `concurrency:`, and caches through the server
+//! (`actions/cache` keeps its cache on the agent).
 
 pub mod agent;
 mod agent_api;
