@@ -382,7 +382,7 @@ async fn execute(
         needs: job.needs.iter().map(|(k, n)| (k.clone(), need_outcome(n))).collect(),
     };
     let cancel = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let (tx, mut rx) = mpsc::channel::<Event>(256);
     let mut tasks = JoinSet::new();
     {
         let cancel = cancel.clone();
