@@ -565,10 +565,13 @@ impl JobRun {
                 args,
                 env: action_env,
             } => {
-                let Some(image) = image.strip_prefix("docker://") else {
-                    return Err(format!(
-                        "docker action `{uses}` builds `{image}`: building action images is not supported yet; use a `docker://` image"
-                    ));
+                let built;
+                let image = match image.strip_prefix("docker://") {
+                    Some(image) => image,
+                    None => {
+                        built = dockerfile_image(&def.dir, image, uses)?;
+                        built.as_str()
+                    }
                 };
                 let mut ictx = ctx.clone();
                 ictx.set(
@@ -691,6 +694,36 @@ fn split_args(s: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// The `dockerfile://` reference of a docker action whose `runs.image` is a Dockerfile
+/// (`Dockerfile` or a relative path inside the action's directory); the executor running
+/// the step builds it in its engine.
+fn dockerfile_image(dir: &Path, image: &str, uses: &str) -> Result<String, String> {
+    let rel = Path::new(image);
+    if image.is_empty()
+        || rel.is_absolute()
+        || rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        return Err(format!(
+            "docker action `{uses}`: runs.image `{image}` must be `docker://IMAGE` or a path to a Dockerfile inside the action's directory"
+        ));
+    }
+    let dockerfile = dir.join(rel);
+    if !dockerfile.is_file() {
+        return Err(format!(
+            "docker action `{uses}`: the Dockerfile {} (runs.image `{image}`) does not exist",
+            dockerfile.display()
+        ));
+    }
+    Ok(crate::executor::docker::build::dockerfile_reference(
+        &dockerfile,
+    ))
 }
 
 #[cfg(test)]

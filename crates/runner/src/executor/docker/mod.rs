@@ -19,6 +19,7 @@
 //! for a remote engine (bind mounts name paths on the engine's host, so the engine must run on
 //! the machine that holds the job's directories).
 
+pub mod build;
 mod image;
 mod options;
 mod process;
@@ -633,6 +634,10 @@ async fn run_step_container(
     mounts: &[PathBuf],
 ) -> Result<Box<dyn Process>, DockerError> {
     let docker = &scope.docker;
+    let mut spec = spec;
+    if let Some(dockerfile) = build::dockerfile_of(&spec.image) {
+        spec.image = build::ensure_built(docker, &dockerfile).await?;
+    }
     let opts = parse_options(&format!("container {}'s options", spec.image), &spec)?;
     image::ensure_image(docker, &spec.image, spec.credentials.as_ref()).await?;
     let body = container_body(scope, &spec, &opts, Role::Step, mounts)?;
