@@ -35,8 +35,10 @@ impl GitDaemon {
             .and_then(|l| l.local_addr())
             .expect("finding a free port")
             .port();
-        let mut child = Command::new("git")
-            .arg("daemon")
+        // `git-daemon` itself, not `git daemon`: the `git` wrapper would run it as a child
+        // that outlives the wrapper when the wrapper is killed on drop.
+        let exec_path = run_git(root.path(), &["--exec-path"]);
+        let mut child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg(format!("--base-path={}", root.path().display()))
             .args(["--export-all", "--enable=receive-pack", "--reuseaddr", "--verbose", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
