@@ -3,46 +3,19 @@
 //! commit statuses recorded by a stand-in forge, `slipway runs`/`slipway logs`, and an agent
 //! killed with SIGKILL mid-job whose job is retried on another agent.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use common::*;
 use futures::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use test_support::git::GitDaemon;
 use tokio::sync::watch;
-
-const SECRET: &str = "hook-secret";
-const AGENT_TOKEN: &str = "agent-token-123";
-const ALICE: &str = "alice-token";
-const ZERO: &str = "0000000000000000000000000000000000000000";
-
-/// Kills the process on drop (if the test did not stop it).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.0.id()).expect("pid fits");
-        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
-        self.0.wait().expect("waiting")
-    }
-}
-
-fn slipway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
-    c.env("SLIPWAY_LOG", "info").env_remove("SLIPWAY_SERVER").env_remove("SLIPWAY_TOKEN");
-    c
-}
 
 fn fresh_postgres() -> String {
     let base = test_support::postgres();
@@ -57,60 +30,8 @@ fn fresh_postgres() -> String {
     format!("{prefix}/{name}")
 }
 
-/// Starts `slipway server` and returns it with its URL (read from its stderr).
 fn start_server(dir: &Path, config: &Path, database: &str) -> (Proc, String) {
     start_server_on(dir, config, Some(database), "127.0.0.1:0")
-}
-
-fn start_server_on(dir: &Path, config: &Path, database: Option<&str>, listen: &str) -> (Proc, String) {
-    let mut cmd = slipway();
-    cmd.args(["server", "--listen", listen, "--no-agent"]);
-    if let Some(db) = database {
-        cmd.args(["--database", db]);
-    }
-    let mut child = cmd
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(config)
-        .env("HOOK_SECRET", SECRET)
-        .env("AGENT_TOKEN", AGENT_TOKEN)
-        .env("ALICE_TOKEN", ALICE)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting slipway server");
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.strip_prefix("slipway server listening on ") {
-                    break rest.split_whitespace().next().expect("url").to_owned();
-                }
-                seen.push(line);
-            }
-            _ => panic!("slipway server exited: {}", seen.join("\n")),
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (Proc(child), url)
-}
-
-fn start_agent(dir: &Path, url: &str, name: &str) -> Proc {
-    Proc(
-        slipway()
-            .args(["agent", "--server", url, "--token", AGENT_TOKEN, "--name", name])
-            .arg("--work-dir")
-            .arg(dir.join(name))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting slipway agent"),
-    )
 }
 
 /// A stand-in forge that records the JSON bodies of status requests (by path).
@@ -186,30 +107,6 @@ webhook_secret = "env:HOOK_SECRET"
     path
 }
 
-async fn push_webhook(url: &str, clone_url: &str, sha: &str, delivery: &str) -> i64 {
-    let body = json!({
-        "ref": "refs/heads/main", "before": ZERO, "after": sha,
-        "commits": [{"id": sha, "message": "m", "added": [], "removed": [], "modified": []}],
-        "repository": {"full_name": "team/app", "name": "app", "owner": {"login": "team"}, "clone_url": clone_url},
-        "pusher": {"login": "alice", "username": "alice"},
-        "sender": {"login": "alice"}
-    })
-    .to_string();
-    let sig = server::hooks::sign(SECRET, body.as_bytes());
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/hooks/gitea"))
-        .header("X-Gitea-Event", "push")
-        .header("X-Gitea-Delivery", delivery)
-        .header("X-Gitea-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .expect("webhook");
-    assert_eq!(resp.status(), 202);
-    let created: protocol::Created = resp.json().await.expect("json");
-    created.runs[0]
-}
-
 fn cli(args: &[&str]) -> (bool, String) {
     let out = slipway().args(args).output().expect("running slipway");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -248,8 +145,8 @@ jobs:
     let mut forge = start_forge().await;
     let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "30s");
     let (mut server, url) = start_server(dir.path(), &config, &fresh_postgres());
-    let mut a1 = start_agent(dir.path(), &url, "a1");
-    let mut a2 = start_agent(dir.path(), &url, "a2");
+    let mut a1 = start_agent(dir.path(), &url, "a1", &[]);
+    let mut a2 = start_agent(dir.path(), &url, "a2", &[]);
 
     let run = push_webhook(&url, &clone_url, &sha, "delivery-1").await;
     let statuses = forge.wait_for(2).await;
@@ -296,7 +193,7 @@ async fn a_job_of_an_agent_killed_with_sigkill_is_retried_on_another_agent() {
     let mut forge = start_forge().await;
     let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "2s");
     let (mut server, url) = start_server(dir.path(), &config, &fresh_postgres());
-    let mut doomed = start_agent(dir.path(), &url, "doomed");
+    let mut doomed = start_agent(dir.path(), &url, "doomed", &[]);
     let run = push_webhook(&url, &clone_url, &sha, "delivery-1").await;
     // Follow the logs until the first attempt is running.
     let resp = reqwest::Client::new()
@@ -313,7 +210,7 @@ async fn a_job_of_an_agent_killed_with_sigkill_is_retried_on_another_agent() {
     }
     doomed.0.kill().expect("SIGKILL");
     doomed.0.wait().expect("reaped");
-    let mut rescuer = start_agent(dir.path(), &url, "rescuer");
+    let mut rescuer = start_agent(dir.path(), &url, "rescuer", &[]);
     let statuses = forge.wait_for(2).await;
     assert_eq!(statuses[1].1["state"], "success", "{statuses:?}");
     let jobs: Vec<protocol::Job> = reqwest::Client::new()
@@ -358,7 +255,7 @@ async fn a_server_killed_with_sigkill_loses_nothing_and_its_running_job_ends_aft
     let config = write_config(dir.path(), &clone_url, &format!("{}/api/v1", forge.url), "30s");
     // SQLite in the data directory this time.
     let (mut server, url) = start_server_on(dir.path(), &config, None, "127.0.0.1:0");
-    let mut agent = start_agent(dir.path(), &url, "a1");
+    let mut agent = start_agent(dir.path(), &url, "a1", &[]);
     let run = push_webhook(&url, &clone_url, &sha, "delivery-1").await;
     forge.wait_for(1).await;
     let resp = reqwest::Client::new()

@@ -4,42 +4,15 @@
 //! after the restart every job ends, every log line received before the kill is there, and
 //! jobs that finished while the server was down are reported once it is back.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use serde_json::json;
+use common::*;
+
 use test_support::git::GitDaemon;
-
-const SECRET: &str = "hook-secret";
-const AGENT_TOKEN: &str = "agent-token-123";
-const ALICE: &str = "alice-token";
-const ZERO: &str = "0000000000000000000000000000000000000000";
-
-/// Kills the process on drop (if the test did not stop it).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid fits"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        self.0.wait().expect("waiting")
-    }
-}
-
-fn slipway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
-    c.env("SLIPWAY_LOG", "info").env_remove("SLIPWAY_SERVER").env_remove("SLIPWAY_TOKEN");
-    c
-}
 
 fn write_config(dir: &Path, clone_url: &str, lease_ttl: &str) -> std::path::PathBuf {
     let path = dir.join("slipway.toml");
@@ -53,71 +26,6 @@ fn write_config(dir: &Path, clone_url: &str, lease_ttl: &str) -> std::path::Path
     )
     .expect("writing the config");
     path
-}
-
-/// Starts `slipway server --no-agent` (SQLite in `dir/data`) and returns it with its URL.
-fn start_server(dir: &Path, config: &Path, listen: &str) -> (Proc, String) {
-    let mut child = slipway()
-        .args(["server", "--listen", listen, "--no-agent", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting slipway server");
-    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-    let mut seen = Vec::new();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.strip_prefix("slipway server listening on ") {
-                    break rest.split_whitespace().next().expect("url").to_owned();
-                }
-                seen.push(line);
-            }
-            _ => panic!("slipway server exited: {}", seen.join("\n")),
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (Proc(child), url)
-}
-
-fn start_agent(dir: &Path, url: &str, name: &str, extra: &[&str]) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("agent log");
-    Proc(
-        slipway()
-            .args(["agent", "--server", url, "--token", AGENT_TOKEN, "--name", name])
-            .args(extra)
-            .arg("--work-dir")
-            .arg(dir.join(name))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting slipway agent"),
-    )
-}
-
-async fn push_webhook(url: &str, clone_url: &str, sha: &str, delivery: &str) -> i64 {
-    let body = json!({
-        "ref": "refs/heads/main", "before": ZERO, "after": sha, "commits": [],
-        "repository": {"full_name": "team/app", "clone_url": clone_url},
-        "pusher": {"login": "alice"}
-    })
-    .to_string();
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/hooks/gitea"))
-        .header("X-Gitea-Event", "push")
-        .header("X-Gitea-Delivery", delivery)
-        .header("X-Gitea-Signature", server::hooks::sign(SECRET, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .expect("webhook");
-    assert_eq!(resp.status(), 202);
-    resp.json::<protocol::Created>().await.expect("json").runs[0]
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
@@ -185,7 +93,7 @@ jobs:
     let sha = tree.commit("ci");
     tree.push("main");
     let config = write_config(dir.path(), &clone_url, "30s");
-    let (mut server, url) = start_server(dir.path(), &config, "127.0.0.1:0");
+    let (mut server, url) = start_server_on(dir.path(), &config, None, "127.0.0.1:0");
     let mut producer = start_agent(dir.path(), &url, "producer", &["--labels", "producer"]);
     let mut consumer = start_agent(dir.path(), &url, "consumer", &["--labels", "consumer"]);
 
@@ -247,7 +155,7 @@ async fn a_server_killed_with_sigkill_during_20_running_jobs_loses_nothing() {
     let sha = tree.commit("many");
     tree.push("main");
     let config = write_config(dir.path(), &clone_url, "30s");
-    let (mut server, url) = start_server(dir.path(), &config, "127.0.0.1:0");
+    let (mut server, url) = start_server_on(dir.path(), &config, None, "127.0.0.1:0");
     let mut agents: Vec<Proc> =
         (0..2).map(|i| start_agent(dir.path(), &url, &format!("a{i}"), &["--capacity", "10"])).collect();
     let run = push_webhook(&url, &clone_url, &sha, "d1").await;
@@ -271,7 +179,7 @@ async fn a_server_killed_with_sigkill_during_20_running_jobs_loses_nothing() {
     std::fs::write(&early, "").expect("releasing the first ten");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let listen = url.trim_start_matches("http://").to_owned();
-    let (mut server, _) = start_server(dir.path(), &config, &listen);
+    let (mut server, _) = start_server_on(dir.path(), &config, None, &listen);
     std::fs::write(&go, "").expect("releasing the rest");
 
     let done = finished(&url, run).await;
