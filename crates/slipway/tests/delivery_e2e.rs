@@ -8,27 +8,19 @@
 //! (SIGKILL) while production waits and still waits after the restart. A second version then
 //! goes through the same gate, and `slipway rollback production` brings the first back.
 
+mod common;
+
 /// Test names start with `delivery::` (so `cargo nextest run delivery` selects them).
 mod delivery {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     use serde_json::{Value, json};
     use test_support::git::GitDaemon;
 
-    const SECRET: &str = "hook-secret";
-    const ZERO: &str = "0000000000000000000000000000000000000000";
-
-    struct Proc(Child);
-
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use crate::common::{Proc, SECRET, ZERO, push_webhook_to, slipway};
 
     /// Stops the services deploy-local left running under these roots (on drop too).
     struct Services(Vec<PathBuf>);
@@ -61,14 +53,6 @@ mod delivery {
             .port()
     }
 
-    fn slipway() -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
-        c.env("SLIPWAY_LOG", "info")
-            .env_remove("SLIPWAY_SERVER")
-            .env_remove("SLIPWAY_TOKEN");
-        c
-    }
-
     fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String) {
         let out = slipway()
             .args(args)
@@ -98,36 +82,6 @@ mod delivery {
             .status()
             .expect("cp");
         assert!(status.success());
-    }
-
-    async fn push_webhook(
-        url: &str,
-        clone_url: &str,
-        before: &str,
-        sha: &str,
-        delivery: &str,
-    ) -> i64 {
-        let body = json!({
-        "ref": "refs/heads/main", "before": before, "after": sha,
-        "commits": [{"id": sha, "message": "m", "added": [], "removed": [], "modified": []}],
-        "repository": {"full_name": "team/wordcount", "name": "wordcount", "owner": {"login": "team"}, "clone_url": clone_url},
-        "pusher": {"login": "alice", "username": "alice"},
-        "sender": {"login": "alice"}
-    })
-    .to_string();
-        let sig = server::hooks::sign(SECRET, body.as_bytes());
-        let resp = reqwest::Client::new()
-            .post(format!("{url}/hooks/gitea"))
-            .header("X-Gitea-Event", "push")
-            .header("X-Gitea-Delivery", delivery)
-            .header("X-Gitea-Signature", sig)
-            .body(body)
-            .send()
-            .await
-            .expect("webhook");
-        assert_eq!(resp.status(), 202);
-        let created: protocol::Created = resp.json().await.expect("json");
-        created.runs[0]
     }
 
     async fn api(url: &str, path: &str) -> Value {
@@ -313,7 +267,7 @@ branches = ["main"]
         let (mut server, url) = start();
 
         // Push: staging deploys on its own, production waits for a reviewer.
-        let run = push_webhook(&url, &clone_url, ZERO, &first, "d-1").await;
+        let run = push_webhook_to(&url, "team/wordcount", &clone_url, ZERO, &first, "d-1").await;
         let list = until(&url, "/api/v1/deployments", "production to wait", |l| {
             deployment(l, "production", run).is_some_and(|d| d["status"] == "waiting")
         })
@@ -410,7 +364,7 @@ branches = ["main"]
         // A new version goes through the same gate; then production is rolled back to 1.2.0.
         std::fs::write(tree.path().join("VERSION"), "1.3.0\n").expect("VERSION");
         let second = commit_all(&tree.path(), "wordcount 1.3.0");
-        let run2 = push_webhook(&url, &clone_url, &first, &second, "d-2").await;
+        let run2 = push_webhook_to(&url, "team/wordcount", &clone_url, &first, &second, "d-2").await;
         until(
             &url,
             "/api/v1/deployments",

@@ -95,10 +95,17 @@ pub fn start_agent(dir: &Path, url: &str, name: &str, extra: &[&str]) -> Proc {
 
 /// Posts a Gitea-signed push webhook for `team/app` at `sha`; returns the first run's id.
 pub async fn push_webhook(url: &str, clone_url: &str, sha: &str, delivery: &str) -> i64 {
+    push_webhook_to(url, "team/app", clone_url, ZERO, sha, delivery).await
+}
+
+/// Posts a Gitea-signed push of `refs/heads/main` from `before` to `sha` in `repo`
+/// (owner/name); returns the first run's id.
+pub async fn push_webhook_to(url: &str, repo: &str, clone_url: &str, before: &str, sha: &str, delivery: &str) -> i64 {
+    let (owner, name) = repo.split_once('/').expect("owner/name");
     let body = json!({
-        "ref": "refs/heads/main", "before": ZERO, "after": sha,
+        "ref": "refs/heads/main", "before": before, "after": sha,
         "commits": [{"id": sha, "message": "m", "added": [], "removed": [], "modified": []}],
-        "repository": {"full_name": "team/app", "name": "app", "owner": {"login": "team"}, "clone_url": clone_url},
+        "repository": {"full_name": repo, "name": name, "owner": {"login": owner}, "clone_url": clone_url},
         "pusher": {"login": "alice", "username": "alice"},
         "sender": {"login": "alice"}
     })
