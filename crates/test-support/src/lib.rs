@@ -16,6 +16,7 @@
 //! | `SLIPWAY_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth; create your own database per test) |
 
 pub mod git;
+pub mod kube;
 pub mod sshd;
 
 use std::path::PathBuf;
