@@ -543,77 +543,66 @@ impl Db {
 
     /// Creates or replaces a secret (its value sealed by the caller).
     pub async fn put_secret(&self, scope: &str, name: &str, sealed: &[u8], now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO secrets (scope, name, value, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(scope)
-        .bind(name)
-        .bind(sealed.to_vec())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(q("saving a secret"))?;
-        Ok(())
+        self.put_setting("secrets", "saving a secret", scope, name, sealed.to_vec(), now).await
     }
 
     /// Every secret (sealed), optionally of one scope, by scope and name.
     pub async fn secrets(&self, scope: Option<&str>) -> Result<Vec<Setting<Vec<u8>>>> {
-        let rows = sqlx::query(
-            "SELECT scope, name, value, updated_at FROM secrets WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name",
-        )
-        .bind(scope)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("listing secrets"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Setting {
-                    scope: get(row, "scope")?,
-                    name: get(row, "name")?,
-                    value: get(row, "value")?,
-                    updated_at: get(row, "updated_at")?,
-                })
-            })
-            .collect()
+        self.settings("secrets", "listing secrets", scope).await
     }
 
     /// `false`: there was no such secret.
     pub async fn delete_secret(&self, scope: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
-            .bind(scope)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(q("deleting a secret"))?;
-        Ok(done.rows_affected() == 1)
+        self.delete_setting("secrets", "deleting a secret", scope, name).await
     }
 
     /// Creates or replaces a variable.
     pub async fn put_variable(&self, scope: &str, name: &str, value: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO variables (scope, name, value, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
+        self.put_setting("variables", "saving a variable", scope, name, value.to_owned(), now).await
+    }
+
+    /// Every variable, optionally of one scope, by scope and name.
+    pub async fn variables(&self, scope: Option<&str>) -> Result<Vec<Setting<String>>> {
+        self.settings("variables", "listing variables", scope).await
+    }
+
+    /// `false`: there was no such variable.
+    pub async fn delete_variable(&self, scope: &str, name: &str) -> Result<bool> {
+        self.delete_setting("variables", "deleting a variable", scope, name).await
+    }
+
+    // `secrets` and `variables` have the same shape (scope, name, value, updated_at); only the
+    // value's type differs.
+    async fn put_setting<V>(&self, table: &'static str, what: &'static str, scope: &str, name: &str, value: V, now: i64) -> Result<()>
+    where
+        V: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + 'static,
+    {
+        // `table` is one of two literals of this file, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (scope, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        )))
         .bind(scope)
         .bind(name)
         .bind(value)
         .bind(now)
         .execute(&self.pool)
         .await
-        .map_err(q("saving a variable"))?;
+        .map_err(q(what))?;
         Ok(())
     }
 
-    /// Every variable, optionally of one scope, by scope and name.
-    pub async fn variables(&self, scope: Option<&str>) -> Result<Vec<Setting<String>>> {
-        let rows = sqlx::query(
-            "SELECT scope, name, value, updated_at FROM variables WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name",
-        )
+    async fn settings<V>(&self, table: &'static str, what: &'static str, scope: Option<&str>) -> Result<Vec<Setting<V>>>
+    where
+        V: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT scope, name, value, updated_at FROM {table} WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name"
+        )))
         .bind(scope)
         .fetch_all(&self.pool)
         .await
-        .map_err(q("listing variables"))?;
+        .map_err(q(what))?;
         rows.iter()
             .map(|row| {
                 Ok(Setting {
@@ -626,14 +615,13 @@ impl Db {
             .collect()
     }
 
-    /// `false`: there was no such variable.
-    pub async fn delete_variable(&self, scope: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM variables WHERE scope = $1 AND name = $2")
+    async fn delete_setting(&self, table: &'static str, what: &'static str, scope: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE scope = $1 AND name = $2")))
             .bind(scope)
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(q("deleting a variable"))?;
+            .map_err(q(what))?;
         Ok(done.rows_affected() == 1)
     }
 
