@@ -62,7 +62,7 @@ async function act(btn) {
   const status = document.getElementById('action-status');
   let url, body = null;
   if (a === 'cancel' || a === 'rerun') url = `/ui/api/runs/${run}/${a}`;
-  else if (a === 'rerun-all') url = `/ui/runs/${run}/rerun-all`;
+  else if (a === 'rerun-all') url = `/ui/api/runs/${run}/rerun?all=true`;
   else if (a === 'approve' || a === 'reject') {
     const box = btn.closest('.approval'), c = box && box.querySelector('input.comment');
     url = `/ui/api/runs/${run}/${a}`;

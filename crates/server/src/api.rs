@@ -47,13 +47,15 @@ pub(crate) enum Need {
 
 /// Read access (for the run page).
 pub(crate) fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    authorize(state, headers, Need::Read)
+    authorize(state, headers, Need::Read).map(|_| ())
 }
 
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
+/// Checks the bearer token against `[[user]]`; returns who is acting (`anonymous` when no
+/// users are configured and the API is open).
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<String, Response> {
     let users = &state.config().users;
     if users.is_empty() {
-        return Ok(());
+        return Ok("anonymous".to_owned());
     }
     let Some(token) = bearer(headers) else {
         return Err(error_response(StatusCode::UNAUTHORIZED, "missing token (Authorization: Bearer)"));
@@ -67,7 +69,22 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Re
     if need == Need::Admin && user.role != "admin" {
         return Err(error_response(StatusCode::FORBIDDEN, format!("user {} is not an admin", user.name)));
     }
-    Ok(())
+    Ok(user.name.clone())
+}
+
+/// Records `actor`'s `action` on run `run` in the audit trail (a failure is logged, not
+/// returned: the action itself already happened).
+pub(crate) async fn audit_run(state: &AppState, actor: &str, run: &store::sql::Run, action: &str) {
+    let event = store::sql::AuditEvent {
+        repository: Some(run.repository),
+        run: Some(run.id),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        ..store::sql::AuditEvent::default()
+    };
+    if let Err(error) = state.db().audit(&event, crate::now_ms()).await {
+        tracing::error!(%error, run_id = %run.id, "Recording an audit event failed.");
+    }
 }
 
 fn run_dto(state: &AppState, r: store::sql::Run) -> protocol::Run {
@@ -305,9 +322,10 @@ fn follow(state: AppState, run: RunId) -> impl Stream<Item = Result<Event, Infal
 }
 
 async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    if let Err(r) = authorize(&state, &headers, Need::Write) {
-        return r;
-    }
+    let actor = match authorize(&state, &headers, Need::Write) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let run = match find_run(&state, id).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -320,21 +338,38 @@ async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         Ok(false) => return error_response(StatusCode::CONFLICT, format!("run {id} has already finished")),
         Err(e) => return internal(e),
     }
+    audit_run(&state, &actor, &run, "run.cancel").await;
     StatusCode::ACCEPTED.into_response()
 }
 
-/// `POST /api/v1/runs/{id}/rerun`: re-run the failed jobs (and their dependents).
-async fn rerun(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    if let Err(r) = authorize(&state, &headers, Need::Write) {
-        return r;
-    }
+#[derive(serde::Deserialize)]
+struct RerunQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /api/v1/runs/{id}/rerun[?all=true]`: re-run the failed jobs (or, with `all`, every
+/// job) of a finished run, and their dependents.
+async fn rerun(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(query): Query<RerunQuery>,
+) -> Response {
+    let actor = match authorize(&state, &headers, Need::Write) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let run = match find_run(&state, id).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    match crate::scheduler::rerun_failed(&state, run.id).await {
+    match crate::scheduler::rerun(&state, run.id, query.all).await {
         Ok(Some(keys)) if keys.is_empty() => error_response(StatusCode::CONFLICT, format!("run {id} has no failed jobs to re-run")),
-        Ok(Some(keys)) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": keys }))).into_response(),
+        Ok(Some(keys)) => {
+            audit_run(&state, &actor, &run, if query.all { "run.rerun_all" } else { "run.rerun" }).await;
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": keys }))).into_response()
+        }
         Ok(None) => error_response(StatusCode::CONFLICT, format!("run {id} has not finished")),
         Err(e) => internal(e),
     }

@@ -257,7 +257,9 @@ fn run_paths() -> Value {
             "responses": with_errors(json!({"202": {"description": "cancelling"}, "403": {"description": "viewer"}, "409": {"description": "already finished"}}))
         }},
         "/api/v1/runs/{id}/rerun": {"post": {
-            "summary": "Re-run the failed jobs of a finished run and their dependents (maintainer or admin)", "parameters": id_param(),
+            "summary": "Re-run the failed jobs (or, with all=true, every job) of a finished run and their dependents (maintainer or admin)",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
+                           {"name": "all", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}}],
             "responses": with_errors(json!({"202": {"description": "the job keys re-run"}, "403": {"description": "viewer"}, "409": {"description": "not finished, or nothing failed"}}))
         }},
         "/api/v1/dispatch": {"post": {

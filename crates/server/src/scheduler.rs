@@ -141,17 +141,18 @@ pub(crate) async fn cancel(state: &AppState, run: RunId) -> Result<bool, ServerE
     Ok(true)
 }
 
-/// Re-runs the failed (or cancelled) jobs of a finished run and every job that depends on
-/// them; jobs that succeeded keep their results. Returns the keys of the re-run jobs
-/// (`None`: the run is not finished).
-pub(crate) async fn rerun_failed(
+/// Re-runs the failed (or cancelled) jobs of a finished run — or, with `all`, every job — and
+/// every job that depends on them; the other jobs keep their results. Returns the keys of the
+/// re-run jobs (`None`: the run is not finished).
+pub(crate) async fn rerun(
     state: &AppState,
     run: RunId,
+    all: bool,
 ) -> Result<Option<Vec<String>>, ServerError> {
     let jobs = state.db().jobs(run).await?;
     let mut chosen: Vec<&Job> = jobs
         .iter()
-        .filter(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)))
+        .filter(|j| all || matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)))
         .collect();
     loop {
         let before = chosen.len();
@@ -183,7 +184,7 @@ pub(crate) async fn rerun_failed(
             None
         });
     }
-    tracing::info!(run_id = %run, jobs = ?keys, "Re-running failed jobs.");
+    tracing::info!(run_id = %run, jobs = ?keys, all, "Re-running jobs.");
     state
         .report_status(run, crate::status::StatusState::Pending)
         .await;

@@ -334,7 +334,7 @@ async fn ui_rerun_all_needs_a_maintainer_and_a_finished_run_and_is_audited() {
     let ui = setup().await;
     let alice = session(&ui, "alice", "pw-alice").await;
     let viewer = session(&ui, "victor", "victor-token").await;
-    let path = format!("/ui/runs/{}/rerun-all", ui.run);
+    let path = format!("/ui/api/runs/{}/rerun?all=true", ui.run);
     let (status, _, body) = send(&ui, action(&path, &alice, true)).await;
     assert_eq!(
         status,

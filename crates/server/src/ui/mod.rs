@@ -10,8 +10,7 @@
 //!
 //! Permissions are the API's: a signed-in user acts with their own token. Mutations go
 //! through `/ui/api/...`, which calls the `/api/v1/...` router in process as that user, so
-//! the API (and the delivery code behind approve/reject/rollback) decides and audits; the
-//! UI adds audit entries for cancel and re-run, which the API does not record.
+//! the API (and the delivery code behind approve/reject/rollback) decides and audits.
 
 mod auth;
 mod pages;
@@ -25,7 +24,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use store::sql::{AuditEvent, RunId};
+
 use tower::ServiceExt;
 
 use crate::AppState;
@@ -47,7 +46,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/gitops", get(pages::gitops))
         .route("/ui/events", get(run::events))
         .route("/ui/jobs/{id}/log", get(run::job_log))
-        .route("/ui/runs/{id}/rerun-all", post(run::rerun_all))
         .route("/ui/api/{*rest}", post(proxy))
         .route("/ui/runs/{id}/artifacts/{name}", get(artifact))
         .route(
@@ -251,14 +249,6 @@ async fn proxy(State(state): State<AppState>, Path(rest): Path<String>, req: Req
         Ok(r) => r,
         Err(never) => match never {},
     };
-    // The API does not audit cancel and re-run: the UI does, with the user.
-    let segments: Vec<&str> = rest.split('/').collect();
-    if response.status().is_success()
-        && let ["runs", id, action @ ("cancel" | "rerun")] = segments.as_slice()
-        && let Ok(id) = id.parse::<i64>()
-    {
-        audit_run(&state, &viewer, id, &format!("run.{action}"), None).await;
-    }
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, Body::new(body))
 }
@@ -287,31 +277,6 @@ async fn artifact(
     match api.oneshot(inner).await {
         Ok(r) => r,
         Err(never) => match never {},
-    }
-}
-
-/// Records a user's action on a run in the audit trail.
-pub(crate) async fn audit_run(
-    state: &AppState,
-    viewer: &Viewer,
-    run: i64,
-    action: &str,
-    detail: Option<String>,
-) {
-    let repository = match state.db().run(RunId(run)).await {
-        Ok(Some(r)) => Some(r.repository),
-        _ => None,
-    };
-    let event = AuditEvent {
-        repository,
-        run: Some(RunId(run)),
-        actor: viewer.name.clone(),
-        action: action.to_owned(),
-        detail,
-        ..AuditEvent::default()
-    };
-    if let Err(error) = state.db().audit(&event, crate::now_ms()).await {
-        tracing::error!(%error, run_id = run, "Recording an audit event failed.");
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use super::pages::{badge, branch, commit_message, icon, run_state};
 use super::{
-    Esc, Viewer, audit_run, duration, enc, error_page, internal_page, layout, require, time,
+    Esc, Viewer, duration, enc, error_page, internal_page, layout, require, time,
 };
 use crate::{AppState, Change};
 
@@ -550,61 +550,6 @@ pub(crate) async fn job_log(
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
-}
-
-/// `POST /ui/runs/{id}/rerun-all`: every job of a finished run again (maintainers).
-pub(crate) async fn rerun_all(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let Some(viewer) = super::auth::viewer(&state, &headers) else {
-        return (StatusCode::UNAUTHORIZED, "sign in first").into_response();
-    };
-    if !headers.contains_key("x-slipway-ui") {
-        return (StatusCode::FORBIDDEN, "missing X-Slipway-UI header").into_response();
-    }
-    if !viewer.can_write() {
-        return (
-            StatusCode::FORBIDDEN,
-            format!("user {} is a viewer", viewer.name),
-        )
-            .into_response();
-    }
-    let jobs = match state.db().jobs(RunId(id)).await {
-        Ok(j) if !j.is_empty() => j,
-        Ok(_) => return (StatusCode::NOT_FOUND, format!("no run {id}")).into_response(),
-        Err(e) => return crate::internal(e),
-    };
-    let ids: Vec<JobId> = jobs
-        .iter()
-        .filter(|j| j.key != "(workflow)")
-        .map(|j| j.id)
-        .collect();
-    if ids.is_empty() {
-        return (
-            StatusCode::CONFLICT,
-            format!("run {id} has no jobs to re-run"),
-        )
-            .into_response();
-    }
-    match state.db().rerun(RunId(id), &ids).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return (StatusCode::CONFLICT, format!("run {id} has not finished")).into_response();
-        }
-        Err(e) => return crate::internal(e),
-    }
-    state
-        .report_status(RunId(id), crate::status::StatusState::Pending)
-        .await;
-    if let Err(e) = crate::scheduler::advance(&state, RunId(id)).await {
-        return crate::internal(e);
-    }
-    state.jobs_queued();
-    audit_run(&state, &viewer, id, "run.rerun_all", None).await;
-    state.changed(Change::Run(id));
-    StatusCode::ACCEPTED.into_response()
 }
 
 #[cfg(test)]
