@@ -12,8 +12,11 @@
 //! through `/ui/api/...`, which calls the `/api/v1/...` router in process as that user, so
 //! the API (and the delivery code behind approve/reject/rollback) decides and audits.
 
+mod admin;
+mod agents;
 mod auth;
 mod pages;
+mod registry;
 mod run;
 
 use std::fmt::{self, Display, Write};
@@ -56,6 +59,9 @@ pub(crate) fn routes() -> Router<AppState> {
             "/assets/app.js",
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
         )
+        .merge(admin::routes())
+        .merge(agents::routes())
+        .merge(registry::routes())
 }
 
 fn asset(body: &'static str, ty: &'static str) -> Response {
@@ -114,6 +120,9 @@ pub(crate) fn layout(title: &str, viewer: &Viewer, nav: &str, body: &str) -> Res
         ("/", "Repositories"),
         ("/environments", "Environments"),
         ("/gitops", "GitOps"),
+        ("/registry", "Registry"),
+        ("/agents", "Agents"),
+        ("/admin", "Admin"),
     ] {
         let current = if nav == label {
             " aria-current=\"page\""

@@ -14,9 +14,13 @@
 //! The store reads no clock: every timestamp (milliseconds since the Unix epoch) comes in as
 //! an argument.
 
+mod caches;
+mod concurrency;
 mod deployments;
+mod environments;
 mod gitops;
 mod schema;
+mod users;
 
 pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
@@ -403,7 +407,10 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(|source| SqlError::Migrate { version: 0, source })?;
-        for (version, statements) in schema::MIGRATIONS.iter().chain(deployments::MIGRATIONS).chain(gitops::MIGRATIONS) {
+        let all = schema::MIGRATIONS.iter().chain(deployments::MIGRATIONS).chain(gitops::MIGRATIONS);
+        let all = all.chain(concurrency::MIGRATIONS).chain(users::MIGRATIONS);
+        let all = all.chain(environments::MIGRATIONS).chain(caches::MIGRATIONS);
+        for (version, statements) in all {
             let version = *version;
             let err = |source| SqlError::Migrate { version, source };
             let mut tx = self.begin_write().await.map_err(err)?;
