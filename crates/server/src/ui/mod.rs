@@ -15,6 +15,7 @@
 mod admin;
 mod agents;
 mod auth;
+mod environments_admin;
 mod pages;
 mod registry;
 mod run;
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .merge(admin::routes())
         .merge(agents::routes())
+        .merge(environments_admin::routes())
         .merge(registry::routes())
 }
 
