@@ -106,24 +106,14 @@ struct SyncDto {
     finished_at: i64,
 }
 
+/// The agent registration token, or a user who may write (the API's own check).
 #[allow(clippy::result_large_err)] // the response is what the handler returns
 fn may_report(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let token = bearer(headers);
     if token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(state.agent_token().as_bytes()))) {
         return Ok(());
     }
-    let users = &state.config().users;
-    if users.is_empty() {
-        return Ok(());
-    }
-    let Some(token) = token else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "missing token (Authorization: Bearer)"));
-    };
-    match users.iter().find(|u| bool::from(u.token.as_bytes().ct_eq(token.as_bytes()))) {
-        None => Err(error_response(StatusCode::UNAUTHORIZED, "unknown token")),
-        Some(u) if u.role == "viewer" => Err(error_response(StatusCode::FORBIDDEN, format!("user {} is a viewer", u.name))),
-        Some(_) => Ok(()),
-    }
+    crate::api::authorize(state, headers, crate::api::Need::Write).map(|_| ())
 }
 
 const SYNC_STATUSES: &[&str] = &["Synced", "OutOfSync", "Unknown"];
