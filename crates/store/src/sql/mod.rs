@@ -19,6 +19,7 @@ mod concurrency;
 mod deployments;
 mod environments;
 mod gitops;
+mod listings;
 mod schema;
 mod users;
 
@@ -26,6 +27,8 @@ pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
 };
 pub use gitops::{GitopsApp, GitopsSync, SyncFilter};
+pub use environments::{EnvironmentSetting, StoredEnvironment};
+pub use listings::{AgentRow, HeldJob};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,80 @@
+//! Read-only listings for the web UI's overview pages: every agent, and the jobs agents hold.
+
+use super::{AgentId, Db, JobId, Result, RunId, get, q};
+
+/// An agent as the agents page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub id: AgentId,
+    pub name: String,
+    /// A JSON array of labels (empty: every label).
+    pub labels: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// A job an agent holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldJob {
+    pub agent: AgentId,
+    pub job: JobId,
+    pub run: RunId,
+    pub key: String,
+    pub name: String,
+    pub repository_name: String,
+    pub started_at: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+}
+
+impl Db {
+    /// Agents seen at or after `since`, most recently seen first, at most `limit`.
+    pub async fn agents_seen_since(&self, since: i64, limit: i64) -> Result<Vec<AgentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, labels, created_at, last_seen_at FROM agents WHERE last_seen_at >= $1
+             ORDER BY last_seen_at DESC, id DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing agents"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentRow {
+                    id: AgentId(get(row, "id")?),
+                    name: get(row, "name")?,
+                    labels: get(row, "labels")?,
+                    created_at: get(row, "created_at")?,
+                    last_seen_at: get(row, "last_seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every running job and the agent holding it.
+    pub async fn held_jobs(&self) -> Result<Vec<HeldJob>> {
+        let rows = sqlx::query(
+            "SELECT j.agent_id, j.id, j.run_id, j.job_key, j.name, p.name AS repository_name, j.started_at,
+                j.lease_expires_at
+             FROM jobs j JOIN runs r ON r.id = j.run_id JOIN repositories p ON p.id = r.repository_id
+             WHERE j.status = 'running' AND j.agent_id IS NOT NULL ORDER BY j.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing held jobs"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(HeldJob {
+                    agent: AgentId(get(row, "agent_id")?),
+                    job: JobId(get(row, "id")?),
+                    run: RunId(get(row, "run_id")?),
+                    key: get(row, "job_key")?,
+                    name: get(row, "name")?,
+                    repository_name: get(row, "repository_name")?,
+                    started_at: get(row, "started_at")?,
+                    lease_expires_at: get(row, "lease_expires_at")?,
+                })
+            })
+            .collect()
+    }
+}
