@@ -685,19 +685,193 @@ fn expand_home(p: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // cache
 
+/// Where `actions/cache` keeps its entries: [`LocalCache`] (a directory, the default) or
+/// the server's (the agent implements this over its HTTP API).
+///
+/// An entry is identified by its key and its version (a digest of the cached paths, see
+/// [`cache_version`]); entries are immutable: the first save of a (key, version) wins.
+#[async_trait::async_trait]
+pub trait CacheBackend: Send + Sync + std::fmt::Debug {
+    /// The key of the entry `keys` select: `keys[0]` (the primary key) exactly, then each
+    /// key in order as a prefix (newest entry first), all with `version`. `None`: a miss.
+    async fn lookup(&self, keys: &[String], version: &str) -> Result<Option<String>, CacheError>;
+
+    /// As [`lookup`](CacheBackend::lookup), and makes the entry's archive available as a
+    /// local file: the backend's own, or one it downloads into `scratch` (a directory
+    /// that exists and is removed by the caller).
+    async fn restore(
+        &self,
+        keys: &[String],
+        version: &str,
+        scratch: &Path,
+    ) -> Result<Option<CacheHit>, CacheError>;
+
+    /// Stores the archive `tar` as the entry (`key`, `version`), unless it exists or another
+    /// job is saving it. `tar` is the caller's scratch file: the backend may move it.
+    async fn save(&self, key: &str, version: &str, tar: &Path) -> Result<CacheSaved, CacheError>;
+}
+
+/// An entry found by [`CacheBackend::restore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheHit {
+    /// The key the entry was saved with.
+    pub key: String,
+    /// The entry's tar archive.
+    pub tar: PathBuf,
+}
+
+/// What [`CacheBackend::save`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSaved {
+    Saved,
+    /// The entry exists, or another job reserved it first: nothing was stored.
+    Exists,
+}
+
+/// A cache backend that failed (the step logs a warning and goes on, as `actions/cache`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheError(pub String);
+
+/// The version of a cache entry: which paths it holds and how it is archived (so that a
+/// key saved for other paths is not restored), as `actions/cache` computes it.
+pub fn cache_version(paths: &[String]) -> String {
+    let mut h = Sha256::new();
+    for p in paths {
+        h.update(p.as_bytes());
+        h.update(b"|");
+    }
+    h.update(b"slipway-tar-1");
+    hex::encode(h.finalize())
+}
+
+/// Entries in a directory: `DIR/<version>/<sha256(key)>.tar` and `.key` (the key's text).
+/// An entry appears by a rename once complete.
+#[derive(Debug, Clone)]
+pub struct LocalCache {
+    root: PathBuf,
+}
+
+impl LocalCache {
+    pub fn new(root: PathBuf) -> LocalCache {
+        LocalCache { root }
+    }
+
+    fn find(&self, keys: &[String], version: &str) -> Option<(String, PathBuf)> {
+        let dir = self.root.join(version);
+        let mut stored: Vec<(std::time::SystemTime, String, PathBuf)> = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.filter_map(Result::ok) {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "key")
+                    && let Ok(k) = std::fs::read_to_string(&p)
+                {
+                    let tar = p.with_extension("tar");
+                    if let Ok(t) = std::fs::metadata(&tar).and_then(|m| m.modified()) {
+                        stored.push((t, k, tar));
+                    }
+                }
+            }
+        }
+        stored.sort_by_key(|s| std::cmp::Reverse(s.0));
+        pick(
+            &stored
+                .iter()
+                .map(|(_, k, t)| (k.as_str(), t))
+                .collect::<Vec<_>>(),
+            keys,
+        )
+        .map(|(k, t)| (k.to_owned(), t.clone()))
+    }
+}
+
+/// `actions/cache`'s matching over `entries` (newest first): the first key exactly, then
+/// every key in order as a prefix.
+fn pick<'a, T>(entries: &[(&'a str, T)], keys: &[String]) -> Option<(&'a str, T)>
+where
+    T: Copy,
+{
+    let exact = keys
+        .first()
+        .and_then(|k| entries.iter().find(|(e, _)| e == k));
+    exact
+        .or_else(|| {
+            keys.iter()
+                .find_map(|k| entries.iter().find(|(e, _)| e.starts_with(k.as_str())))
+        })
+        .copied()
+}
+
+#[async_trait::async_trait]
+impl CacheBackend for LocalCache {
+    async fn lookup(&self, keys: &[String], version: &str) -> Result<Option<String>, CacheError> {
+        Ok(self.find(keys, version).map(|(k, _)| k))
+    }
+
+    async fn restore(
+        &self,
+        keys: &[String],
+        version: &str,
+        _scratch: &Path,
+    ) -> Result<Option<CacheHit>, CacheError> {
+        Ok(self
+            .find(keys, version)
+            .map(|(key, tar)| CacheHit { key, tar }))
+    }
+
+    async fn save(&self, key: &str, version: &str, tar: &Path) -> Result<CacheSaved, CacheError> {
+        let dir = self.root.join(version);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CacheError(format!("creating {}: {e}", dir.display())))?;
+        let hash = key_hash(key);
+        let dest = dir.join(format!("{hash}.tar"));
+        if dest.exists() {
+            return Ok(CacheSaved::Exists);
+        }
+        let staged = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+        if std::fs::rename(tar, &staged).is_err() {
+            // Another file system: copy.
+            std::fs::copy(tar, &staged).map_err(|e| {
+                CacheError(format!(
+                    "copying {} to {}: {e}",
+                    tar.display(),
+                    staged.display()
+                ))
+            })?;
+        }
+        let key_file = dir.join(format!("{hash}.key"));
+        std::fs::write(&key_file, key.as_bytes())
+            .map_err(|e| CacheError(format!("writing {}: {e}", key_file.display())))?;
+        std::fs::rename(&staged, &dest)
+            .map_err(|e| CacheError(format!("writing {}: {e}", dest.display())))?;
+        Ok(CacheSaved::Saved)
+    }
+}
+
 /// What the post step of `actions/cache` saves.
 #[derive(Debug, Clone)]
 pub(crate) struct CacheSave {
     key: String,
+    version: String,
     paths: Vec<String>,
 }
 
-fn cache_root(job: &JobRun) -> PathBuf {
-    job.shared.options.cache_dir.join("cache")
+fn cache_backend(job: &JobRun) -> std::sync::Arc<dyn CacheBackend> {
+    std::sync::Arc::new(LocalCache::new(job.shared.options.cache_dir.join("cache")))
 }
 
 fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A scratch directory under the job's temp dir, removed on drop.
+fn scratch_dir(job: &JobRun) -> Result<tempfile::TempDir, BuiltinError> {
+    let parent = job.shared.options.work_root.clone();
+    std::fs::create_dir_all(&parent).map_err(io("creating", &parent))?;
+    tempfile::Builder::new()
+        .prefix(".cache-")
+        .tempdir_in(&parent)
+        .map_err(io("creating a directory in", &parent))
 }
 
 async fn cache_restore(
@@ -714,54 +888,50 @@ async fn cache_restore(
     if key.contains(',') {
         return Err(msg("Key Validation Error: keys cannot contain commas"));
     }
+    if key.len() > 512 {
+        return Err(msg(format!(
+            "Key Validation Error: {key} cannot be larger than 512 characters."
+        )));
+    }
     let paths = lines(inputs.get("path").map(String::as_str).unwrap_or(""));
     if paths.is_empty() {
         return Err(msg("input `path` is required"));
     }
     let restore_keys = lines(inputs.get("restore-keys").map(String::as_str).unwrap_or(""));
-    let root = cache_root(job);
-    let exact = root.join(format!("{}.tar", key_hash(&key)));
-    let found: Option<(PathBuf, String)> = if exact.is_file() {
-        Some((exact.clone(), key.clone()))
-    } else {
-        // Prefix match over the stored keys, newest first, restore-keys in order.
-        let mut stored: Vec<(std::time::SystemTime, String, PathBuf)> = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&root) {
-            for e in rd.filter_map(Result::ok) {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "key")
-                    && let Ok(k) = std::fs::read_to_string(&p)
-                {
-                    let tar = p.with_extension("tar");
-                    let t = std::fs::metadata(&tar)
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    if tar.is_file() {
-                        stored.push((t, k, tar));
-                    }
-                }
-            }
-        }
-        stored.sort_by_key(|s| std::cmp::Reverse(s.0));
-        restore_keys.iter().find_map(|rk| {
-            stored
-                .iter()
-                .find(|(_, k, _)| k.starts_with(rk.as_str()))
-                .map(|(_, k, t)| (t.clone(), k.clone()))
-        })
-    };
-    let hit = found.as_ref().is_some_and(|(_, k)| *k == key);
+    let version = cache_version(&paths);
+    let keys: Vec<String> = std::iter::once(key.clone()).chain(restore_keys).collect();
     let lookup_only = inputs.get("lookup-only").is_some_and(|v| v == "true");
-    let mut out = Map::new();
-    match &found {
-        Some((tar, matched)) => {
-            if !lookup_only {
-                let tar = tar.clone();
+    let backend = cache_backend(job);
+    let found: Result<Option<String>, CacheError> = if lookup_only {
+        backend.lookup(&keys, &version).await
+    } else {
+        let scratch = scratch_dir(job)?;
+        match backend.restore(&keys, &version, scratch.path()).await {
+            Ok(Some(hit)) => {
                 let ws = job.dirs.workspace.clone();
+                let tar = hit.tar.clone();
                 tokio::task::spawn_blocking(move || unpack_cache(&tar, &ws))
                     .await
                     .map_err(|e| msg(e.to_string()))??;
+                Ok(Some(hit.key))
             }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            // As actions/cache: a cache service that fails is a warning, and a miss.
+            job.annotate(Some(step_no), "warning", format!("Failed to restore: {e}"))
+                .await;
+            None
+        }
+    };
+    let hit = found.as_ref().is_some_and(|k| *k == key);
+    let mut out = Map::new();
+    match &found {
+        Some(matched) => {
             job.log_system(Some(step_no), format!("Cache restored from key: {matched}"))
                 .await;
             out.insert("cache-matched-key".into(), Value::String(matched.clone()));
@@ -769,13 +939,7 @@ async fn cache_restore(
         None => {
             job.log_system(
                 Some(step_no),
-                format!(
-                    "Cache not found for input keys: {}",
-                    std::iter::once(key.clone())
-                        .chain(restore_keys.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("Cache not found for input keys: {}", keys.join(", ")),
             )
             .await;
             if inputs
@@ -797,7 +961,11 @@ async fn cache_restore(
             .unwrap_or_else(|| "actions/cache".into());
         job.post.push(PostStep::Cache {
             name,
-            save: CacheSave { key, paths },
+            save: CacheSave {
+                key,
+                version,
+                paths,
+            },
         });
     }
     Ok(out)
@@ -809,46 +977,63 @@ pub(crate) async fn cache_save(
     save: &CacheSave,
     step_no: usize,
 ) -> Result<(), BuiltinError> {
-    let root = cache_root(job);
-    std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
-    let hash = key_hash(&save.key);
-    let dest = root.join(format!("{hash}.tar"));
-    if dest.exists() {
-        job.log_system(
-            Some(step_no),
-            format!(
-                "Cache hit occurred on the primary key {}, not saving cache.",
-                save.key
-            ),
-        )
-        .await;
-        return Ok(());
-    }
+    let backend = cache_backend(job);
+    let scratch = scratch_dir(job)?;
     let ws = job.dirs.workspace.clone();
     let paths = save.paths.clone();
-    let tmp = root.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    let t2 = tmp.clone();
+    let tar = scratch.path().join("cache.tar");
+    let t2 = tar.clone();
     let count = tokio::task::spawn_blocking(move || pack_cache(&t2, &ws, &paths))
         .await
-        .map_err(|e| msg(e.to_string()))?;
-    let count = match count {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+        .map_err(|e| msg(e.to_string()))??;
     if count == 0 {
-        let _ = std::fs::remove_file(&tmp);
         job.annotate(Some(step_no), "warning", "Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.".into()).await;
         return Ok(());
     }
-    std::fs::write(root.join(format!("{hash}.key")), save.key.as_bytes())
-        .map_err(io("writing", &root))?;
-    std::fs::rename(&tmp, &dest).map_err(io("writing", &dest))?;
-    job.log_system(Some(step_no), format!("Cache saved with key: {}", save.key))
-        .await;
+    match backend.save(&save.key, &save.version, &tar).await {
+        Ok(CacheSaved::Saved) => {
+            job.log_system(Some(step_no), format!("Cache saved with key: {}", save.key))
+                .await;
+        }
+        Ok(CacheSaved::Exists) => {
+            job.log_system(
+                Some(step_no),
+                format!(
+                    "Failed to save: Unable to reserve cache with key {}, another job may be creating this cache.",
+                    save.key
+                ),
+            )
+            .await;
+        }
+        Err(e) => {
+            job.annotate(Some(step_no), "warning", format!("Failed to save: {e}"))
+                .await;
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::pick;
+
+    /// `entries` newest first; the key `keys` select.
+    fn check(entries: &[&str], keys: &[&str], expect: Option<&str>) {
+        let entries: Vec<(&str, ())> = entries.iter().map(|e| (*e, ())).collect();
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(pick(&entries, &keys).map(|(k, ())| k), expect, "{keys:?}");
+    }
+
+    #[test]
+    fn exact_key_then_prefixes_newest_first() {
+        check(&["deps-2", "deps-1"], &["deps-1", "deps-"], Some("deps-1"));
+        check(&["deps-2", "deps-1"], &["deps-3", "deps-"], Some("deps-2"));
+        check(&["deps-10", "deps-1"], &["deps-1"], Some("deps-1"));
+        check(&["deps-10"], &["deps-1"], Some("deps-10"));
+        check(&["other-1", "deps-1"], &["x", "other", "deps"], Some("other-1"));
+        check(&["deps-1"], &["x", "y"], None);
+        check(&[], &["deps-1"], None);
+    }
 }
 
 /// Tar entries: `w/<rel>` for paths inside the workspace, `a/<abs>` for others.

@@ -29,6 +29,7 @@ mod job;
 pub mod mask;
 mod schedule;
 
+pub use builtin::{CacheBackend, CacheError, CacheHit, CacheSaved, LocalCache, cache_version};
 pub use event::{Event, JobResult, LogLines, LogStream, StepOutcome};
 
 use std::path::PathBuf;
