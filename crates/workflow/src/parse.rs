@@ -875,11 +875,15 @@ impl<'a> Parser<'a> {
     fn concurrency(&mut self, n: &Node, what: &str) -> Option<Concurrency> {
         if let Kind::Map(entries) = &n.kind {
             let mut group = None;
+            let mut at = span(n.start);
             let mut cancel = BoolOrExpr::Bool(false);
             for (k, v) in entries {
                 let Some(key) = self.key(k) else { continue };
                 match key {
-                    "group" => group = self.template(v, "'concurrency.group'"),
+                    "group" => {
+                        at = span(v.start);
+                        group = self.template(v, "'concurrency.group'");
+                    }
                     "cancel-in-progress" => {
                         cancel = self
                             .bool_or_expr(v, "'cancel-in-progress'")
@@ -893,12 +897,14 @@ impl<'a> Parser<'a> {
             }
             return group.map(|group| Concurrency {
                 group,
+                span: at,
                 cancel_in_progress: cancel,
             });
         }
         let group = self.template(n, what)?;
         Some(Concurrency {
             group,
+            span: span(n.start),
             cancel_in_progress: BoolOrExpr::Bool(false),
         })
     }

@@ -60,6 +60,8 @@ pub struct Defaults {
 #[derive(Debug, Clone, Serialize)]
 pub struct Concurrency {
     pub group: Template,
+    /// Where the group is written (for errors met when it is evaluated).
+    pub span: Span,
     pub cancel_in_progress: BoolOrExpr,
 }
 
