@@ -27,6 +27,7 @@ pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
 };
 pub use gitops::{GitopsApp, GitopsSync, SyncFilter};
+pub use users::{TokenId, TokenRecord, UserId, UserRecord, UserSettings};
 pub use environments::{EnvironmentSetting, StoredEnvironment};
 pub use listings::{AgentRow, HeldJob};
 
