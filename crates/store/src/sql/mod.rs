@@ -26,6 +26,7 @@ mod users;
 pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
 };
+pub use concurrency::{EnterOptions, Entered};
 pub use gitops::{GitopsApp, GitopsSync, SyncFilter};
 pub use users::{TokenId, TokenRecord, UserId, UserRecord, UserSettings};
 pub use environments::{EnvironmentSetting, StoredEnvironment};
@@ -1078,7 +1079,7 @@ impl Db {
 
     /// Extends the lease of `agent` on attempt `attempt` of job `id`. `None`: the agent no
     /// longer holds it (expired and handed on, or finished). `Some(cancel)`: whether the
-    /// job's run was cancelled.
+    /// job's run, or the job itself (`Db::cancel_job`, a concurrency group), was cancelled.
     pub async fn heartbeat(&self, id: JobId, attempt: i64, agent: AgentId, now: i64, ttl_ms: i64) -> Result<Option<bool>> {
         let done = sqlx::query(
             "UPDATE jobs SET lease_expires_at = $4
@@ -1094,11 +1095,14 @@ impl Db {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT r.cancel_requested FROM runs r JOIN jobs j ON j.run_id = r.id WHERE j.id = $1")
-            .bind(id.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(q("reading whether a run is cancelled"))?;
+        let row = sqlx::query(
+            "SELECT r.cancel_requested + j.cancel_requested AS cancel_requested FROM runs r
+             JOIN jobs j ON j.run_id = r.id WHERE j.id = $1",
+        )
+        .bind(id.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("reading whether a job is cancelled"))?;
         Ok(Some(get::<i64>(&row, "cancel_requested")? != 0))
     }
 
