@@ -118,16 +118,31 @@ function ansi(line) {
 }
 const plain = (s) => s.replace(SGR, '');
 
+const ICONS = { success: '✓', failure: '✗', cancelled: '⊘', skipped: '↷', running: '●' };
+// `::leg::NAME` / `::endleg::RESULT::NAME`: where a matrix leg starts and how it ended.
+function legLine(p) {
+  if (p.startsWith('::leg::')) return `<span class="s-running">${ICONS.running}</span> leg <strong>${esc(p.slice(7))}</strong> started`;
+  const rest = p.slice(10), at = rest.indexOf('::');
+  const result = at < 0 ? rest : rest.slice(0, at), name = at < 0 ? '' : rest.slice(at + 2);
+  return `<span class="s-${esc(result)}">${ICONS[result] || '○'}</span> leg <strong>${esc(name)}</strong>: ${esc(result)}`;
+}
+// A line's time (unix ms) as local wall-clock time with milliseconds.
+function clock(ms) {
+  const d = new Date(ms), p = (n, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
 // --- the log viewer: all lines in an array, only the visible window in the DOM ---
 class LogView {
   constructor(el) {
     this.el = el;
-    this.lines = []; // {text, kind: 'step'|'group'|'end'|'line', head: index of the header that folds it}
+    this.lines = []; // {text, kind: 'step'|'group'|'leg'|'line', head: index of the header that folds it, t: unix ms}
     this.folded = new Set();
     this.visible = [];
     this.step = -1; this.group = -1;
     this.hits = []; this.hit = -1; this.query = '';
     this.followTail = true;
+    this.times = localStorage.getItem('slipway.timestamps') === '1';
     this.attempt = null; this.lastSeq = -1;
     this.spacer = document.createElement('div'); this.spacer.className = 'spacer';
     el.appendChild(this.spacer);
@@ -162,17 +177,20 @@ class LogView {
     this.attempt = chunk.attempt; this.lastSeq = chunk.seq;
     let text = chunk.text;
     if (text.endsWith('\n')) text = text.slice(0, -1);
-    for (const raw of text.split('\n')) this.push(raw);
+    const t = typeof chunk.time === 'number' ? chunk.time : null;
+    for (const raw of text.split('\n')) this.push(raw, t);
     this.schedule();
   }
-  push(text) {
+  push(text, t) {
     const i = this.lines.length, p = plain(text);
+    // `::endgroup::` closes the open group and is not shown (nor numbered, like GitHub).
+    if (p.startsWith('::endgroup::')) { this.group = -1; return; }
     let kind = 'line', head = this.group >= 0 ? this.group : this.step;
     if (p.startsWith('==> ')) { kind = 'step'; this.step = i; this.group = -1; head = -1; }
     else if (p.startsWith('▸ ') || p.startsWith('::group::')) { kind = 'group'; this.group = i; head = this.step; }
-    else if (p.startsWith('::endgroup::')) { kind = 'end'; this.group = -1; }
+    else if (p.startsWith('::leg::') || p.startsWith('::endleg::')) kind = 'leg';
     else if (p.startsWith('<== ')) { this.group = -1; head = this.step; }
-    this.lines.push({ text, kind, head });
+    this.lines.push({ text, kind, head, t });
     const a = /^(error|warning|notice):\s?(.*)$/.exec(p);
     if (a) {
       const li = document.createElement('li');
@@ -221,8 +239,12 @@ class LogView {
       if (i === cur) cls += ' current';
       if (i === this.target) cls += ' target';
       const mark = l.kind === 'step' || l.kind === 'group' ? (this.folded.has(i) ? '▸ ' : '▾ ') : '';
-      const body = l.kind === 'group' ? ansi(l.text.replace(/^(▸ |::group::)/, '')) : ansi(l.text);
-      html += `<div class="${cls}" data-i="${i}" style="top:${k * H}px"><a class="ln" id="L${i + 1}" href="#L${i + 1}">${i + 1}</a>${mark}${body}</div>`;
+      let body;
+      if (l.kind === 'group') body = ansi(l.text.replace(/^(▸ |::group::)/, ''));
+      else if (l.kind === 'leg') { cls += ' leg'; body = legLine(plain(l.text)); }
+      else body = ansi(l.text);
+      const ts = this.times && l.t !== null && l.t !== undefined ? `<span class="ts">${clock(l.t)}</span>` : '';
+      html += `<div class="${cls}" data-i="${i}" style="top:${k * H}px"><a class="ln" id="L${i + 1}" href="#L${i + 1}">${i + 1}</a>${ts}${mark}${body}</div>`;
     }
     this.spacer.innerHTML = html;
   }
@@ -278,11 +300,50 @@ function logViewer() {
   document.getElementById('log-next').addEventListener('click', () => view.next(1));
   document.getElementById('log-prev').addEventListener('click', () => view.next(-1));
   document.getElementById('log-follow').addEventListener('click', () => view.setFollow(!view.followTail));
+  const tb = document.getElementById('log-times');
+  if (tb) {
+    tb.setAttribute('aria-pressed', String(view.times));
+    tb.addEventListener('click', () => {
+      view.times = !view.times;
+      localStorage.setItem('slipway.timestamps', view.times ? '1' : '0');
+      tb.setAttribute('aria-pressed', String(view.times));
+      el.classList.toggle('times', view.times);
+      view.paint();
+    });
+    el.classList.toggle('times', view.times);
+  }
   document.addEventListener('keydown', (e) => {
     const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
     if (e.key === '/' && !typing) { e.preventDefault(); s.focus(); }
   });
 }
+
+// --- "Run workflow": workflow_dispatch through the API as the signed-in user; the new run opens ---
+async function dispatch(form) {
+  const status = form.querySelector('.status'), button = form.querySelector('button[type=submit]');
+  const inputs = {};
+  for (const i of form.querySelectorAll('[data-input]')) inputs[i.dataset.input] = i.type === 'checkbox' ? String(i.checked) : i.value;
+  const body = { repository: form.dataset.repository, workflow: form.dataset.workflow, ref: form.dataset.ref, inputs };
+  if (button) button.disabled = true;
+  if (status) status.textContent = 'Starting…';
+  try {
+    const res = await fetch('/ui/api/dispatch', {
+      method: 'POST', headers: { 'X-Slipway-UI': '1', 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    let reply = null;
+    try { reply = JSON.parse(text); } catch (e) { /* not JSON */ }
+    if (res.ok && reply && reply.runs && reply.runs.length) { location.href = `/runs/${reply.runs[0]}`; return; }
+    if (status) status.textContent = `refused: ${reply && reply.error ? reply.error : text}`;
+  } catch (e) {
+    if (status) status.textContent = `failed: ${e}`;
+  }
+  if (button) button.disabled = false;
+}
+document.addEventListener('submit', (e) => {
+  const f = e.target.closest('form.dispatch');
+  if (f) { e.preventDefault(); dispatch(f); }
+});
 
 document.addEventListener('click', (e) => {
   const b = e.target.closest('button[data-action]');

@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/repos/{owner}/{name}", get(pages::repository))
+        .route("/repos/{owner}/{name}/dispatch", get(pages::dispatch))
         .route("/runs/{id}", get(run::page))
         .route("/environments", get(pages::environments))
         .route("/gitops", get(pages::gitops))

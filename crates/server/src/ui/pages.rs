@@ -193,6 +193,14 @@ pub(crate) async fn repository(
         .filter(|r| fa.as_deref().is_none_or(|a| r.actor == a))
         .collect();
     let mut h = format!("<div id=\"live\" data-live=\"all\"><h1>{}</h1>", Esc(&full));
+    if viewer.can_write() {
+        let _ = write!(
+            h,
+            "<p><a class=\"button\" href=\"/repos/{}/{}/dispatch\">Run workflow</a></p>",
+            Esc(&enc(&owner)),
+            Esc(&enc(&name))
+        );
+    }
     let _ = write!(
         h,
         "<form class=\"filters\" method=\"get\" aria-label=\"Filter runs\">"
@@ -532,4 +540,197 @@ pub(crate) async fn gitops(
     }
     h.push_str("</div>");
     layout("GitOps", &viewer, "GitOps", &h)
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct DispatchQuery {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+}
+
+/// `GET /repos/{owner}/{name}/dispatch[?ref=BRANCH]`: a "Run workflow" form for every
+/// workflow of the branch with a `workflow_dispatch` trigger, with its inputs (a checkbox for
+/// a boolean, a list for a choice, else a text field, each with its default). The script
+/// posts it to `/ui/api/dispatch` (the API decides who may) and opens the new run; a refused
+/// form keeps what was typed and says why.
+pub(crate) async fn dispatch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<DispatchQuery>,
+) -> Response {
+    let viewer = match require(&state, &headers, &uri) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let full = format!("{owner}/{name}");
+    let repo = match state.repository_fresh(&full).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &viewer,
+                &format!("no repository {full}"),
+            );
+        }
+        Err(e) => return internal_page(&viewer, e),
+    };
+    // The branch: asked for, else the newest run's, else `main`.
+    let git_ref = match q.git_ref.filter(|r| !r.trim().is_empty()) {
+        Some(r) => r.trim().to_owned(),
+        None => match state.db().runs(Some(&full), 1).await {
+            Ok(runs) => runs
+                .first()
+                .map_or("main", |r| branch(&r.git_ref))
+                .to_owned(),
+            Err(e) => return internal_page(&viewer, e),
+        },
+    };
+    let full_ref = if git_ref.starts_with("refs/") {
+        git_ref.clone()
+    } else {
+        format!("refs/heads/{git_ref}")
+    };
+    let mut h = format!(
+        "<h1>Run workflow <small><a href=\"/repos/{}/{}\">{}</a></small></h1>\
+         <form class=\"filters\" method=\"get\" aria-label=\"Branch\"><label>Branch or tag <input name=\"ref\" value=\"{}\" size=\"20\"></label>\
+         <button type=\"submit\">Show its workflows</button></form>",
+        Esc(&enc(&owner)),
+        Esc(&enc(&name)),
+        Esc(&full),
+        Esc(&git_ref)
+    );
+    let files = match state
+        .mirrors()
+        .fetch(&repo.name, &repo.clone_url, &full_ref)
+        .await
+    {
+        Ok((sha, dir)) => match crate::git::workflow_files(&dir, &sha).await {
+            Ok(f) => Ok((sha, f)),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let (sha, files) = match files {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = write!(
+                h,
+                "<p class=\"error\" role=\"alert\">Cannot read branch {}: {}</p>",
+                Esc(&git_ref),
+                Esc(&e)
+            );
+            let mut r = layout("Run workflow", &viewer, "Repositories", &h);
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        }
+    };
+    let mut any = false;
+    for (path, source) in &files {
+        let Ok(wf) = workflow::parse(source, path) else {
+            continue;
+        };
+        let Some(trigger) = wf.on.events.get("workflow_dispatch") else {
+            continue;
+        };
+        any = true;
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let title = wf.name.clone().unwrap_or_else(|| file.to_owned());
+        let id = format!(
+            "wf-{}",
+            file.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        let _ = write!(
+            h,
+            "<section class=\"card\"><h2>{}</h2><p class=\"muted\"><code>{}</code> at <code>{}</code></p>\
+             <form class=\"dispatch\" id=\"{id}\" data-repository=\"{}\" data-workflow=\"{}\" data-ref=\"{}\">",
+            Esc(&title),
+            Esc(path),
+            Esc(short(&sha)),
+            Esc(&full),
+            Esc(file),
+            Esc(&git_ref)
+        );
+        for (input, spec) in &trigger.inputs {
+            let fid = format!(
+                "{id}-{}",
+                input.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            );
+            let default = spec
+                .default
+                .as_ref()
+                .map(|d| d.source().to_owned())
+                .unwrap_or_default();
+            let help = spec
+                .description
+                .as_deref()
+                .map(|d| format!("<small id=\"{fid}-help\">{}</small>", Esc(d)))
+                .unwrap_or_default();
+            let req = if spec.required { " required" } else { "" };
+            let described = if spec.description.is_some() {
+                format!(" aria-describedby=\"{fid}-help\"")
+            } else {
+                String::new()
+            };
+            h.push_str("<div class=\"field\">");
+            match spec.kind.as_str() {
+                "boolean" => {
+                    let checked = if default == "true" { " checked" } else { "" };
+                    let _ = write!(
+                        h,
+                        "<label><input type=\"checkbox\" id=\"{fid}\" data-input=\"{}\"{checked}{described}> {}</label> {help}",
+                        Esc(input),
+                        Esc(input)
+                    );
+                }
+                "choice" => {
+                    let _ = write!(
+                        h,
+                        "<label for=\"{fid}\">{}</label> <select id=\"{fid}\" data-input=\"{}\"{req}{described}>",
+                        Esc(input),
+                        Esc(input)
+                    );
+                    for o in &spec.options {
+                        let sel = if *o == default { " selected" } else { "" };
+                        let _ = write!(h, "<option{sel}>{}</option>", Esc(o));
+                    }
+                    let _ = write!(h, "</select> {help}");
+                }
+                _ => {
+                    let ty = if spec.kind == "number" {
+                        "number"
+                    } else {
+                        "text"
+                    };
+                    let _ = write!(
+                        h,
+                        "<label for=\"{fid}\">{}</label> <input type=\"{ty}\" id=\"{fid}\" data-input=\"{}\" value=\"{}\"{req}{described}> {help}",
+                        Esc(input),
+                        Esc(input),
+                        Esc(&default)
+                    );
+                }
+            }
+            h.push_str("</div>");
+        }
+        if viewer.can_write() {
+            h.push_str("<button type=\"submit\" class=\"primary\">Run workflow</button>");
+        } else {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">You ({}) may not start runs.</p>",
+                Esc(&viewer.name)
+            );
+        }
+        h.push_str(" <span class=\"status\" role=\"status\"></span></form></section>");
+    }
+    if !any {
+        let _ = write!(
+            h,
+            "<p class=\"empty\">No workflow on {} has a <code>workflow_dispatch</code> trigger.</p>",
+            Esc(&git_ref)
+        );
+    }
+    layout("Run workflow", &viewer, "Repositories", &h)
 }

@@ -16,9 +16,7 @@ use store::sql::{DeploymentStatus, Job, JobId, JobStatus, Run, RunId, RunStatus}
 use tokio::sync::broadcast;
 
 use super::pages::{badge, branch, commit_message, icon, run_state};
-use super::{
-    Esc, Viewer, duration, enc, error_page, internal_page, layout, require, time,
-};
+use super::{Esc, Viewer, duration, enc, error_page, internal_page, layout, require, time};
 use crate::{AppState, Change};
 
 /// A job's state as one word (`waiting` when a deployment of it waits for a decision).
@@ -65,30 +63,83 @@ const BOX_H: usize = 40;
 const GAP_X: usize = 60;
 const GAP_Y: usize = 14;
 const PAD: usize = 8;
+/// A matrix group: its header row, then one row per leg.
+const GROUP_HEAD: usize = 34;
+const LEG_H: usize = 26;
+
+/// One matrix leg of a job, as the graph shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Leg {
+    /// The runner's name of the leg (`test (unit)`).
+    pub name: String,
+    /// `queued`, `running`, or its result.
+    pub state: String,
+    /// The 1-based log line where the leg started, if it did.
+    pub line: Option<usize>,
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        s.chars().take(max - 1).chain(['…']).collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// What a leg is called inside its group: the matrix values (`unit` of `test (unit)`).
+fn leg_label<'a>(job: &Job, leg: &'a str) -> &'a str {
+    leg.strip_prefix(job.name.as_str())
+        .or_else(|| leg.strip_prefix(job.key.as_str()))
+        .and_then(|rest| rest.strip_prefix(" ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(leg)
+}
 
 /// The job graph as SVG: one column per `needs` depth, an edge per need, each job a link
-/// (`?job=ID`) coloured and iconed by its state.
-pub(crate) fn graph(jobs: &[Job], waiting: &[i64], selected: Option<JobId>) -> String {
+/// (`?job=ID`) coloured and iconed by its state. A matrix job (`legs` has it) is a group box
+/// labelled with the job's name and listing its legs, each with its own icon and colour and
+/// a link to where it starts in the job's log.
+pub(crate) fn graph(
+    jobs: &[Job],
+    waiting: &[i64],
+    selected: Option<JobId>,
+    legs: &HashMap<JobId, Vec<Leg>>,
+) -> String {
     let level = levels(jobs);
-    let mut rows_in = HashMap::<usize, usize>::new();
+    let heights: Vec<usize> = jobs
+        .iter()
+        .map(|j| match legs.get(&j.id) {
+            Some(l) if !l.is_empty() => GROUP_HEAD + l.len() * LEG_H + 8,
+            _ => BOX_H,
+        })
+        .collect();
+    let mut next_y = HashMap::<usize, usize>::new();
     let mut pos = Vec::with_capacity(jobs.len());
-    for l in &level {
-        let row = rows_in.entry(*l).or_default();
-        pos.push((PAD + l * (BOX_W + GAP_X), PAD + *row * (BOX_H + GAP_Y)));
-        *row += 1;
+    for (i, l) in level.iter().enumerate() {
+        let y = next_y.entry(*l).or_insert(PAD);
+        pos.push((PAD + l * (BOX_W + GAP_X), *y));
+        *y += heights[i] + GAP_Y;
     }
     let cols = level.iter().max().map_or(0, |m| m + 1);
-    let rows = rows_in.values().max().copied().unwrap_or(0);
     let width = 2 * PAD + cols * BOX_W + cols.saturating_sub(1) * GAP_X;
-    let height = 2 * PAD + rows * BOX_H + rows.saturating_sub(1) * GAP_Y;
+    let height = next_y.values().max().map_or(2 * PAD, |y| y - GAP_Y + PAD);
     let mut s = format!(
         "<svg class=\"graph\" role=\"group\" aria-label=\"Job graph\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
     );
+    // Edges meet a box at its middle, a group at its header.
+    let anchor = |i: usize| {
+        pos[i].1
+            + if heights[i] == BOX_H {
+                BOX_H / 2
+            } else {
+                GROUP_HEAD / 2
+            }
+    };
     for (i, j) in jobs.iter().enumerate() {
         for n in needs(j) {
             if let Some(p) = jobs.iter().position(|x| x.key == n) {
-                let (x1, y1) = (pos[p].0 + BOX_W, pos[p].1 + BOX_H / 2);
-                let (x2, y2) = (pos[i].0, pos[i].1 + BOX_H / 2);
+                let (x1, y1) = (pos[p].0 + BOX_W, anchor(p));
+                let (x2, y2) = (pos[i].0, anchor(i));
                 let mid = x1 + GAP_X / 2;
                 let _ = write!(
                     s,
@@ -105,32 +156,208 @@ pub(crate) fn graph(jobs: &[Job], waiting: &[i64], selected: Option<JobId>) -> S
         } else {
             ""
         };
-        let label: String = if j.name.chars().count() > 22 {
-            j.name.chars().take(21).chain(['…']).collect()
-        } else {
-            j.name.clone()
+        let label = shorten(&j.name, 22);
+        let group = legs.get(&j.id).filter(|l| !l.is_empty());
+        let (kind, what) = match group {
+            Some(l) => (" group", format!(" (matrix of {} legs)", l.len())),
+            None => ("", String::new()),
         };
+        let ty = if group.is_some() { y + 22 } else { y + 26 };
         let _ = write!(
             s,
-            "<a href=\"?job={}\" class=\"node s-{st}{sel}\" data-job-key=\"{}\" data-state=\"{st}\" aria-label=\"job {}: {}\">\
-             <title>{}: {}</title><rect x=\"{x}\" y=\"{y}\" width=\"{BOX_W}\" height=\"{BOX_H}\" rx=\"6\"/>\
-             <text class=\"icon\" x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\">{}</text></a>",
+            "<a href=\"?job={}\" class=\"node{kind} s-{st}{sel}\" data-job-key=\"{}\" data-state=\"{st}\" aria-label=\"job {}: {}{what}\">\
+             <title>{}: {}{what}</title><rect x=\"{x}\" y=\"{y}\" width=\"{BOX_W}\" height=\"{}\" rx=\"6\"/>\
+             <text class=\"icon\" x=\"{}\" y=\"{ty}\">{}</text><text x=\"{}\" y=\"{}\">{}</text></a>",
             j.id.0,
             Esc(&j.key),
             Esc(&j.name),
             st,
             Esc(&j.name),
             st,
+            heights[i],
             x + 12,
-            y + 26,
             icon(st),
             x + 34,
-            y + 25,
+            ty - 1,
             Esc(&label),
         );
+        for (k, leg) in group.into_iter().flatten().enumerate() {
+            let ly = y + GROUP_HEAD + k * LEG_H;
+            let href = match leg.line {
+                Some(n) => format!("?job={}#L{n}", j.id.0),
+                None => format!("?job={}", j.id.0),
+            };
+            let lst = leg.state.as_str();
+            let _ = write!(
+                s,
+                "<a href=\"{href}\" class=\"leg s-{0}\" data-job-key=\"{1}\" data-leg=\"{2}\" data-state=\"{0}\" aria-label=\"leg {2}: {0}\">\
+                 <title>{2}: {0}</title><rect x=\"{3}\" y=\"{4}\" width=\"{5}\" height=\"{6}\" rx=\"4\"/>\
+                 <text class=\"icon\" x=\"{7}\" y=\"{8}\">{9}</text><text x=\"{10}\" y=\"{8}\">{11}</text></a>",
+                Esc(lst),
+                Esc(&j.key),
+                Esc(&leg.name),
+                x + 8,
+                ly,
+                BOX_W - 16,
+                LEG_H - 4,
+                x + 16,
+                ly + 16,
+                icon(lst),
+                x + 36,
+                Esc(&shorten(leg_label(j, &leg.name), 20)),
+            );
+        }
     }
     s.push_str("</svg>");
     s
+}
+
+/// The markers the agent writes around a matrix leg in the job's log.
+const LEG_START: &str = "::leg::";
+const LEG_END: &str = "::endleg::";
+
+/// The legs of a matrix job: those the matrix lists when it needs no run-time values
+/// (`planned`, in order), merged with what the log says (`::leg::NAME` when a leg starts,
+/// `::endleg::RESULT::NAME` when it ends; line numbers count like the log view's).
+/// A leg the log has not mentioned is `queued` while the job runs and takes the job's
+/// state once it is done (it never started: skipped or cancelled with it).
+pub(crate) fn legs_from_log(planned: &[String], chunks: &[&[u8]], job_state: &str) -> Vec<Leg> {
+    let mut legs: Vec<Leg> = planned
+        .iter()
+        .map(|n| Leg {
+            name: n.clone(),
+            state: String::new(),
+            line: None,
+        })
+        .collect();
+    let mut line = 0usize;
+    for chunk in chunks {
+        let text = String::from_utf8_lossy(chunk);
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        for l in text.split('\n') {
+            // The log view does not show (nor number) group ends.
+            if l.starts_with("::endgroup::") {
+                continue;
+            }
+            line += 1;
+            let (name, state) = if let Some(name) = l.strip_prefix(LEG_START) {
+                (name, "running")
+            } else if let Some(rest) = l.strip_prefix(LEG_END) {
+                match rest.split_once("::") {
+                    Some((result, name)) => (name, result),
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            let state = match state {
+                "success" | "failure" | "cancelled" | "skipped" | "running" => state,
+                _ => "failure",
+            };
+            match legs.iter_mut().find(|g| g.name == name) {
+                Some(g) => {
+                    g.state = state.to_owned();
+                    g.line.get_or_insert(line);
+                }
+                None => legs.push(Leg {
+                    name: name.to_owned(),
+                    state: state.to_owned(),
+                    line: Some(line),
+                }),
+            }
+        }
+    }
+    let done = !matches!(job_state, "queued" | "pending" | "running" | "waiting");
+    for g in &mut legs {
+        if g.state.is_empty() {
+            g.state = if done { job_state } else { "queued" }.to_owned();
+        } else if g.state == "running" && done {
+            g.state = job_state.to_owned();
+        }
+    }
+    legs
+}
+
+/// The leg names of each matrix job whose matrix needs no run-time values, as the runner
+/// names them (`NAME (v1, v2)`); an empty list for a matrix known only at run time (the log
+/// then names its legs). Jobs without `strategy.matrix` are absent.
+fn planned_legs(run: &Run) -> HashMap<String, Vec<String>> {
+    struct NoContext;
+    impl workflow::expr::Context for NoContext {
+        fn context(&self, _: &str) -> Option<&serde_json::Value> {
+            None
+        }
+    }
+    let mut out = HashMap::new();
+    let Ok(spec) = serde_json::from_str::<crate::trigger::RunSpec>(&run.spec) else {
+        return out;
+    };
+    let Ok(wf) = workflow::parse(&spec.workflow.source, &spec.workflow.file) else {
+        return out;
+    };
+    for (key, job) in &wf.jobs {
+        let Some(matrix) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
+            continue;
+        };
+        let base = match &job.name {
+            Some(t) if t.is_literal() => t.source().to_owned(),
+            Some(_) => {
+                out.insert(key.clone(), Vec::new());
+                continue;
+            }
+            None => key.clone(),
+        };
+        let names = workflow::matrix::expand(matrix, &NoContext)
+            .map(|legs| {
+                legs.iter()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        let suffix: Vec<String> = l
+                            .values()
+                            .map(|v| match v {
+                                serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                                    serde_json::to_string(v).unwrap_or_default()
+                                }
+                                other => workflow::expr::to_string(other),
+                            })
+                            .collect();
+                        format!("{base} ({})", suffix.join(", "))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(key.clone(), names);
+    }
+    out
+}
+
+/// The legs of the run's matrix jobs (their logs read for the legs' states).
+async fn run_legs(
+    state: &AppState,
+    run: &Run,
+    jobs: &[Job],
+    waiting: &[i64],
+) -> Result<HashMap<JobId, Vec<Leg>>, crate::ServerError> {
+    let planned = planned_legs(run);
+    let mut out = HashMap::new();
+    for j in jobs {
+        let Some(names) = planned.get(&j.key) else {
+            continue;
+        };
+        let st = job_state(j, waiting);
+        let chunks = if matches!(st, "queued" | "pending" | "waiting") {
+            Vec::new()
+        } else {
+            state.db().logs(j.id, Some((j.attempt, -1))).await?
+        };
+        let data: Vec<&[u8]> = chunks
+            .iter()
+            .filter(|c| c.attempt == j.attempt)
+            .map(|c| c.data.as_slice())
+            .collect();
+        out.insert(j.id, legs_from_log(names, &data, st));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -315,7 +542,8 @@ async fn render(
         h.push_str("</section>");
     }
     h.push_str("<div class=\"graph-wrap\">");
-    h.push_str(&graph(&jobs, &waiting_jobs, selected.map(|j| j.id)));
+    let legs = run_legs(state, run, &jobs, &waiting_jobs).await?;
+    h.push_str(&graph(&jobs, &waiting_jobs, selected.map(|j| j.id), &legs));
     h.push_str("</div>");
     if let Some(j) = selected {
         let jst = job_state(j, &waiting_jobs);
@@ -378,6 +606,7 @@ async fn render(
              <button type=\"button\" id=\"log-prev\" aria-label=\"Previous match\">↑</button>\
              <button type=\"button\" id=\"log-next\" aria-label=\"Next match\">↓</button>\
              <button type=\"button\" id=\"log-follow\" aria-pressed=\"true\">Follow</button>\
+             <button type=\"button\" id=\"log-times\" aria-pressed=\"false\">Show timestamps</button>\
              <a href=\"/ui/jobs/{0}/log\">Raw</a> <span id=\"log-count\"></span></div>\
              <ul id=\"annotations\" class=\"annotations\" aria-label=\"Annotations\"></ul>\
              <div id=\"log\" class=\"log\" tabindex=\"0\" role=\"log\" aria-label=\"Log of {1}\" data-job=\"{0}\"></div></section>",
@@ -587,7 +816,7 @@ mod tests {
             job(4, "lint", &[], JobStatus::Queued),
         ];
         assert_eq!(levels(&jobs), vec![2, 0, 1, 0]);
-        let svg = graph(&jobs, &[1], Some(JobId(3)));
+        let svg = graph(&jobs, &[1], Some(JobId(3)), &HashMap::new());
         assert!(
             svg.contains("data-job-key=\"deploy\" data-state=\"waiting\""),
             "{svg}"
@@ -599,7 +828,69 @@ mod tests {
     #[test]
     fn names_are_escaped_in_the_graph() {
         let jobs = vec![job(1, "<script>x</script>", &[], JobStatus::Queued)];
-        let svg = graph(&jobs, &[], None);
+        let svg = graph(&jobs, &[], None, &HashMap::new());
         assert!(!svg.contains("<script>"), "{svg}");
+    }
+
+    #[test]
+    fn matrix_legs_are_a_group_with_their_own_states() {
+        let mut test = job(2, "test", &["build"], JobStatus::Running);
+        test.name = "test".into();
+        let jobs = vec![
+            job(1, "build", &[], JobStatus::Done),
+            test,
+            job(3, "package", &["test"], JobStatus::Pending),
+        ];
+        let planned = vec![
+            "test (unit)".to_owned(),
+            "test (cli)".to_owned(),
+            "test (doc)".to_owned(),
+        ];
+        let log: Vec<&[u8]> = vec![
+            b"::leg::test (unit)\n::leg::test (cli)\nok\n",
+            b"::endleg::failure::test (cli)\n::endleg::success::test (unit)\n",
+        ];
+        let legs = legs_from_log(&planned, &log, "running");
+        assert_eq!(
+            legs.iter()
+                .map(|l| (l.name.as_str(), l.state.as_str(), l.line))
+                .collect::<Vec<_>>(),
+            vec![
+                ("test (unit)", "success", Some(1)),
+                ("test (cli)", "failure", Some(2)),
+                ("test (doc)", "queued", None),
+            ]
+        );
+        let svg = graph(&jobs, &[], None, &[(JobId(2), legs)].into_iter().collect());
+        assert!(
+            svg.contains("class=\"node group s-running\" data-job-key=\"test\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("data-leg=\"test (cli)\" data-state=\"failure\""),
+            "{svg}"
+        );
+        assert!(svg.contains("href=\"?job=2#L2\""), "{svg}");
+        assert!(svg.contains(">✗</text><text x=\"44\""), "{svg}");
+        assert!(svg.contains(">doc</text>"), "{svg}");
+        // Edges go to and from the group: build -> test -> package.
+        assert_eq!(svg.matches("class=\"edge\"").count(), 2);
+    }
+
+    #[test]
+    fn legs_that_never_started_take_the_finished_jobs_state() {
+        let planned = vec!["t (a)".to_owned(), "t (b)".to_owned()];
+        let log: Vec<&[u8]> = vec![b"::leg::t (a)\n"];
+        let legs = legs_from_log(&planned, &log, "cancelled");
+        assert_eq!(legs[0].state, "cancelled");
+        assert_eq!(legs[1].state, "cancelled");
+        // A leg the plan did not list (a matrix computed at run time) comes from the log.
+        let legs = legs_from_log(
+            &[],
+            &[b"::leg::t (x)\n::endleg::success::t (x)\n"],
+            "success",
+        );
+        assert_eq!(legs.len(), 1);
+        assert_eq!((legs[0].state.as_str(), legs[0].line), ("success", Some(1)));
     }
 }
