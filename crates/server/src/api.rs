@@ -20,10 +20,8 @@ use axum::routing::{get, post};
 use futures::Stream;
 use serde::Deserialize;
 use store::sql::{RunId, RunStatus};
-use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 
-use crate::agent_api::bearer;
 use crate::{AppState, Change, error_response, internal};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -50,18 +48,11 @@ pub(crate) fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<()
     authorize(state, headers, Need::Read).map(|_| ())
 }
 
-/// Checks the bearer token against `[[user]]`; returns who is acting (`anonymous` when no
-/// users are configured and the API is open).
+/// Checks the bearer token against the users (`[[user]]`s and users of the store, see
+/// `users`); returns who is acting (`anonymous` when there are no users and the API is open).
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<String, Response> {
-    let users = &state.config().users;
-    if users.is_empty() {
+    let Some(user) = crate::users::caller(state, headers)? else {
         return Ok("anonymous".to_owned());
-    }
-    let Some(token) = bearer(headers) else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "missing token (Authorization: Bearer)"));
-    };
-    let Some(user) = users.iter().find(|u| bool::from(u.token.as_bytes().ct_eq(token.as_bytes()))) else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "unknown token"));
     };
     if need == Need::Write && user.role == "viewer" {
         return Err(error_response(StatusCode::FORBIDDEN, format!("user {} is a viewer", user.name)));

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// Where artifacts' contents go: `None` = files under `{data}/blobs`; else an S3 bucket
     /// (`[server.blob_store]`).
     pub blob_store: Option<store::blob::S3Options>,
+    /// Most bytes of `actions/cache` entries a repository keeps (least recently used
+    /// evicted first); `cache_size_limit = "10GiB"`.
+    pub cache_size_limit: u64,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             webhook_body_limit: 5 * 1024 * 1024,
             secret_key: None,
             blob_store: None,
+            cache_size_limit: 10 << 30,
         }
     }
 }
@@ -147,6 +151,7 @@ struct RawServer {
     webhook_body_limit: Option<usize>,
     secret_key: Option<String>,
     blob_store: Option<RawBlobStore>,
+    cache_size_limit: Option<String>,
 }
 
 /// `[server.blob_store]`: an S3-compatible bucket for artifacts.
@@ -230,6 +235,10 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         server.webhook_body_limit = limit;
     }
     server.secret_key = raw.server.secret_key.map(|k| resolve("server.secret_key", k)).transpose()?;
+    if let Some(size) = raw.server.cache_size_limit {
+        server.cache_size_limit =
+            parse_size(&size).ok_or_else(|| invalid(format!("server.cache_size_limit: `{size}` is not a size like 10GiB")))?;
+    }
     if let Some(b) = raw.server.blob_store {
         let opt = |what: &str, v: Option<String>| v.map(|v| resolve(&format!("server.blob_store.{what}"), v)).transpose();
         server.blob_store = Some(store::blob::S3Options {
@@ -324,6 +333,27 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => Some(Duration::from_secs(n * 3600)),
         _ => None,
     }
+}
+
+/// `123`, `500KiB`, `100MiB`, `10GiB` (also `KB`/`MB`/`GB`, powers of 1000) in bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -38,6 +38,7 @@ pub mod secrets;
 pub mod status;
 pub mod trigger;
 mod ui;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -139,6 +140,8 @@ struct Inner {
     repositories: RwLock<repos::Snapshot>,
     /// Woken when the repositories snapshot changed (the polling supervisor follows it).
     repos_changed: Notify,
+    /// Users of the configuration file and of the store, merged (see `users`).
+    users: users::Directory,
     /// Seals secrets at rest.
     key: secrets::ServerKey,
     /// Artifacts' contents.
@@ -191,6 +194,7 @@ impl AppState {
             options,
             repositories: RwLock::new(Arc::default()),
             repos_changed: Notify::new(),
+            users: users::Directory::default(),
             key,
             blobs,
             agents: agent_api::AgentCache::default(),
@@ -204,6 +208,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
         }));
         state.reload_repositories().await?;
+        state.reload_users().await?;
         Ok(state)
     }
 
@@ -354,7 +359,8 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .merge(agent_api::routes())
         .merge(api::routes())
-        .merge(repos::routes())
+        .merge(users::audited(repos::routes(), &state))
+        .merge(users::routes())
         .merge(artifacts::routes())
         .merge(environments::routes())
         .merge(gitops_api::routes())
@@ -382,6 +388,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
         tasks.spawn(async move { registry.maintain(stop).await });
     }
     tasks.spawn(repos::supervise(state.clone(), background.clone()));
+    tasks.spawn(users::maintain(state.clone(), background.clone()));
     if let Some(rx) = state.0.status_rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let opts = status::Delivery { backoff: state.0.options.status_backoff, attempts: state.0.options.status_attempts };
         tasks.spawn(status::deliver(rx, opts, background.clone()));

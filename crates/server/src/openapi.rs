@@ -24,8 +24,10 @@ fn id_param() -> Value {
 pub fn document() -> Value {
     let mut schemas = run_schemas();
     merge(&mut schemas, delivery_schemas());
+    merge(&mut schemas, crate::users::openapi_schemas());
     let mut paths = run_paths();
     merge(&mut paths, delivery_paths());
+    merge(&mut paths, crate::users::openapi_paths());
     json!({
         "openapi": "3.1.0",
         "info": {"title": "slipway", "version": env!("CARGO_PKG_VERSION"), "description": "The slipway CI server's REST API. Agents use /api/v1/agent/... (see docs/server.md)."},

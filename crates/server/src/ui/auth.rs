@@ -1,9 +1,9 @@
-//! Sign-in: a `[[user]]` with a `password_hash` (argon2) signs in with the password; a user
-//! without one signs in with their API token. The session is a cookie sealed with the server
-//! key (AES-GCM: user name and expiry), so it survives restarts and works on every replica;
-//! `Authorization: Bearer` tokens are accepted on every page too.
+//! Sign-in: a user with a password (argon2: a `[[user]]`'s `password_hash`, or set through
+//! the API) signs in with it; a user without one signs in with an API token of theirs. The
+//! session is a cookie sealed with the server key (AES-GCM: user name and expiry), so it
+//! survives restarts and works on every replica; `Authorization: Bearer` tokens are accepted
+//! on every page too. Who the users are is `crate::users`' business.
 
-use argon2::{Argon2, PasswordVerifier};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::{Esc, enc, layout};
-use crate::AppState;
+use crate::{AppState, users};
 
 const COOKIE: &str = "slipway_session";
 const AAD: &str = "slipway-ui-session";
@@ -26,9 +25,11 @@ const SESSION_MS: i64 = 12 * 3600 * 1000;
 pub(crate) struct Viewer {
     pub name: String,
     pub role: String,
-    /// The user's API token (`None` on an open server).
+    /// A bearer that acts as the user through the API: the token the request carried, or a
+    /// short-lived session bearer (`None` on an open server).
     pub token: Option<String>,
-    /// No `[[user]]` is configured: everyone may do everything.
+    /// There are no users (neither `[[user]]`s nor users of the store): everyone may do
+    /// everything.
     pub open: bool,
 }
 
@@ -50,10 +51,11 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The viewer of a request: a session cookie, a bearer token, or anyone on an open server.
+/// The viewer of a request: a session cookie, a bearer token, or anyone on an open server
+/// (no user in the configuration file nor in the store). A disabled or deleted user's
+/// session ends at their next request.
 pub(crate) fn viewer(state: &AppState, headers: &HeaderMap) -> Option<Viewer> {
-    let users = &state.config().users;
-    if users.is_empty() {
+    if state.users().is_open() {
         return Some(Viewer {
             name: "anonymous".to_owned(),
             role: "admin".to_owned(),
@@ -61,24 +63,24 @@ pub(crate) fn viewer(state: &AppState, headers: &HeaderMap) -> Option<Viewer> {
             open: true,
         });
     }
-    let user = if let Some(value) = cookie(headers, COOKIE) {
+    let (user, token) = if let Some(value) = cookie(headers, COOKIE) {
         let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
         let text = state.key().open_string(AAD, &sealed).ok()?;
         let (name, expires) = text.split_once('\n')?;
         if expires.parse::<i64>().ok()? < crate::now_ms() {
             return None;
         }
-        users.iter().find(|u| u.name == name)?
+        let user = users::by_name(state, name)?;
+        let token = users::session_bearer(state, &user.name);
+        (user, token)
     } else {
         let token = crate::agent_api::bearer(headers)?;
-        users
-            .iter()
-            .find(|u| bool::from(u.token.as_bytes().ct_eq(token.as_bytes())))?
+        (users::by_token(state, token)?, token.to_owned())
     };
     Some(Viewer {
-        name: user.name.clone(),
-        role: user.role.clone(),
-        token: Some(user.token.clone()),
+        name: user.name,
+        role: user.role,
+        token: Some(token),
         open: false,
     })
 }
@@ -133,17 +135,9 @@ pub(crate) async fn login_page(Query(q): Query<LoginQuery>) -> Response {
     form("", safe_next(q.next.as_deref()), None)
 }
 
-/// Whether `password` signs `name` in: the argon2 hash when the user has one, else the token.
+/// Whether `password` signs `name` in (see [`users::check_password`]).
 fn check(state: &AppState, name: &str, password: &str) -> bool {
-    let Some(user) = state.config().users.iter().find(|u| u.name == name) else {
-        return false;
-    };
-    match state.config().passwords.get(name) {
-        Some(hash) => Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok(),
-        None => bool::from(user.token.as_bytes().ct_eq(password.as_bytes())),
-    }
+    users::check_password(state, name, password)
 }
 
 pub(crate) async fn login(
