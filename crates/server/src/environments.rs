@@ -314,10 +314,6 @@ pub(crate) enum Gate {
     Settle(Conclusion, String),
 }
 
-/// One gate decision at a time in this process, so two deployments to one environment
-/// never both pass the "nothing else in progress" check.
-static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 pub(crate) fn audit_event(
     d: &Deployment,
     actor: &str,
@@ -380,7 +376,22 @@ pub(crate) async fn gate(
         Ok(None) => return Ok(Gate::Open),
         Err(e) => return Ok(Gate::Settle(Conclusion::Failure, e)),
     };
-    let _one = GATE.lock().await;
+    // One gate decision at a time per environment, across every server replica sharing
+    // the database, so two deployments to one environment never both pass the "nothing
+    // else in progress" check.
+    let lock = format!("environment:{}:{}", run.repository, target.name);
+    let lock = crate::scheduler::StoreLock::acquire(state, lock).await?;
+    let decided = gate_locked(state, run, job, target).await;
+    lock.release().await;
+    decided
+}
+
+async fn gate_locked(
+    state: &AppState,
+    run: &Run,
+    job: &Job,
+    target: Target,
+) -> Result<Gate, ServerError> {
     let now = now_ms();
     let db = state.db();
     let d = match db.latest_deployment_of_job(job.id).await? {

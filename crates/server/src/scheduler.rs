@@ -2,12 +2,19 @@
 //! queued or skipped (their `if:` evaluated here with `workflow::expr`), and a run whose
 //! jobs are all done is finished. Leases that stop heart-beating expire (retried once, then
 //! failed as "agent lost").
+//!
+//! Job-level `concurrency:` is decided here too, when a job becomes runnable: its group is
+//! evaluated (with `github`, `inputs`, `vars`, `needs` and, per matrix leg, `matrix`), then
+//! the store admits it (it holds the group until done), keeps it waiting (at most one per
+//! group: a newer job replaces the waiting one) or, with `cancel-in-progress`, asks the
+//! running job to stop. A job that ends frees its groups: the runs waiting there advance.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use store::sql::{Conclusion, Expired, Job, JobStatus, RunId};
+use store::sql::{Conclusion, Expired, Job, JobId, JobStatus, RunId};
 use tokio_util::sync::CancellationToken;
 use workflow::expr::{Condition, MapContext, Status};
 
@@ -83,29 +90,186 @@ fn decide(state: &AppState, run: &store::sql::Run, job: &Job, jobs: &[Job]) -> D
     let Some(condition) = condition else {
         return Decision::Queue;
     };
-    let spec: Option<RunSpec> = serde_json::from_str(&run.spec).ok();
-    let mut ctx = MapContext {
-        status,
-        ..MapContext::default()
-    };
-    if let Some(spec) = &spec {
-        ctx.contexts.insert(
-            "github".into(),
-            Value::Object(crate::trigger::github_context(state, run, spec)),
-        );
-        ctx.contexts.insert("inputs".into(), json!(spec.inputs));
-    }
-    ctx.contexts.insert("needs".into(), json!(needs));
-    let vars = state
-        .repository(&run.repository_name)
-        .map(|r| r.vars)
-        .unwrap_or_default();
-    ctx.contexts.insert("vars".into(), json!(vars));
+    let mut ctx = job_context(state, run, job, jobs);
+    ctx.status = status;
     match condition.eval(&ctx) {
         Ok(true) => Decision::Queue,
         Ok(false) => Decision::Settle(Conclusion::Skipped, None),
         Err(e) => Decision::Settle(Conclusion::Failure, Some(format!("evaluating if: {e}"))),
     }
+}
+
+/// The contexts a job's `if:` and `concurrency:` see on the server: `github`, `inputs`,
+/// `vars` and `needs`.
+fn job_context(state: &AppState, run: &store::sql::Run, job: &Job, jobs: &[Job]) -> MapContext {
+    let mut ctx = MapContext::default();
+    if let Ok(spec) = serde_json::from_str::<RunSpec>(&run.spec) {
+        ctx.contexts.insert(
+            "github".into(),
+            Value::Object(crate::trigger::github_context(state, run, &spec)),
+        );
+        ctx.contexts.insert("inputs".into(), json!(spec.inputs));
+    }
+    ctx.contexts
+        .insert("needs".into(), json!(needs_context(job, jobs)));
+    let vars = state
+        .repository(&run.repository_name)
+        .map(|r| r.vars)
+        .unwrap_or_default();
+    ctx.contexts.insert("vars".into(), json!(vars));
+    ctx
+}
+
+/// A job's `concurrency:` as stored at run creation (`job_concurrency`), evaluated when the
+/// job becomes runnable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JobConcurrency {
+    /// The group template's source.
+    group: String,
+    /// `cancel-in-progress`: a boolean or an expression's source.
+    cancel_in_progress: Value,
+    /// Where the group is written: `file:line:col`.
+    at: String,
+    /// The job's `strategy.matrix` (the group is evaluated for each leg).
+    matrix: Option<Value>,
+}
+
+impl JobConcurrency {
+    /// The `concurrency:` of a planned job, if it has one.
+    pub(crate) fn of(file: &str, job: &workflow::Job) -> Option<JobConcurrency> {
+        let c = job.concurrency.as_ref()?;
+        Some(JobConcurrency {
+            group: c.group.source().to_owned(),
+            cancel_in_progress: match &c.cancel_in_progress {
+                workflow::BoolOrExpr::Bool(b) => Value::Bool(*b),
+                workflow::BoolOrExpr::Expr(t) => Value::String(t.source().to_owned()),
+            },
+            at: format!("{file}:{}:{}", c.span.line, c.span.col),
+            matrix: job.strategy.as_ref().and_then(|s| s.matrix.clone()),
+        })
+    }
+
+    /// The distinct non-empty groups (one per matrix leg) and whether any leg cancels jobs in
+    /// progress. `Err`: a message saying where and what failed.
+    fn evaluate(&self, mut ctx: MapContext) -> Result<(Vec<String>, bool), String> {
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| format!("{}: evaluating {what}: {e}", self.at);
+        let group = workflow::expr::Template::parse(&self.group)
+            .map_err(|e| fail("the concurrency group", &e))?;
+        let cancel = match &self.cancel_in_progress {
+            Value::String(src) => Some(
+                workflow::expr::Template::parse(src).map_err(|e| fail("cancel-in-progress", &e))?,
+            ),
+            _ => None,
+        };
+        let legs = match &self.matrix {
+            Some(m) => workflow::matrix::expand(m, &ctx)
+                .map_err(|e| fail("the matrix for the concurrency group", &e))?
+                .into_iter()
+                .map(|leg| Value::Object(leg.into_iter().collect()))
+                .collect(),
+            None => vec![Value::Object(Map::new())],
+        };
+        let mut groups = Vec::new();
+        let mut cancels = self.cancel_in_progress == Value::Bool(true);
+        for leg in legs {
+            ctx.contexts.insert("matrix".into(), leg);
+            let g = group
+                .eval_string(&ctx)
+                .map_err(|e| fail(&format!("the concurrency group `{}`", self.group), &e))?;
+            if let Some(c) = &cancel {
+                let v = c
+                    .eval(&ctx)
+                    .map_err(|e| fail(&format!("cancel-in-progress `{}`", c.source()), &e))?;
+                cancels |= workflow::expr::truthy(&v);
+            }
+            if !g.is_empty() && !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        Ok((groups, cancels))
+    }
+}
+
+/// The job-level concurrency rule for a runnable job: `Open` when it has no group or holds
+/// its groups now, `Wait` while another job holds one, `Settle` (failure) when the group
+/// cannot be evaluated. Jobs it replaced or cancelled whose runs must advance are added to
+/// `others`.
+async fn concurrency_gate(
+    state: &AppState,
+    run: &store::sql::Run,
+    job: &Job,
+    jobs: &[Job],
+    spec: &JobConcurrency,
+    others: &mut Vec<RunId>,
+) -> Result<Gate, ServerError> {
+    let (groups, cancel_in_progress) = match spec.evaluate(job_context(state, run, job, jobs)) {
+        Ok(g) => g,
+        Err(reason) => {
+            let log = format!("##[error]{reason}\n");
+            state
+                .db()
+                .append_log(job.id, 0, 0, log.as_bytes(), now_ms())
+                .await?;
+            return Ok(Gate::Settle(Conclusion::Failure, reason));
+        }
+    };
+    if groups.is_empty() {
+        return Ok(Gate::Open);
+    }
+    let reason = format!(
+        "cancelled: job {} of run {} entered concurrency group {}",
+        job.key,
+        run.id,
+        groups.join(", ")
+    );
+    let entered = state
+        .db()
+        .enter_groups(
+            job.id,
+            &store::sql::EnterOptions {
+                repository: run.repository,
+                groups: &groups,
+                cancel_in_progress,
+                reason: &reason,
+                now: now_ms(),
+            },
+        )
+        .await?;
+    for (id, other) in entered.replaced.iter().chain(&entered.cancelled) {
+        tracing::info!(job_id = %id, run_id = %other, by_job = %job.id, groups = ?groups, "Job cancelled by a concurrency group.");
+        if !others.contains(other) {
+            others.push(*other);
+        }
+    }
+    if entered.admitted {
+        Ok(Gate::Open)
+    } else {
+        tracing::debug!(job_id = %job.id, groups = ?groups, "Job waits for its concurrency group.");
+        Ok(Gate::Wait)
+    }
+}
+
+/// Cancels one job: not started, it ends now (and its run advances); running, its agent
+/// stops it at its next heartbeat. `false`: unknown or already finished.
+pub(crate) async fn cancel_job(
+    state: &AppState,
+    job: JobId,
+    by: &str,
+) -> Result<bool, ServerError> {
+    let reason = format!("cancelled by {by}");
+    let Some(settled) = state.db().cancel_job(job, &reason, now_ms()).await? else {
+        return Ok(false);
+    };
+    tracing::info!(job_id = %job, by, "Job cancelled.");
+    if let Some(j) = state.db().job(job).await? {
+        if settled {
+            advance(state, j.run).await?;
+        } else {
+            state.changed(Change::Run(j.run.0));
+        }
+    }
+    Ok(true)
 }
 
 /// Whether an older run of the same concurrency group is still active (then this run waits).
@@ -177,6 +341,8 @@ pub(crate) async fn rerun(
         .filter(|j| ids.contains(&j.id))
         .map(|j| j.key.clone())
         .collect();
+    // They enter their concurrency groups again when they become runnable.
+    state.db().reset_job_concurrency(&ids).await?;
     if ids.is_empty() || !state.db().rerun(run, &ids).await? {
         return Ok(if ids.is_empty() {
             Some(Vec::new())
@@ -195,16 +361,45 @@ pub(crate) async fn rerun(
 /// Queues or skips the pending jobs of `run` whose needs are done (repeatedly, as skipping
 /// one may settle others), and finishes the run when every job is done.
 pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), ServerError> {
+    advance_at(state, run_id, 0).await
+}
+
+/// How deep runs advancing each other (through concurrency groups) may go in one call; what
+/// is left is picked up by the next event of those runs.
+const MAX_DEPTH: u32 = 4;
+
+async fn advance_at(state: &AppState, run_id: RunId, depth: u32) -> Result<(), ServerError> {
     let Some(run) = state.db().run(run_id).await? else {
         return Ok(());
     };
     let waits = gated(state, &run).await?;
+    let first = state.db().jobs(run_id).await?;
     // Deployments whose jobs ended are completed first (and free their environments).
-    crate::environments::deployments::settle(state, run_id, &state.db().jobs(run_id).await?)
-        .await?;
+    crate::environments::deployments::settle(state, run_id, &first).await?;
+    // Jobs' `concurrency:`, read only when some job may become runnable.
+    let specs: BTreeMap<JobId, JobConcurrency> =
+        if first.iter().any(|j| j.status == JobStatus::Pending) {
+            state
+                .db()
+                .job_concurrency(run_id)
+                .await?
+                .into_iter()
+                .filter_map(|(id, spec)| Some((id, serde_json::from_str(&spec).ok()?)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+    let mut others: Vec<RunId> = Vec::new();
     let mut queued = false;
     loop {
-        let jobs = state.db().jobs(run_id).await?;
+        let mut jobs = state.db().jobs(run_id).await?;
+        if jobs
+            .iter()
+            .any(|j| j.result == Some(Conclusion::Cancelled) && j.reason.is_none())
+        {
+            state.db().apply_cancel_reasons(run_id).await?;
+            jobs = state.db().jobs(run_id).await?;
+        }
         let mut progressed = false;
         for job in jobs.iter().filter(|j| j.status == JobStatus::Pending) {
             let needs = needs_of(job);
@@ -220,9 +415,23 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
                 continue;
             }
             let decision = match decide(state, &run, job, &jobs) {
-                // A job with `environment:` passes its environment's gate first.
+                // A job with `concurrency:` enters its groups first, then a job with
+                // `environment:` passes its environment's gate.
                 Decision::Queue => {
-                    match crate::environments::gate(state, &run, job, &jobs).await? {
+                    let mut gate = Gate::Open;
+                    if let Some(spec) = specs.get(&job.id) {
+                        let before = others.len();
+                        gate = concurrency_gate(state, &run, job, &jobs, spec, &mut others).await?;
+                        // It replaced a job of this very run: look at the jobs again.
+                        if others[before..].contains(&run_id) {
+                            others.retain(|r| *r != run_id);
+                            progressed = true;
+                        }
+                    }
+                    if matches!(gate, Gate::Open) {
+                        gate = crate::environments::gate(state, &run, job, &jobs).await?;
+                    }
+                    match gate {
                         Gate::Open => Decision::Queue,
                         Gate::Wait => continue,
                         Gate::Settle(result, reason) => Decision::Settle(result, Some(reason)),
@@ -248,26 +457,32 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
         if !progressed {
             if jobs.iter().all(|j| j.status == JobStatus::Done) {
                 let run = state.db().run(run_id).await?.unwrap_or(run);
-                let failed = jobs
+                let failed = jobs.iter().any(|j| j.result == Some(Conclusion::Failure));
+                let with_reason = |j: &Job, what: &str| {
+                    format!(
+                        "job {} {what}{}",
+                        j.key,
+                        j.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )
+                };
+                // As on GitHub: a failed job fails the run; else a cancelled one (by the
+                // run's cancellation, a concurrency group or the API) cancels it.
+                let cancelled = jobs
                     .iter()
-                    .any(|j| matches!(j.result, Some(Conclusion::Failure | Conclusion::Cancelled)));
+                    .find(|j| j.result == Some(Conclusion::Cancelled));
                 let (conclusion, reason) = if run.cancel_requested {
                     (Conclusion::Cancelled, Some("cancelled".to_owned()))
                 } else if failed {
                     let reason = jobs
                         .iter()
                         .find(|j| j.result == Some(Conclusion::Failure))
-                        .map(|j| {
-                            format!(
-                                "job {} failed{}",
-                                j.key,
-                                j.reason
-                                    .as_deref()
-                                    .map(|r| format!(": {r}"))
-                                    .unwrap_or_default()
-                            )
-                        });
+                        .map(|j| with_reason(j, "failed"));
                     (Conclusion::Failure, reason)
+                } else if let Some(j) = cancelled {
+                    (Conclusion::Cancelled, Some(with_reason(j, "was cancelled")))
                 } else {
                     (Conclusion::Success, None)
                 };
@@ -286,7 +501,7 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
                             .await?
                             .first()
                     {
-                        Box::pin(advance(state, next.id)).await?;
+                        Box::pin(advance_at(state, next.id, depth + 1)).await?;
                     }
                 }
             }
@@ -297,6 +512,18 @@ pub(crate) async fn advance(state: &AppState, run_id: RunId) -> Result<(), Serve
         state.jobs_queued();
     }
     state.changed(Change::Run(run_id.0));
+    // Jobs this run replaced or cancelled in their groups, and jobs waiting in the groups
+    // this run's finished jobs held, may go on.
+    if depth < MAX_DEPTH {
+        for waiting in state.db().runs_waiting_on(run_id).await? {
+            if waiting != run_id && !others.contains(&waiting) {
+                others.push(waiting);
+            }
+        }
+        for other in others {
+            Box::pin(advance_at(state, other, depth + 1)).await?;
+        }
+    }
     Ok(())
 }
 
@@ -357,6 +584,73 @@ async fn expire_leases(state: AppState, stop: CancellationToken) {
                 }
             }
             Err(error) => tracing::error!(%error, "Expiring leases failed."),
+        }
+    }
+}
+
+/// How long a [`StoreLock`] is held at most when its holder dies without releasing it.
+const LOCK_TTL_MS: i64 = 30_000;
+
+/// A lock in the store (`named_locks`), so that server replicas sharing one database
+/// serialize on it: held until dropped (released by a spawned task) or, if this process
+/// dies, until it expires.
+pub(crate) struct StoreLock {
+    state: AppState,
+    name: String,
+    holder: String,
+    released: bool,
+}
+
+impl StoreLock {
+    /// Waits until the lock `name` is free and takes it.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a lock taken by a cancelled call expires after [`LOCK_TTL_MS`].
+    pub(crate) async fn acquire(state: &AppState, name: String) -> Result<StoreLock, ServerError> {
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let mut pause = Duration::from_millis(1);
+        while !state
+            .db()
+            .try_lock(&name, &holder, now_ms(), LOCK_TTL_MS)
+            .await?
+        {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(StoreLock {
+            state: state.clone(),
+            name,
+            holder,
+            released: false,
+        })
+    }
+
+    /// Releases the lock.
+    pub(crate) async fn release(mut self) {
+        self.released = true;
+        if let Err(error) = self.state.db().unlock(&self.name, &self.holder).await {
+            tracing::warn!(%error, lock = %self.name, "Releasing a lock failed; it expires on its own.");
+        }
+    }
+}
+
+impl Drop for StoreLock {
+    /// A lock not released (its holder's future was dropped) is released by a task, so
+    /// that it does not wait for its expiry.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let state = self.state.clone();
+        let name = std::mem::take(&mut self.name);
+        let holder = std::mem::take(&mut self.holder);
+        let release = async move {
+            if let Err(error) = state.db().unlock(&name, &holder).await {
+                tracing::warn!(%error, lock = %name, "Releasing a lock failed; it expires on its own.");
+            }
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(release);
         }
     }
 }

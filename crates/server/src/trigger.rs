@@ -74,6 +74,7 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
                 .await
                 .map_err(|e| ServerError::Internal(format!("compiling {path}: {e}")))?
         };
+        let mut specs = Vec::new();
         let (run, jobs) = match planned {
             Planned::NotTriggered => continue,
             Planned::Invalid { name, diagnostics, source } => {
@@ -93,6 +94,7 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
             Planned::Ok { plan, source, files } => {
                 let mut run = new_run(repo_id, &path, &plan.name, &trigger, &sha, repo, source, files)?;
                 let mut jobs = jobs_of(&plan);
+                specs = plan.jobs.iter().map(|j| crate::scheduler::JobConcurrency::of(&path, j)).collect();
                 if let Some((group, cancel_in_progress)) = concurrency(state, repo, &plan, &trigger, &sha) {
                     for older in state.db().active_in_group(repo_id, &group).await? {
                         // cancel-in-progress: every older run; else only those not started
@@ -111,7 +113,14 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
                 (run, jobs)
             }
         };
-        let (run_id, _) = state.db().create_run(&run, &jobs, now_ms()).await?;
+        let (run_id, job_ids) = state.db().create_run(&run, &jobs, now_ms()).await?;
+        // Jobs' `concurrency:`, evaluated by the scheduler when each becomes runnable.
+        for (id, spec) in job_ids.iter().zip(&specs) {
+            if let Some(spec) = spec {
+                let spec = serde_json::to_string(spec).map_err(|e| ServerError::Internal(format!("encoding a job's concurrency: {e}")))?;
+                state.db().put_job_concurrency(*id, &spec).await?;
+            }
+        }
         // Jobs with `environment:` wait in pending for their environment's gate.
         crate::scheduler::advance(state, run_id).await?;
         tracing::info!(run_id = %run_id, repository = %repo.name, workflow = %path, sha = %sha, "Run created.");
@@ -259,8 +268,10 @@ fn new_run(
 }
 
 /// The jobs of a plan as stored: queued when they need nothing (and target no environment),
-/// else pending.
+/// else pending. When a job has `concurrency:`, every job starts pending: the scheduler
+/// queues them once their groups are stored.
 fn jobs_of(plan: &workflow::Plan) -> Vec<NewJob> {
+    let grouped = plan.jobs.iter().any(|j| j.concurrency.is_some());
     plan.jobs
         .iter()
         .map(|job| {
@@ -273,7 +284,7 @@ fn jobs_of(plan: &workflow::Plan) -> Vec<NewJob> {
                 needs: json!(job.needs).to_string(),
                 labels: json!(labels).to_string(),
                 condition: job.condition.as_ref().map(|c| c.source().to_owned()),
-                status: if job.needs.is_empty() && job.environment.is_none() { JobStatus::Queued } else { JobStatus::Pending },
+                status: if job.needs.is_empty() && job.environment.is_none() && !grouped { JobStatus::Queued } else { JobStatus::Pending },
                 result: None,
                 log: None,
             }
