@@ -161,11 +161,18 @@ pub struct HeartbeatReply {
 
 /// `POST /api/v1/agent/jobs/{id}/logs`: lines in order; `seq` counts chunks of one attempt
 /// from 0 (a resent chunk is stored once).
+///
+/// A group is stored as the lines `::group::TITLE` and `::endgroup::` (the runner consumes
+/// those commands, so a step cannot print them literally).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogChunk {
     pub attempt: i64,
     pub seq: i64,
     pub lines: Vec<String>,
+    /// When the chunk's first line was read, by the agent's clock (milliseconds since the
+    /// Unix epoch). `0` (an older agent): the server's clock when the chunk arrived.
+    #[serde(default)]
+    pub time_ms: i64,
 }
 
 /// Where a step is.
@@ -188,6 +195,38 @@ pub struct StepReport {
     /// What the step set with `$GITHUB_OUTPUT` (sent when it is done).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub outputs: Map<String, Value>,
+    /// The markdown the step appended to `$GITHUB_STEP_SUMMARY` (masked; sent when it is
+    /// done), at most [`STEP_SUMMARY_MAX`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// When the step started (`running`) or finished (`done`), by the agent's clock
+    /// (milliseconds since the Unix epoch). `0` (an older agent): when the report arrived.
+    #[serde(default)]
+    pub time_ms: i64,
+}
+
+/// The most step summary markdown kept per step (GitHub's limit): longer is cut at a line
+/// end with a note (see [`cap_summary`]).
+pub const STEP_SUMMARY_MAX: usize = 1024 * 1024;
+
+/// `markdown` cut to at most [`STEP_SUMMARY_MAX`] bytes, at a line end where there is one,
+/// with a note saying so appended.
+pub fn cap_summary(markdown: String) -> String {
+    if markdown.len() <= STEP_SUMMARY_MAX {
+        return markdown;
+    }
+    const NOTE: &str = "\n\n*(The step summary was truncated: it exceeded 1 MiB.)*\n";
+    let mut end = STEP_SUMMARY_MAX - NOTE.len();
+    while !markdown.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Some(nl) = markdown[..end].rfind('\n') {
+        end = nl;
+    }
+    let mut out = markdown;
+    out.truncate(end);
+    out.push_str(NOTE);
+    out
 }
 
 /// One file of an artifact: its path inside the artifact and its contents' SHA-256 (hex).
@@ -276,6 +315,9 @@ pub struct Step {
     /// What the step set with `$GITHUB_OUTPUT`.
     #[serde(default)]
     pub outputs: Map<String, Value>,
+    /// The step summary markdown (`$GITHUB_STEP_SUMMARY`, masked, at most 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// A job (`GET /api/v1/runs/{id}/jobs`).
@@ -307,6 +349,9 @@ pub struct LogText {
     pub attempt: i64,
     pub seq: i64,
     pub text: String,
+    /// When the chunk's first line was read (agent clock, milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub time_ms: i64,
 }
 
 /// `POST /api/v1/dispatch`: a `workflow_dispatch` run.
@@ -404,4 +449,25 @@ pub struct Variable {
     pub value: String,
     pub source: String,
     pub updated_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_summary_over_1_mib_is_cut_at_a_line_end_with_a_note() {
+        assert_eq!(cap_summary("# short\n".into()), "# short\n");
+        let exact = "x".repeat(STEP_SUMMARY_MAX);
+        assert_eq!(cap_summary(exact.clone()), exact, "exactly 1 MiB is kept");
+        let long = "é row\n".repeat(STEP_SUMMARY_MAX / 7 + 10);
+        let cut = cap_summary(long);
+        assert!(cut.len() <= STEP_SUMMARY_MAX, "{}", cut.len());
+        let (body, note) = cut.split_once("\n\n*(").expect("a note");
+        assert!(body.lines().all(|l| l == "é row"), "whole lines only");
+        assert_eq!(note, "The step summary was truncated: it exceeded 1 MiB.)*\n");
+        // One line longer than the cap: cut inside it, on a character boundary.
+        let cut = cap_summary("é".repeat(STEP_SUMMARY_MAX));
+        assert!(cut.len() <= STEP_SUMMARY_MAX && cut.ends_with("1 MiB.)*\n"));
+    }
 }

@@ -55,6 +55,7 @@ async fn main() {
         default_platform: Platform::Host,
         artifact_dir: None,
         cache_dir: dir.path().join("cache"),
+        cache: None,
         actions_url: "https://github.com".into(),
         sandbox: false,
         docker_host: None,

@@ -857,7 +857,10 @@ pub(crate) struct CacheSave {
 }
 
 fn cache_backend(job: &JobRun) -> std::sync::Arc<dyn CacheBackend> {
-    std::sync::Arc::new(LocalCache::new(job.shared.options.cache_dir.join("cache")))
+    match &job.shared.options.cache {
+        Some(b) => b.clone(),
+        None => std::sync::Arc::new(LocalCache::new(job.shared.options.cache_dir.join("cache"))),
+    }
 }
 
 fn key_hash(key: &str) -> String {

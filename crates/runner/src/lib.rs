@@ -78,6 +78,9 @@ pub struct RunOptions {
     pub artifact_dir: Option<PathBuf>,
     /// Cache directory for `actions/cache` and fetched remote actions.
     pub cache_dir: PathBuf,
+    /// Where `actions/cache` keeps entries; `None`: a [`LocalCache`] in `cache_dir/cache`
+    /// (the server's agent passes one that talks to the server).
+    pub cache: Option<std::sync::Arc<dyn CacheBackend>>,
     /// Base URL remote actions are cloned from (`https://github.com`).
     pub actions_url: String,
     /// Run host steps in a bubblewrap sandbox.

@@ -183,7 +183,16 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
 #[derive(Default)]
 struct Outbox {
     lines: Vec<String>,
+    /// When the first of `lines` was read (unix ms, the agent's clock).
+    first_line_ms: Option<i64>,
     steps: Vec<StepReport>,
+}
+
+impl Outbox {
+    fn line(&mut self, line: String) {
+        self.first_line_ms.get_or_insert_with(now_ms);
+        self.lines.push(line);
+    }
 }
 
 /// What the agent remembers across events of one job.
@@ -191,6 +200,14 @@ struct Outbox {
 struct JobState {
     outputs: serde_json::Map<String, serde_json::Value>,
     step_names: std::collections::HashMap<usize, String>,
+    /// Step summary markdown of the running steps, sent with their `done` report.
+    summaries: std::collections::HashMap<usize, String>,
+}
+
+/// Milliseconds since the Unix epoch by the agent's clock.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &CancellationToken) {
@@ -281,10 +298,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>, ttl: Duration) {
+    send_lines_at(client, id, attempt, seq, lines, now_ms(), ttl).await;
+}
+
+async fn send_lines_at(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>, time_ms: i64, ttl: Duration) {
     if lines.is_empty() {
         return;
     }
-    let chunk = LogChunk { attempt, seq: *seq, lines };
+    let chunk = LogChunk { attempt, seq: *seq, lines, time_ms };
     *seq += 1;
     if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk, ttl).await {
         tracing::warn!(job_id = id, %error, "Sending a log chunk failed.");
@@ -313,9 +334,14 @@ fn outcome(o: StepOutcome) -> Conclusion {
 /// Appends what an event means for the log and the steps.
 fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
     match event {
-        Event::Log { lines, .. } => out.lines.extend(lines.iter().map(str::to_owned)),
+        Event::Log { lines, .. } => {
+            if !lines.is_empty() {
+                out.first_line_ms.get_or_insert_with(now_ms);
+                out.lines.extend(lines.iter().map(str::to_owned));
+            }
+        }
         Event::StepStarted { step, name, .. } => {
-            out.lines.push(format!("==> {name}"));
+            out.line(format!("==> {name}"));
             st.step_names.insert(step, name.clone());
             out.steps.push(StepReport {
                 attempt,
@@ -324,14 +350,33 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
                 state: StepState::Running,
                 conclusion: None,
                 outputs: Default::default(),
+                summary: None,
+                time_ms: now_ms(),
             });
         }
         Event::StepFinished { step, conclusion, outputs, .. } => {
             let c = outcome(conclusion);
             let name = st.step_names.get(&step).cloned().unwrap_or_default();
-            out.lines.push(format!("<== {name}: {}", c.as_str()));
+            out.line(format!("<== {name}: {}", c.as_str()));
             let outputs = outputs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-            out.steps.push(StepReport { attempt, number: step as i64, name, state: StepState::Done, conclusion: Some(c), outputs });
+            let summary = st.summaries.remove(&step).map(protocol::cap_summary);
+            out.steps.push(StepReport {
+                attempt,
+                number: step as i64,
+                name,
+                state: StepState::Done,
+                conclusion: Some(c),
+                outputs,
+                summary,
+                time_ms: now_ms(),
+            });
+        }
+        Event::StepSummary { step, markdown, .. } => {
+            let s = st.summaries.entry(step).or_default();
+            // Past the cap it is cut anyway: stop growing (a step appending in a loop).
+            if s.len() <= protocol::STEP_SUMMARY_MAX {
+                s.push_str(&markdown);
+            }
         }
         Event::Annotation { level, message, file, line, col, .. } => {
             let at = match (file, line, col) {
@@ -340,9 +385,12 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
                 (Some(f), None, _) => format!(" {f}:"),
                 _ => String::new(),
             };
-            out.lines.push(format!("{level}:{at} {message}"));
+            out.line(format!("{level}:{at} {message}"));
         }
-        Event::GroupStarted { title, .. } => out.lines.push(format!("▸ {title}")),
+        // Stored as the workflow commands (which the runner consumes, so a step cannot
+        // print them literally): the UI folds on them.
+        Event::GroupStarted { title, .. } => out.line(format!("::group::{title}")),
+        Event::GroupEnded { .. } => out.line("::endgroup::".to_owned()),
         Event::JobFinished { outputs: o, .. } => st.outputs.extend(o),
         _ => {}
     }
@@ -376,6 +424,10 @@ async fn execute(
         default_platform: runner::Platform::Host,
         artifact_dir: Some(artifact_dir.clone()),
         cache_dir: dir.join("cache"),
+        cache: Some(Arc::new(crate::agent_artifacts::ServerCache::new(
+            &crate::agent_artifacts::Http { client: &client.http, base: &client.base, token: &client.token },
+            id,
+        ))),
         actions_url: "https://github.com".to_owned(),
         sandbox: false,
         docker_host: None,
@@ -487,7 +539,8 @@ async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbo
             tracing::warn!(job_id = id, %error, "Reporting a step failed.");
         }
     }
-    send_lines(client, id, attempt, seq, out.lines, ttl).await;
+    let time_ms = out.first_line_ms.unwrap_or_else(now_ms);
+    send_lines_at(client, id, attempt, seq, out.lines, time_ms, ttl).await;
     for s in finished {
         if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s, ttl).await {
             tracing::warn!(job_id = id, %error, "Reporting a step failed.");

@@ -234,7 +234,8 @@ async fn logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<
     };
     let mut data = chunk.lines.join("\n");
     data.push('\n');
-    match state.db().append_log(job.id, chunk.attempt, chunk.seq, data.as_bytes(), now_ms()).await {
+    let time = if chunk.time_ms > 0 { chunk.time_ms } else { now_ms() };
+    match state.db().append_log(job.id, chunk.attempt, chunk.seq, data.as_bytes(), time).await {
         Ok(_) => {
             state.changed(crate::Change::Run(job.run.0));
             StatusCode::NO_CONTENT.into_response()
@@ -252,7 +253,7 @@ async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
         Ok(j) => j,
         Err(r) => return r,
     };
-    let now = now_ms();
+    let now = if step.time_ms > 0 { step.time_ms } else { now_ms() };
     let done = step.state == protocol::StepState::Done;
     let record = StepRecord {
         job: job.id,
@@ -264,6 +265,7 @@ async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
         started_at: (!done).then_some(now),
         finished_at: done.then_some(now),
         outputs: (!step.outputs.is_empty()).then(|| serde_json::Value::Object(step.outputs).to_string()),
+        summary: step.summary.map(protocol::cap_summary),
     };
     match state.db().record_step(&record).await {
         Ok(()) => {

@@ -182,6 +182,7 @@ async fn get_jobs(State(state): State<AppState>, headers: HeaderMap, Path(id): P
                     status: s.status,
                     conclusion: s.conclusion,
                     outputs: s.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default(),
+                    summary: s.summary,
                 })
                 .collect(),
         });
@@ -214,6 +215,7 @@ async fn new_chunks(
                 attempt: chunk.attempt,
                 seq: chunk.seq,
                 text: String::from_utf8_lossy(&chunk.data).into_owned(),
+                time_ms: chunk.created_at,
             });
         }
     }

@@ -24,6 +24,7 @@ mod agent_api;
 mod agent_artifacts;
 mod api;
 mod artifacts;
+mod caches;
 pub mod config;
 pub mod environments;
 pub mod git;
@@ -362,6 +363,7 @@ pub fn app(state: AppState) -> Router {
         .merge(users::audited(repos::routes(), &state))
         .merge(users::routes())
         .merge(artifacts::routes())
+        .merge(caches::routes())
         .merge(environments::routes())
         .merge(gitops_api::routes())
         .merge(ui::routes())

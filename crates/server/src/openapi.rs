@@ -74,7 +74,8 @@ fn run_schemas() -> Value {
         "Step": {"type": "object", "properties": {
             "attempt": {"type": "integer"}, "number": {"type": "integer"}, "name": {"type": "string"},
             "status": {"type": "string"}, "conclusion": {"type": ["string", "null"]},
-            "outputs": {"type": "object", "additionalProperties": true, "description": "what the step set with $GITHUB_OUTPUT"}
+            "outputs": {"type": "object", "additionalProperties": true, "description": "what the step set with $GITHUB_OUTPUT"},
+            "summary": {"type": "string", "description": "the step summary markdown ($GITHUB_STEP_SUMMARY, masked, at most 1 MiB); absent when none"}
         }},
         "Job": {"type": "object", "properties": {
             "id": {"type": "integer"}, "run_id": {"type": "integer"}, "key": {"type": "string"}, "name": {"type": "string"},
@@ -87,7 +88,8 @@ fn run_schemas() -> Value {
         }},
         "LogText": {"type": "object", "properties": {
             "job_id": {"type": "integer"}, "job_key": {"type": "string"}, "attempt": {"type": "integer"},
-            "seq": {"type": "integer"}, "text": {"type": "string"}
+            "seq": {"type": "integer"}, "text": {"type": "string"},
+            "time_ms": {"type": "integer", "description": "when the chunk's first line was read (agent clock, ms since the Unix epoch)"}
         }},
         "DispatchRequest": {"type": "object", "required": ["repository", "workflow", "ref"], "properties": {
             "repository": {"type": "string"}, "workflow": {"type": "string"}, "ref": {"type": "string"},

@@ -245,3 +245,61 @@ async fn rerunning_failed_jobs_keeps_the_successful_ones() {
     server.stop().await;
     forge.stop().await;
 }
+
+#[tokio::test]
+async fn step_summaries_groups_and_chunk_times_reach_the_api() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n          echo '::group::Compile'\n          echo compiling\n          echo '::endgroup::'\n          echo '# Report' >> $GITHUB_STEP_SUMMARY\n          echo '| tests | 3 |' >> $GITHUB_STEP_SUMMARY\n      - run: for i in $(seq 45000); do echo 'a row of a very long summary'; done >> $GITHUB_STEP_SUMMARY\n      - run: echo no-summary\n",
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let before = server::now_ms();
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    let done = server.finished(run).await;
+    assert_eq!(done.conclusion, Some(Conclusion::Success), "{}", server.log_text(run).await);
+    let after = server::now_ms();
+    let http = reqwest::Client::new();
+    let jobs: Vec<protocol::Job> =
+        http.get(format!("{}/api/v1/runs/{run}/jobs", server.url)).send().await.expect("jobs").json().await.expect("json");
+    let steps = &jobs[0].steps;
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps[0].summary.as_deref(), Some("# Report\n| tests | 3 |\n"));
+    let long = steps[1].summary.as_deref().expect("the long summary");
+    assert!(long.len() <= protocol::STEP_SUMMARY_MAX, "capped at 1 MiB: {}", long.len());
+    assert!(long.starts_with("a row of a very long summary\n") && long.ends_with("exceeded 1 MiB.)*\n"), "{}", &long[long.len() - 200..]);
+    assert!(!long.contains("a row of a very long summary\na row of a very long summ\n"), "cut at a line end");
+    assert_eq!(steps[2].summary, None);
+    let raw: serde_json::Value =
+        http.get(format!("{}/api/v1/runs/{run}/jobs", server.url)).send().await.expect("jobs").json().await.expect("json");
+    assert!(raw[0]["steps"][2].get("summary").is_none(), "no summary: no field");
+    // Groups are stored as the workflow commands the UI folds on.
+    let log = server.log_text(run).await;
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().position(|l| *l == "::group::Compile").expect(&log);
+    assert_eq!(&lines[at..at + 3], ["::group::Compile", "compiling", "::endgroup::"]);
+    // Every chunk carries the agent's time of its first line.
+    let chunks: Vec<protocol::LogText> = http
+        .get(format!("{}/api/v1/runs/{run}/logs", server.url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("logs")
+        .json()
+        .await
+        .expect("json");
+    assert!(!chunks.is_empty());
+    for c in &chunks {
+        assert!((before..=after).contains(&c.time_ms), "chunk {} at {} not within {before}..={after}", c.seq, c.time_ms);
+    }
+    assert!(chunks.windows(2).all(|w| w[0].time_ms <= w[1].time_ms), "times only grow");
+    server.stop().await;
+}

@@ -59,6 +59,7 @@ impl Fixture {
             default_platform: Platform::Host,
             artifact_dir: None,
             cache_dir: self.dir.path().join("cache"),
+            cache: None,
             actions_url: "https://github.com".into(),
             sandbox: false,
             docker_host: None,

@@ -182,6 +182,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         default_platform,
         artifact_dir: args.artifact_dir.as_ref().map(|d| cwd.join(d)),
         cache_dir: cache_dir(),
+        cache: None,
         actions_url: std::env::var("SLIPWAY_ACTIONS_URL")
             .ok()
             .filter(|s| !s.is_empty())

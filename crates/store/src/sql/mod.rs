@@ -27,6 +27,7 @@ pub use deployments::{
     Approval, AuditEvent, AuditFilter, Deployment, DeploymentId, DeploymentStatus, ForgeEvent, NewDeployment,
 };
 pub use concurrency::{EnterOptions, Entered};
+pub use caches::{CacheEntry, CacheReservation};
 pub use gitops::{GitopsApp, GitopsSync, SyncFilter};
 pub use users::{TokenId, TokenRecord, UserId, UserRecord, UserSettings};
 pub use environments::{EnvironmentSetting, StoredEnvironment};
@@ -294,6 +295,8 @@ pub struct LogChunk {
     pub attempt: i64,
     pub seq: i64,
     pub data: Vec<u8>,
+    /// When the chunk's first line was read (the agent's clock), milliseconds since the epoch.
+    pub created_at: i64,
 }
 
 /// One step of one attempt of a job.
@@ -310,7 +313,13 @@ pub struct StepRecord {
     /// What the step set with `$GITHUB_OUTPUT`, as a JSON object (opaque here); `None`
     /// until the step finished (or when it set none).
     pub outputs: Option<String>,
+    /// The markdown the step appended to `$GITHUB_STEP_SUMMARY`; `None` until the step
+    /// finished (or when it wrote none).
+    pub summary: Option<String>,
 }
+
+/// A step as the store keeps it (the name the API and UI code use).
+pub type Step = StepRecord;
 
 /// A registered agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1216,11 +1225,12 @@ impl Db {
     /// Creates or updates a step of one attempt.
     pub async fn record_step(&self, step: &StepRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (job_id, attempt, number) DO UPDATE SET name = excluded.name, status = excluded.status,
                 conclusion = excluded.conclusion, started_at = COALESCE(steps.started_at, excluded.started_at),
-                finished_at = excluded.finished_at, outputs = COALESCE(excluded.outputs, steps.outputs)",
+                finished_at = excluded.finished_at, outputs = COALESCE(excluded.outputs, steps.outputs),
+                summary = COALESCE(excluded.summary, steps.summary)",
         )
         .bind(step.job.0)
         .bind(step.attempt)
@@ -1231,6 +1241,7 @@ impl Db {
         .bind(step.started_at)
         .bind(step.finished_at)
         .bind(step.outputs.as_deref())
+        .bind(step.summary.as_deref())
         .execute(&self.pool)
         .await
         .map_err(q("recording a step"))?;
@@ -1239,7 +1250,7 @@ impl Db {
 
     pub async fn steps(&self, job: JobId) -> Result<Vec<StepRecord>> {
         let rows = sqlx::query(
-            "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs FROM steps
+            "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs, summary FROM steps
              WHERE job_id = $1 ORDER BY attempt, number",
         )
         .bind(job.0)
@@ -1258,6 +1269,7 @@ impl Db {
                     started_at: get(row, "started_at")?,
                     finished_at: get(row, "finished_at")?,
                     outputs: get(row, "outputs")?,
+                    summary: get(row, "summary")?,
                 })
             })
             .collect()
@@ -1286,7 +1298,7 @@ impl Db {
     pub async fn logs(&self, job: JobId, after: Option<(i64, i64)>) -> Result<Vec<LogChunk>> {
         let (a, s) = after.unwrap_or((-1, -1));
         let rows = sqlx::query(
-            "SELECT job_id, attempt, seq, data FROM log_chunks
+            "SELECT job_id, attempt, seq, data, created_at FROM log_chunks
              WHERE job_id = $1 AND (attempt > $2 OR (attempt = $2 AND seq > $3))
              ORDER BY attempt, seq",
         )
@@ -1303,6 +1315,7 @@ impl Db {
                     attempt: get(row, "attempt")?,
                     seq: get(row, "seq")?,
                     data: get(row, "data")?,
+                    created_at: get(row, "created_at")?,
                 })
             })
             .collect()

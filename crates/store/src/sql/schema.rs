@@ -164,6 +164,13 @@ pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        7,
+        &[
+            // The markdown a step appended to `$GITHUB_STEP_SUMMARY` (masked, at most 1 MiB).
+            "ALTER TABLE steps ADD COLUMN summary TEXT",
+        ],
+    ),
 ];
 
 /// One migration statement in the backend's dialect.

@@ -297,6 +297,9 @@ async fn logs_are_idempotent_and_ordered_and_steps_upsert() {
         assert_eq!(all, [b"one\n".to_vec(), b"two\n".to_vec(), b"retry\n".to_vec()]);
         let after: Vec<_> = db.logs(j, Some((1, 0))).await.expect("logs").into_iter().map(|c| (c.attempt, c.seq)).collect();
         assert_eq!(after, [(1, 1), (2, 0)]);
+        assert!(db.append_log(j, 3, 0, b"timed\n", 1_700_000_000_123).await.expect("log"));
+        let timed = db.logs(j, Some((2, 0))).await.expect("logs");
+        assert_eq!(timed.iter().map(|c| c.created_at).collect::<Vec<_>>(), [1_700_000_000_123], "a chunk keeps its time");
         let mut step = StepRecord {
             job: j,
             attempt: 1,
@@ -307,6 +310,7 @@ async fn logs_are_idempotent_and_ordered_and_steps_upsert() {
             started_at: Some(5),
             finished_at: None,
             outputs: None,
+            summary: None,
         };
         db.record_step(&step).await.expect("step");
         step.status = "done".into();
@@ -314,11 +318,16 @@ async fn logs_are_idempotent_and_ordered_and_steps_upsert() {
         step.started_at = None;
         step.finished_at = Some(9);
         step.outputs = Some(r#"{"digest":"sha256:ab"}"#.into());
+        step.summary = Some("# Tests\n\n| ok | 3 |\n".into());
         db.record_step(&step).await.expect("step");
+        // A report resent without the summary (an older agent) keeps it.
+        let resent = Step { summary: None, ..step.clone() };
+        db.record_step(&resent).await.expect("step");
         let steps = db.steps(j).await.expect("steps");
         assert_eq!(steps.len(), 1);
         assert_eq!((steps[0].started_at, steps[0].finished_at, steps[0].conclusion.as_deref()), (Some(5), Some(9), Some("success")));
         assert_eq!(steps[0].outputs.as_deref(), Some(r#"{"digest":"sha256:ab"}"#), "step outputs are kept");
+        assert_eq!(steps[0].summary.as_deref(), Some("# Tests\n\n| ok | 3 |\n"), "the step summary is kept");
     })
     .await;
 }
