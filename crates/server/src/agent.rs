@@ -391,7 +391,16 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
         // print them literally): the UI folds on them.
         Event::GroupStarted { title, .. } => out.line(format!("::group::{title}")),
         Event::GroupEnded { .. } => out.line("::endgroup::".to_owned()),
-        Event::JobFinished { outputs: o, .. } => st.outputs.extend(o),
+        // A matrix leg's id is `key (values)` (a job key has no space): the run page shows
+        // each leg's state from these lines.
+        Event::JobStarted { job, .. } if job.contains(' ') => out.line(format!("::leg::{job}")),
+        Event::JobFinished { job, result, outputs: o, .. } => {
+            if job.contains(' ') {
+                let result = serde_json::to_value(result).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                out.line(format!("::endleg::{result}::{job}"));
+            }
+            st.outputs.extend(o);
+        }
         _ => {}
     }
 }
