@@ -485,8 +485,8 @@ async fn render(
     }
     h.push_str("<span class=\"status\" role=\"status\" id=\"action-status\"></span></div></div>");
     // Deployments waiting on reviewers.
-    let users = &state.config().users;
-    let me = users.iter().find(|u| u.name == viewer.name);
+    let me = crate::users::by_name(state, &viewer.name);
+    let me = me.as_ref();
     for d in deployments
         .iter()
         .filter(|d| d.status == DeploymentStatus::Waiting)
