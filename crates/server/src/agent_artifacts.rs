@@ -183,3 +183,135 @@ pub(crate) async fn upload(
     names.sort();
     Ok(names)
 }
+
+// ---------------------------------------------------------------------------------------
+// caches
+
+/// `actions/cache` through the server (see `caches` for the server's side): the runner's
+/// [`runner::CacheBackend`] for one job, authenticated by the job's lease.
+#[derive(Debug)]
+pub(crate) struct ServerCache {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    job: i64,
+}
+
+impl ServerCache {
+    pub(crate) fn new(http: &Http<'_>, job: i64) -> ServerCache {
+        ServerCache { client: http.client.clone(), base: http.base.to_owned(), token: http.token.to_owned(), job }
+    }
+
+    fn http(&self) -> Http<'_> {
+        Http { client: &self.client, base: &self.base, token: &self.token }
+    }
+
+    async fn post<B: serde::Serialize>(&self, path: &str, body: &B) -> Result<reqwest::Response, ArtifactError> {
+        let url = format!("{}{path}", self.base);
+        self.client.post(&url).bearer_auth(&self.token).json(body).send().await.map_err(|source| ArtifactError::Http { url, source })
+    }
+
+    async fn find(&self, keys: &[String], version: &str) -> Result<Option<crate::caches::CacheFound>, ArtifactError> {
+        let path = crate::caches::agent_lookup_path(self.job);
+        let resp = self.post(&path, &crate::caches::CacheLookup { keys: keys.to_vec(), version: version.to_owned() }).await?;
+        let url = format!("{}{path}", self.base);
+        let resp = check(&url, resp).await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        resp.json().await.map(Some).map_err(|source| ArtifactError::Http { url, source })
+    }
+
+    async fn store(&self, key: &str, version: &str, tar: &Path) -> Result<runner::CacheSaved, ArtifactError> {
+        // Reserve first: a second writer of the key uploads nothing.
+        let path = crate::caches::agent_reserve_path(self.job);
+        let url = format!("{}{path}", self.base);
+        let resp = self.post(&path, &crate::caches::CacheReserve { key: key.to_owned(), version: version.to_owned() }).await?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(runner::CacheSaved::Exists);
+        }
+        let reserved: crate::caches::CacheReserved =
+            check(&url, resp).await?.json().await.map_err(|source| ArtifactError::Http { url: url.clone(), source })?;
+        let (hex, size) = file_sha256(tar).await?;
+        let digest = format!("sha256:{hex}");
+        let blob_url = format!("{}{}", self.base, protocol::paths::agent_blob(self.job, &digest));
+        let head = self.client.head(&blob_url).bearer_auth(&self.token).send().await.map_err(|source| ArtifactError::Http { url: blob_url.clone(), source })?;
+        if !head.status().is_success() {
+            let file = tokio::fs::File::open(tar).await.map_err(io("opening", tar))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            let resp = self
+                .client
+                .put(&blob_url)
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(body)
+                .send()
+                .await
+                .map_err(|source| ArtifactError::Http { url: blob_url.clone(), source })?;
+            check(&blob_url, resp).await?;
+        }
+        let path = crate::caches::agent_commit_path(self.job, reserved.id);
+        let url = format!("{}{path}", self.base);
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let resp = self.post(&path, &crate::caches::CacheCommit { digest, size }).await?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(runner::CacheSaved::Exists);
+        }
+        check(&url, resp).await?;
+        Ok(runner::CacheSaved::Saved)
+    }
+}
+
+/// The SHA-256 (hex) and size of a file.
+async fn file_sha256(path: &Path) -> Result<(String, u64), ArtifactError> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&owned).map_err(io("opening", &owned))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(io("reading", &owned))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((hex::encode(hasher.finalize()), size))
+    })
+    .await
+    .map_err(|e| ArtifactError::Io { action: "hashing", path: path.to_owned(), source: std::io::Error::other(e) })?
+}
+
+/// The error and its sources, `: `-separated.
+fn cache_error(e: ArtifactError) -> runner::CacheError {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    runner::CacheError(out)
+}
+
+#[async_trait::async_trait]
+impl runner::CacheBackend for ServerCache {
+    async fn lookup(&self, keys: &[String], version: &str) -> Result<Option<String>, runner::CacheError> {
+        Ok(self.find(keys, version).await.map_err(cache_error)?.map(|f| f.key))
+    }
+
+    async fn restore(&self, keys: &[String], version: &str, scratch: &Path) -> Result<Option<runner::CacheHit>, runner::CacheError> {
+        let Some(found) = self.find(keys, version).await.map_err(cache_error)? else { return Ok(None) };
+        let Some(hex) = found.digest.strip_prefix("sha256:") else {
+            return Err(runner::CacheError(format!("the server named the archive `{}`, not a sha256 digest", found.digest)));
+        };
+        let tar = scratch.join("restore.tar");
+        fetch_blob(&self.http(), self.job, hex, &tar).await.map_err(cache_error)?;
+        Ok(Some(runner::CacheHit { key: found.key, tar }))
+    }
+
+    async fn save(&self, key: &str, version: &str, tar: &Path) -> Result<runner::CacheSaved, runner::CacheError> {
+        self.store(key, version, tar).await.map_err(cache_error)
+    }
+}

@@ -48,7 +48,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The job `id`, if `agent` is running it (any attempt).
-async fn running_job(state: &AppState, headers: &HeaderMap, id: i64) -> Result<(Agent, Job), Response> {
+pub(crate) async fn running_job(state: &AppState, headers: &HeaderMap, id: i64) -> Result<(Agent, Job), Response> {
     let agent = authenticate_agent(state, headers).await?;
     match state.db().job(JobId(id)).await {
         Ok(Some(job)) if job.agent == Some(agent.id) && job.status == JobStatus::Running => Ok((agent, job)),
