@@ -238,6 +238,20 @@ impl Db {
     /// The runs with a job waiting (not admitted, not done) in a group that one of `run`'s
     /// done jobs held: they may go on now.
     pub async fn runs_waiting_on(&self, run: RunId) -> Result<Vec<RunId>> {
+        // Under the groups' lock: a job entering a group concurrently has either seen this
+        // run's jobs done, or committed its row before this reads (no lost wake-up).
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(q("starting a transaction to find waiting jobs"))?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(GROUPS_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("locking the concurrency groups"))?;
+        }
         let rows = sqlx::query(
             "SELECT DISTINCT wj.run_id FROM jobs d
              JOIN job_concurrency_groups dg ON dg.job_id = d.id
@@ -246,9 +260,12 @@ impl Db {
              WHERE d.run_id = $1 AND d.status = 'done' AND wg.admitted = 0 AND wj.status <> 'done'",
         )
         .bind(run.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(q("finding the jobs waiting in a run's concurrency groups"))?;
+        tx.commit()
+            .await
+            .map_err(q("ending a transaction to find waiting jobs"))?;
         rows.iter().map(|r| Ok(RunId(get(r, "run_id")?))).collect()
     }
 
