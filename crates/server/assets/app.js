@@ -21,7 +21,10 @@ async function refresh() {
   if (refreshing) { again = true; return; }
   refreshing = true;
   try {
-    const res = await fetch(location.href, { headers: { 'X-Slipway-UI': '1' } });
+    // Keep showing the job whose log is open (without ?job= the server would pick another).
+    const u = new URL(location.href), log = document.getElementById('log');
+    if (log && !u.searchParams.has('job')) u.searchParams.set('job', log.dataset.job);
+    const res = await fetch(u.href, { headers: { 'X-Slipway-UI': '1' } });
     if (res.ok) {
       const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
       const fresh = doc.getElementById('live'), old = document.getElementById('live');

@@ -578,6 +578,27 @@ async fn render(
             }
             h.push_str("</ol>");
         }
+        let summaries: Vec<_> = steps
+            .iter()
+            .filter(|s| s.attempt == j.attempt)
+            .filter_map(|s| Some((s, s.summary.as_deref().filter(|m| !m.trim().is_empty())?)))
+            .collect();
+        if !summaries.is_empty() {
+            let _ = write!(
+                h,
+                "<section class=\"summary\" aria-label=\"Job summary\"><h3>{} summary</h3>",
+                Esc(&j.name)
+            );
+            for (s, md) in summaries {
+                let _ = write!(
+                    h,
+                    "<div class=\"markdown\" data-step=\"{}\">{}</div>",
+                    Esc(&s.name),
+                    markdown(md)
+                );
+            }
+            h.push_str("</section>");
+        }
         let artifacts = state.db().artifacts(run.id, None).await?;
         if !artifacts.is_empty() {
             h.push_str("<h3>Artifacts</h3><ul class=\"artifacts\">");
@@ -620,6 +641,58 @@ async fn render(
         "Repositories",
         &h,
     ))
+}
+
+/// A step summary (GitHub-flavoured markdown from `$GITHUB_STEP_SUMMARY`, masked by the
+/// runner) as HTML. Raw HTML in it is shown as text, and links or images with a script
+/// scheme (`javascript:`, `vbscript:`, `data:`) lose their target: what a job prints never
+/// runs in the page.
+pub(crate) fn markdown(md: &str) -> String {
+    use pulldown_cmark::{CowStr, Event as Md, Options, Parser, Tag};
+    fn safe(url: CowStr<'_>) -> CowStr<'_> {
+        let scheme: String = url
+            .trim_start()
+            .chars()
+            .take_while(|c| *c != ':')
+            .filter(|c| !c.is_whitespace() && !c.is_control())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if url.contains(':') && matches!(scheme.as_str(), "javascript" | "vbscript" | "data") {
+            CowStr::Borrowed("#")
+        } else {
+            url
+        }
+    }
+    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let events = Parser::new_ext(md, opts).map(|e| match e {
+        Md::Html(t) | Md::InlineHtml(t) => Md::Text(t),
+        Md::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Md::Start(Tag::Link {
+            link_type,
+            dest_url: safe(dest_url),
+            title,
+            id,
+        }),
+        Md::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Md::Start(Tag::Image {
+            link_type,
+            dest_url: safe(dest_url),
+            title,
+            id,
+        }),
+        other => other,
+    });
+    let mut out = String::with_capacity(md.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
 }
 
 #[derive(Deserialize)]
@@ -673,6 +746,8 @@ pub(crate) struct LogQuery {
 struct Chunk<'a> {
     attempt: i64,
     seq: i64,
+    /// When the chunk's first line was read (the agent's clock, unix ms).
+    time: i64,
     text: &'a str,
 }
 
@@ -741,6 +816,7 @@ pub(crate) async fn job_log(
                             let data = serde_json::to_string(&Chunk {
                                 attempt: c.attempt,
                                 seq: c.seq,
+                                time: c.created_at,
                                 text: &text,
                             })
                             .unwrap_or_default();
@@ -871,7 +947,12 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("href=\"?job=2#L2\""), "{svg}");
-        assert!(svg.contains(">✗</text><text x=\"44\""), "{svg}");
+        let cli = &svg[svg.find("data-leg=\"test (cli)\"").expect("the cli leg")..];
+        let cli = &cli[..cli.find("</a>").expect("its end")];
+        assert!(
+            cli.contains(">✗</text>") && cli.contains(">cli</text>"),
+            "{cli}"
+        );
         assert!(svg.contains(">doc</text>"), "{svg}");
         // Edges go to and from the group: build -> test -> package.
         assert_eq!(svg.matches("class=\"edge\"").count(), 2);
@@ -892,5 +973,24 @@ mod tests {
         );
         assert_eq!(legs.len(), 1);
         assert_eq!((legs[0].state.as_str(), legs[0].line), ("success", Some(1)));
+    }
+
+    #[test]
+    fn summaries_are_markdown_without_raw_html_or_script_links() {
+        let html = markdown(
+            "### wordcount 1.2.0\n- `dist.tar.gz`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n\
+             <script>alert(1)</script>\n\nhi <img src=x onerror=alert(1)> [x](javascript:alert(1)) [ok](https://example.com)\n",
+        );
+        assert!(html.contains("<h3>wordcount 1.2.0</h3>"), "{html}");
+        assert!(html.contains("<code>dist.tar.gz</code>"), "{html}");
+        assert!(html.contains("<table>"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(html.contains("href=\"https://example.com\""), "{html}");
     }
 }
