@@ -16,8 +16,8 @@
 //! artifacts' contents in a blob store (files under `--data` or S3), their manifests in the
 //! store (`artifacts`).
 //!
-//! What it does not do (yet): job-level `concurrency:`, and caches through the server
-//! (`actions/cache` keeps its cache on the agent).
+//! What it does not do (yet): caches through the server (`actions/cache` keeps its cache on
+//! the agent).
 
 pub mod agent;
 mod agent_api;
@@ -360,6 +360,7 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .merge(agent_api::routes())
         .merge(api::routes())
+        .merge(scheduler::routes())
         .merge(users::audited(repos::routes(), &state))
         .merge(users::routes())
         .merge(artifacts::routes())

@@ -260,6 +260,10 @@ fn run_paths() -> Value {
             "summary": "Cancel a run (maintainer or admin)", "parameters": id_param(),
             "responses": with_errors(json!({"202": {"description": "cancelling"}, "403": {"description": "viewer"}, "409": {"description": "already finished"}}))
         }},
+        "/api/v1/jobs/{id}/cancel": {"post": {
+            "summary": "Cancel one job (maintainer or admin): not started, it ends now; running, its agent stops it. Its dependents are skipped and its run ends cancelled", "parameters": id_param(),
+            "responses": with_errors(json!({"202": {"description": "cancelling"}, "403": {"description": "viewer"}, "404": {"description": "no such job"}, "409": {"description": "already finished"}}))
+        }},
         "/api/v1/runs/{id}/rerun": {"post": {
             "summary": "Re-run the failed jobs (or, with all=true, every job) of a finished run and their dependents (maintainer or admin)",
             "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},

@@ -218,7 +218,7 @@ async fn concurrency_gate(
         return Ok(Gate::Open);
     }
     let reason = format!(
-        "cancelled: job {} of run {} entered concurrency group {}",
+        "superseded by job {} of run {} in concurrency group {}",
         job.key,
         run.id,
         groups.join(", ")
@@ -248,6 +248,46 @@ async fn concurrency_gate(
         tracing::debug!(job_id = %job.id, groups = ?groups, "Job waits for its concurrency group.");
         Ok(Gate::Wait)
     }
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: cancels one job (maintainer or admin).
+pub(crate) fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route(
+        "/api/v1/jobs/{id}/cancel",
+        axum::routing::post(cancel_job_route),
+    )
+}
+
+async fn cancel_job_route(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let actor = match crate::api::authorize(&state, &headers, crate::api::Need::Write) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let job = match state.db().job(JobId(id)).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return crate::error_response(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => return crate::internal(e),
+    };
+    match cancel_job(&state, job.id, &actor).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return crate::error_response(
+                StatusCode::CONFLICT,
+                format!("job {id} has already finished"),
+            );
+        }
+        Err(e) => return crate::internal(e),
+    }
+    if let Ok(Some(run)) = state.db().run(job.run).await {
+        crate::api::audit_run(&state, &actor, &run, &format!("job.cancel {}", job.key)).await;
+    }
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// Cancels one job: not started, it ends now (and its run advances); running, its agent

@@ -1,19 +1,34 @@
 //! `concurrency:` groups: with `cancel-in-progress` a new run cancels the running one; without
 //! it a group has at most one running and one waiting run (a newer waiting run replaces an
 //! older one), and the waiting run starts when the running one ends.
+//!
+//! Job-level groups (`jobs.<id>.concurrency`) the same way, across runs and workflows of a
+//! repository, on SQLite and on PostgreSQL, with a real agent (capacity 4) running the steps'
+//! processes.
 
 mod common;
 
 use common::*;
 use server::config::Forge;
-use store::sql::{Conclusion, RunId};
+use store::sql::{Conclusion, Job, JobStatus, RunId};
 use test_support::git::GitDaemon;
+use tokio_util::sync::CancellationToken;
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
 async fn push(server: &TestServer, clone_url: &str, sha: &str, delivery: &str) -> i64 {
     let body = gitea_push("team/app", clone_url, "refs/heads/main", ZERO, sha, &[]);
-    created(post_gitea(&server.url, "push", delivery, body.to_string().as_bytes(), SECRET).await).await[0]
+    created(
+        post_gitea(
+            &server.url,
+            "push",
+            delivery,
+            body.to_string().as_bytes(),
+            SECRET,
+        )
+        .await,
+    )
+    .await[0]
 }
 
 async fn wait_for_log(server: &mut TestServer, run: i64, text: &str) {
@@ -54,9 +69,18 @@ async fn cancel_in_progress_cancels_the_running_run() {
     let two = push(&server, &clone_url, &second, "d2").await;
     let done_one = server.finished(one).await;
     let done_two = server.finished(two).await;
-    assert_eq!(done_one.concurrency_group.as_deref(), Some("ci-refs/heads/main"));
-    assert_eq!((done_one.conclusion, done_two.conclusion), (Some(Conclusion::Cancelled), Some(Conclusion::Success)));
-    assert!(done_two.started_at >= done_one.finished_at, "{done_one:?} {done_two:?}");
+    assert_eq!(
+        done_one.concurrency_group.as_deref(),
+        Some("ci-refs/heads/main")
+    );
+    assert_eq!(
+        (done_one.conclusion, done_two.conclusion),
+        (Some(Conclusion::Cancelled), Some(Conclusion::Success))
+    );
+    assert!(
+        done_two.started_at >= done_one.finished_at,
+        "{done_one:?} {done_two:?}"
+    );
     server.stop().await;
 }
 
@@ -88,14 +112,484 @@ async fn without_cancel_in_progress_one_runs_and_the_newest_waits() {
     wait_for_log(&mut server, one, "deploying").await;
     let two = push(&server, &clone_url, &b, "d2").await;
     let jobs = server.state.db().jobs(RunId(two)).await.expect("jobs");
-    assert_eq!(jobs[0].status, store::sql::JobStatus::Pending, "waits for the running run");
+    assert_eq!(
+        jobs[0].status,
+        store::sql::JobStatus::Pending,
+        "waits for the running run"
+    );
     let three = push(&server, &clone_url, &c, "d3").await;
     let done_two = server.finished(two).await;
-    assert_eq!(done_two.conclusion, Some(Conclusion::Cancelled), "replaced by the newer waiting run");
+    assert_eq!(
+        done_two.conclusion,
+        Some(Conclusion::Cancelled),
+        "replaced by the newer waiting run"
+    );
     std::fs::write(&go, "").expect("let the deploys finish");
     let done_one = server.finished(one).await;
     let done_three = server.finished(three).await;
-    assert_eq!((done_one.conclusion, done_three.conclusion), (Some(Conclusion::Success), Some(Conclusion::Success)));
-    assert!(done_three.started_at >= done_one.finished_at, "{done_one:?} {done_three:?}");
+    assert_eq!(
+        (done_one.conclusion, done_three.conclusion),
+        (Some(Conclusion::Success), Some(Conclusion::Success))
+    );
+    assert!(
+        done_three.started_at >= done_one.finished_at,
+        "{done_one:?} {done_three:?}"
+    );
     server.stop().await;
+}
+
+// --- job-level concurrency ---------------------------------------------------------------------
+
+/// A fresh database on the test PostgreSQL server.
+fn fresh_postgres() -> String {
+    let base = test_support::postgres();
+    let name = format!("slipway_concurrency_{}", uuid::Uuid::new_v4().simple());
+    let out =
+        std::process::Command::new(test_support::require_command("psql", "postgresql-client"))
+            .args([
+                base.as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .expect("psql");
+    assert!(
+        out.status.success(),
+        "creating a database: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (prefix, _) = base.rsplit_once('/').expect("url with a path");
+    format!("{prefix}/{name}")
+}
+
+/// Each test runs on SQLite (`None`, the default) and on a fresh PostgreSQL database.
+fn databases() -> [Option<String>; 2] {
+    [None, Some(fresh_postgres())]
+}
+
+/// A server with one real agent (4 jobs at a time) on `database`.
+struct Bench {
+    server: TestServer,
+    clone_url: String,
+    agent: tokio::task::JoinHandle<Result<(), server::agent::AgentError>>,
+    agent_stop: CancellationToken,
+    _work: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(clone_url: &str, database: Option<String>) -> Bench {
+        eprintln!("database: {}", database.as_deref().unwrap_or("sqlite"));
+        let server = TestServer::start(ServerSetup {
+            repositories: vec![repo_config("team/app", clone_url, Forge::Gitea, None)],
+            embedded_agent: false,
+            agent_token: Some("agent-secret".into()),
+            database_url: database,
+            lease_ttl: std::time::Duration::from_millis(1500),
+            ..ServerSetup::default()
+        })
+        .await;
+        let work = test_support::tempdir();
+        let agent_stop = CancellationToken::new();
+        let agent = tokio::spawn(server::agent::run(
+            server::agent::AgentOptions {
+                server: server.url.clone(),
+                token: "agent-secret".into(),
+                name: "agent-1".into(),
+                labels: Vec::new(),
+                work_dir: work.path().to_owned(),
+                capacity: 4,
+            },
+            agent_stop.clone(),
+        ));
+        Bench {
+            server,
+            clone_url: clone_url.to_owned(),
+            agent,
+            agent_stop,
+            _work: work,
+        }
+    }
+
+    /// Pushes `sha` to main: the ids of the runs it created.
+    async fn push(&self, sha: &str, delivery: &str) -> Vec<i64> {
+        let body = gitea_push(
+            "team/app",
+            &self.clone_url,
+            "refs/heads/main",
+            ZERO,
+            sha,
+            &[],
+        );
+        created(
+            post_gitea(
+                &self.server.url,
+                "push",
+                delivery,
+                body.to_string().as_bytes(),
+                SECRET,
+            )
+            .await,
+        )
+        .await
+    }
+
+    async fn job(&mut self, run: i64, key: &str, pred: impl Fn(&Job) -> bool) -> Job {
+        let jobs = self
+            .server
+            .jobs_until(run, |jobs| jobs.iter().any(|j| j.key == key && pred(j)))
+            .await;
+        jobs.into_iter().find(|j| j.key == key).expect("the job")
+    }
+
+    async fn jobs(&self, run: i64) -> Vec<Job> {
+        self.server.state.db().jobs(RunId(run)).await.expect("jobs")
+    }
+
+    async fn stop(self) {
+        self.agent_stop.cancel();
+        self.agent.await.expect("agent task").expect("agent ran");
+        self.server.stop().await;
+    }
+}
+
+fn results(jobs: &[Job]) -> Vec<(&str, Option<Conclusion>)> {
+    jobs.iter().map(|j| (j.key.as_str(), j.result)).collect()
+}
+
+/// A deploy step that says `deploying-NAME` and waits for the file `go`.
+fn deploy_workflow(name: &str, group: &str, go: &std::path::Path) -> String {
+    format!(
+        "name: {name}\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo built\n  deploy:\n    needs: build\n    runs-on: x\n    concurrency: {group}\n    steps:\n      - run: |\n          echo deploying-{name}\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
+        go = go.display()
+    )
+}
+
+#[tokio::test]
+async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        let marks = test_support::tempdir();
+        let go = marks.path().join("go");
+        tree.write(
+            ".gitea/workflows/ci.yml",
+            &deploy_workflow("ci", "production", &go),
+        );
+        tree.write(
+            ".gitea/workflows/release.yml",
+            &deploy_workflow("release", "production", &go),
+        );
+        let sha = tree.commit("two workflows");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let runs = bench.push(&sha, "d1").await;
+        assert_eq!(runs.len(), 2);
+        // Both builds run (they have no group); one deploy holds `production`.
+        for run in &runs {
+            bench
+                .job(*run, "build", |j| j.status == JobStatus::Done)
+                .await;
+        }
+        let (holder, waiter) = loop {
+            let a = bench.jobs(runs[0]).await;
+            let b = bench.jobs(runs[1]).await;
+            let running = |jobs: &[Job]| {
+                jobs.iter()
+                    .any(|j| j.key == "deploy" && j.status == JobStatus::Running)
+            };
+            if running(&a) {
+                break (runs[0], runs[1]);
+            }
+            if running(&b) {
+                break (runs[1], runs[0]);
+            }
+            let _ = bench.server.changes.recv().await;
+        };
+        bench
+            .job(holder, "deploy", |j| j.status == JobStatus::Running)
+            .await;
+        // The agent has room for more, yet the other deploy is not even queued.
+        let waiting = bench.jobs(waiter).await;
+        let deploy = waiting.iter().find(|j| j.key == "deploy").expect("deploy");
+        assert_eq!(
+            deploy.status,
+            JobStatus::Pending,
+            "waits for the group: {waiting:?}"
+        );
+        std::fs::write(&go, "").expect("let the deploys finish");
+        let first = bench.server.finished(holder).await;
+        let second = bench.server.finished(waiter).await;
+        assert_eq!(
+            (first.conclusion, second.conclusion),
+            (Some(Conclusion::Success), Some(Conclusion::Success))
+        );
+        let a = bench
+            .jobs(holder)
+            .await
+            .into_iter()
+            .find(|j| j.key == "deploy")
+            .expect("deploy");
+        let b = bench
+            .jobs(waiter)
+            .await
+            .into_iter()
+            .find(|j| j.key == "deploy")
+            .expect("deploy");
+        assert!(
+            b.started_at >= a.finished_at,
+            "never both in the group: {a:?} {b:?}"
+        );
+        bench.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn cancel_in_progress_stops_the_running_job_on_the_agent_and_skips_its_dependents() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        let marks = test_support::tempdir();
+        let pid = marks.path().join("pid");
+        tree.write(
+            ".gitea/workflows/deploy.yml",
+            &format!(
+                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency:\n      group: deploy-${{{{ github.ref }}}}\n      cancel-in-progress: ${{{{ github.ref == 'refs/heads/main' }}}}\n    steps:\n      - run: |\n          if [ -e {pid} ]; then echo fast; exit 0; fi\n          echo slow-start; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}\n          exec sleep 120\n  notify:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo notified\n",
+                pid = pid.display()
+            ),
+        );
+        let first = tree.commit("one");
+        tree.push("main");
+        let second = tree.commit("two");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let one = bench.push(&first, "d1").await[0];
+        loop {
+            if bench.server.log_text(one).await.contains("slow-start") {
+                break;
+            }
+            let _ = bench.server.changes.recv().await;
+        }
+        let process: i32 = std::fs::read_to_string(&pid)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        assert!(
+            std::path::Path::new(&format!("/proc/{process}")).exists(),
+            "the step's process runs"
+        );
+        let two = bench.push(&second, "d2").await[0];
+        let done_one = bench.server.finished(one).await;
+        let done_two = bench.server.finished(two).await;
+        let jobs_one = bench.jobs(one).await;
+        assert_eq!(
+            results(&jobs_one),
+            [
+                ("deploy", Some(Conclusion::Cancelled)),
+                ("notify", Some(Conclusion::Skipped))
+            ]
+        );
+        let reason = format!(
+            "superseded by job deploy of run {two} in concurrency group deploy-refs/heads/main"
+        );
+        assert_eq!(jobs_one[0].reason.as_deref(), Some(reason.as_str()));
+        assert_eq!(done_one.conclusion, Some(Conclusion::Cancelled));
+        assert_eq!(
+            done_one.reason,
+            Some(format!("job deploy was cancelled: {reason}"))
+        );
+        assert_eq!(
+            results(&bench.jobs(two).await),
+            [
+                ("deploy", Some(Conclusion::Success)),
+                ("notify", Some(Conclusion::Success))
+            ]
+        );
+        assert_eq!(done_two.conclusion, Some(Conclusion::Success));
+        // The agent stopped the step's process (it was `sleep 120`).
+        let mut gone = false;
+        for _ in 0..100 {
+            if !std::path::Path::new(&format!("/proc/{process}")).exists() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(gone, "process {process} of the cancelled step still runs");
+        let deploy_two = bench
+            .jobs(two)
+            .await
+            .into_iter()
+            .find(|j| j.key == "deploy")
+            .expect("deploy");
+        assert!(
+            deploy_two.started_at >= jobs_one[0].finished_at,
+            "the new job waited for the cancelled one to stop"
+        );
+        bench.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_group() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        let marks = test_support::tempdir();
+        let go = marks.path().join("go");
+        tree.write(
+            ".gitea/workflows/deploy.yml",
+            &format!(
+                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: deploy-${{{{ matrix.region }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
+                go = go.display()
+            ),
+        );
+        let a = tree.commit("a");
+        tree.push("main");
+        let b = tree.commit("b");
+        let c = tree.commit("c");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let one = bench.push(&a, "d1").await[0];
+        bench
+            .job(one, "deploy", |j| j.status == JobStatus::Running)
+            .await;
+        let two = bench.push(&b, "d2").await[0];
+        let deploy = bench
+            .jobs(two)
+            .await
+            .into_iter()
+            .find(|j| j.key == "deploy")
+            .expect("deploy");
+        assert_eq!(deploy.status, JobStatus::Pending, "waits behind run {one}");
+        let three = bench.push(&c, "d3").await[0];
+        let done_two = bench.server.finished(two).await;
+        let jobs_two = bench.jobs(two).await;
+        assert_eq!(
+            results(&jobs_two),
+            [
+                ("deploy", Some(Conclusion::Cancelled)),
+                ("after", Some(Conclusion::Skipped))
+            ]
+        );
+        assert_eq!(
+            jobs_two[0].reason,
+            Some(format!(
+                "superseded by job deploy of run {three} in concurrency group deploy-eu"
+            ))
+        );
+        assert_eq!(done_two.conclusion, Some(Conclusion::Cancelled));
+        let deploy = bench
+            .jobs(three)
+            .await
+            .into_iter()
+            .find(|j| j.key == "deploy")
+            .expect("deploy");
+        assert_eq!(
+            deploy.status,
+            JobStatus::Pending,
+            "waits behind run {one} in turn"
+        );
+        std::fs::write(&go, "").expect("let the deploys finish");
+        let done_one = bench.server.finished(one).await;
+        let done_three = bench.server.finished(three).await;
+        assert_eq!(
+            (done_one.conclusion, done_three.conclusion),
+            (Some(Conclusion::Success), Some(Conclusion::Success))
+        );
+        bench.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_group_that_cannot_be_evaluated_fails_the_job_with_where_it_is_written() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        tree.write(
+            ".gitea/workflows/deploy.yml",
+            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency:\n      group: ${{ fromJSON('{not json') }}\n    steps:\n      - run: echo never\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo never\n",
+        );
+        let sha = tree.commit("bad group");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let run = bench.push(&sha, "d1").await[0];
+        let done = bench.server.finished(run).await;
+        assert_eq!(done.conclusion, Some(Conclusion::Failure));
+        let jobs = bench.jobs(run).await;
+        assert_eq!(
+            results(&jobs),
+            [
+                ("deploy", Some(Conclusion::Failure)),
+                ("after", Some(Conclusion::Skipped))
+            ]
+        );
+        let reason = jobs[0].reason.clone().expect("a reason");
+        assert!(
+            reason
+                .starts_with(".gitea/workflows/deploy.yml:7:14: evaluating the concurrency group"),
+            "{reason}"
+        );
+        assert!(
+            bench.server.log_text(run).await.contains(&reason),
+            "the log says why"
+        );
+        bench.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_api_cancels_one_job_and_the_agent_stops_it() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        tree.write(
+            ".gitea/workflows/ci.yml",
+            "name: ci\non: push\njobs:\n  slow:\n    runs-on: x\n    steps:\n      - run: echo started; exec sleep 120\n  other:\n    runs-on: x\n    steps:\n      - run: echo other\n  after:\n    needs: slow\n    runs-on: x\n    steps:\n      - run: echo never\n",
+        );
+        let sha = tree.commit("ci");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let run = bench.push(&sha, "d1").await[0];
+        loop {
+            if bench.server.log_text(run).await.contains("started") {
+                break;
+            }
+            let _ = bench.server.changes.recv().await;
+        }
+        let slow = bench
+            .job(run, "slow", |j| j.status == JobStatus::Running)
+            .await;
+        let http = reqwest::Client::new();
+        let url = bench.server.url.clone();
+        let cancel = |id: i64| http.post(format!("{url}/api/v1/jobs/{id}/cancel")).send();
+        assert_eq!(cancel(slow.id.0).await.expect("cancel").status(), 202);
+        let done = bench.server.finished(run).await;
+        let jobs = bench.jobs(run).await;
+        assert_eq!(
+            results(&jobs),
+            [
+                ("slow", Some(Conclusion::Cancelled)),
+                ("other", Some(Conclusion::Success)),
+                ("after", Some(Conclusion::Skipped))
+            ]
+        );
+        assert_eq!(jobs[0].reason.as_deref(), Some("cancelled by anonymous"));
+        assert_eq!(done.conclusion, Some(Conclusion::Cancelled));
+        assert_eq!(
+            done.reason.as_deref(),
+            Some("job slow was cancelled: cancelled by anonymous")
+        );
+        let again = cancel(slow.id.0).await.expect("cancel again");
+        assert_eq!(again.status(), 409, "already finished");
+        assert_eq!(cancel(999_999).await.expect("cancel unknown").status(), 404);
+        bench.stop().await;
+    }
 }
