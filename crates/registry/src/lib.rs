@@ -16,6 +16,7 @@
 
 mod api;
 pub mod auth;
+pub mod browse;
 mod error;
 pub mod gc;
 mod manifest;

@@ -10,6 +10,7 @@
 //! server restarted while a deploy waits for approval still waits after the restart.
 
 pub mod deployments;
+pub mod stored;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -206,8 +207,22 @@ pub(crate) fn parse_config(
     Ok(out)
 }
 
-/// The configuration of environment `name` of `repository` (one naming the repository wins
-/// over one for every repository). `None`: not configured — no rules.
+/// The rules of environment `name` of `repository`, from the configuration file or the API
+/// (one naming the repository wins over one for every repository; the file's win over the
+/// API's). `None`: not defined — no rules.
+pub fn lookup(state: &AppState, repository: &str, name: &str) -> Option<std::sync::Arc<EnvironmentConfig>> {
+    let all = stored::all(state);
+    all.iter()
+        .find(|d| d.config.name == name && d.config.repository.as_deref() == Some(repository))
+        .or_else(|| {
+            all.iter()
+                .find(|d| d.config.name == name && d.config.repository.is_none())
+        })
+        .map(|d| d.config.clone())
+}
+
+/// The configuration file's environment `name` of `repository` only (not those defined
+/// through the API: use [`lookup`]).
 pub fn environment<'a>(
     state: &'a AppState,
     repository: &str,
@@ -398,7 +413,7 @@ async fn gate_locked(
         Some(d) if !d.status.is_final() => d,
         _ => {
             let rollback = db.rollback_request(run.id).await?;
-            let config = environment(state, &run.repository_name, &target.name);
+            let config = lookup(state, &run.repository_name, &target.name);
             let new = NewDeployment {
                 repository: run.repository,
                 environment: target.name.clone(),
@@ -434,9 +449,12 @@ async fn gate_locked(
             d
         }
     };
-    let Some(env) = environment(state, &run.repository_name, &d.environment) else {
+    // The rules as they are now (an admin, maybe on another replica, may have changed them).
+    stored::reload(state).await?;
+    let Some(env) = lookup(state, &run.repository_name, &d.environment) else {
         return open(state, &d).await;
     };
+    let env = &*env;
     if !env.allows_ref(&run.git_ref) {
         let reason = format!(
             "{} may not deploy to {} (allowed: {})",
@@ -569,7 +587,7 @@ pub(crate) async fn released(
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     if let Ok(Some(d)) = state.db().latest_deployment_of_job(job.id).await
         && d.status == DeploymentStatus::InProgress
-        && let Some(env) = environment(state, &d.repository_name, &d.environment)
+        && let Some(env) = lookup(state, &d.repository_name, &d.environment)
     {
         secrets.extend(env.secrets.clone());
         vars.extend(env.vars.clone());
@@ -614,10 +632,16 @@ fn name_of(user: Option<&User>) -> String {
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/environments", get(list_environments))
-        .route("/api/v1/environments/{name}", get(get_environment))
+        .route(
+            "/api/v1/environments/{name}",
+            get(get_environment)
+                .put(stored::put_environment)
+                .delete(stored::delete_environment),
+        )
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runs/{id}/reject", post(reject))
         .merge(deployments::routes())
+        .merge(stored::routes())
 }
 
 /// An environment as the API shows it.
@@ -636,6 +660,15 @@ pub struct EnvironmentDto {
     pub secrets: Vec<String>,
     pub vars: BTreeMap<String, String>,
     pub url: Option<String>,
+    /// `config` (the configuration file; read-only through the API), `api`, or `none` (used
+    /// by a workflow but not defined: no rules).
+    #[serde(default)]
+    pub managed_by: String,
+    /// Who changed it last through the API, and when.
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
     /// What is deployed there now (the newest successful deployment), per repository.
     pub current: Vec<deployments::DeploymentDto>,
     /// Deployments not finished yet.
@@ -652,17 +685,24 @@ async fn environment_dto(
     name: &str,
     repository: Option<&str>,
 ) -> Result<EnvironmentDto, ServerError> {
-    let config = match repository {
-        Some(r) => environment(state, r, name).cloned(),
-        None => state
-            .config()
-            .environments
+    let all = stored::all(state);
+    let defined = match repository {
+        Some(r) => all
             .iter()
-            .find(|e| e.name == name)
-            .cloned(),
+            .find(|d| d.config.name == name && d.config.repository.as_deref() == Some(r))
+            .or_else(|| {
+                all.iter()
+                    .find(|d| d.config.name == name && d.config.repository.is_none())
+            }),
+        None => all
+            .iter()
+            .find(|d| d.config.name == name && d.config.repository.is_none())
+            .or_else(|| all.iter().find(|d| d.config.name == name)),
     };
-    let mut dto = match &config {
-        Some(c) => EnvironmentDto {
+    let mut dto = match defined {
+        Some(d) => {
+            let c = &d.config;
+            EnvironmentDto {
             repository: c.repository.clone(),
             name: c.name.clone(),
             reviewers: c.reviewers.clone(),
@@ -675,9 +715,13 @@ async fn environment_dto(
             secrets: c.secrets.keys().cloned().collect(),
             vars: c.vars.clone(),
             url: c.url.clone(),
+            managed_by: d.managed_by.to_owned(),
+            updated_by: d.updated_by.clone(),
+            updated_at: d.updated_at,
             current: Vec::new(),
             pending: Vec::new(),
-        },
+        }
+        }
         None => EnvironmentDto {
             repository: repository.map(str::to_owned),
             name: name.to_owned(),
@@ -691,6 +735,9 @@ async fn environment_dto(
             secrets: Vec::new(),
             vars: BTreeMap::new(),
             url: None,
+            managed_by: "none".to_owned(),
+            updated_by: None,
+            updated_at: None,
             current: Vec::new(),
             pending: Vec::new(),
         },
@@ -722,12 +769,16 @@ async fn list_environments(
         return r;
     }
     let mut names: Vec<(String, Option<String>)> = Vec::new();
-    for e in &state.config().environments {
+    for d in stored::all(&state).iter() {
+        let e = &d.config;
         if q.repository.is_none() || e.repository.is_none() || e.repository == q.repository {
-            names.push((
+            let entry = (
                 e.name.clone(),
                 q.repository.clone().or(e.repository.clone()),
-            ));
+            );
+            if !names.contains(&entry) {
+                names.push(entry);
+            }
         }
     }
     // Environments used by workflows without configuration (no rules) are listed too.
@@ -764,7 +815,7 @@ async fn get_environment(
     if let Err(r) = caller(&state, &headers) {
         return r;
     }
-    let known = state.config().environments.iter().any(|e| e.name == name);
+    let known = stored::all(&state).iter().any(|d| d.config.name == name);
     match environment_dto(&state, &name, q.repository.as_deref()).await {
         Ok(d) if !known && d.current.is_empty() && d.pending.is_empty() => {
             let seen = state
@@ -857,10 +908,8 @@ async fn decide(
     }
     let verb = if approve { "approve" } else { "reject" };
     let who = name_of(user);
-    let refusal = match (
-        user,
-        environment(&state, &run.repository_name, &req.environment),
-    ) {
+    let env = lookup(&state, &run.repository_name, &req.environment);
+    let refusal = match (user, env.as_deref()) {
         (None, _) => Some("decisions need a user: configure [[user]] tokens".to_owned()),
         (Some(_), None) => Some(format!("{} has no reviewers", req.environment)),
         (Some(u), Some(env)) if !env.is_reviewer(u) => Some(format!(

@@ -159,6 +159,8 @@ struct Inner {
     statuses: mpsc::UnboundedSender<StatusUpdate>,
     status_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<StatusUpdate>>>,
     metrics: metrics::Metrics,
+    /// Environments of the configuration file and of the store, merged (see `environments::stored`).
+    environments: environments::stored::Snapshot,
     shutdown: CancellationToken,
 }
 
@@ -206,10 +208,12 @@ impl AppState {
             statuses,
             status_rx: std::sync::Mutex::new(Some(status_rx)),
             metrics: metrics::Metrics::default(),
+            environments: Default::default(),
             shutdown: CancellationToken::new(),
         }));
         state.reload_repositories().await?;
         state.reload_users().await?;
+        environments::stored::reload(&state).await?;
         Ok(state)
     }
 
@@ -251,6 +255,11 @@ impl AppState {
 
     pub(crate) fn blobs(&self) -> &Arc<dyn store::blob::BlobStore> {
         &self.0.blobs
+    }
+
+    /// The OCI registry served under `/v2/`, if any.
+    pub(crate) fn registry(&self) -> Option<&registry::Registry> {
+        self.0.options.registry.as_ref()
     }
 
     pub fn mirrors(&self) -> &git::Mirrors {

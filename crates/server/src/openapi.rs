@@ -171,8 +171,19 @@ fn delivery_schemas() -> Value {
             "secrets": {"type": "array", "items": {"type": "string"}, "description": "names only"},
             "vars": {"type": "object", "additionalProperties": {"type": "string"}},
             "url": {"type": ["string", "null"]},
+            "managed_by": {"type": "string", "enum": ["config", "api", "none"], "description": "config: the configuration file (read-only here); api: defined through this API; none: used by a workflow, no rules"},
+            "updated_by": {"type": ["string", "null"]}, "updated_at": {"type": ["integer", "null"]},
             "current": {"type": "array", "items": {"$ref": "#/components/schemas/Deployment"}, "description": "the newest successful deployment, per repository"},
             "pending": {"type": "array", "items": {"$ref": "#/components/schemas/Deployment"}, "description": "deployments not finished yet"}
+        }},
+        "EnvironmentSpec": {"type": "object", "additionalProperties": false, "description": "protection rules; every field optional", "properties": {
+            "reviewers": {"type": "array", "items": {"type": "string"}, "description": "user or group names; none: continuous deployment"},
+            "required_approvals": {"type": ["integer", "null"], "description": "default 1 with reviewers"},
+            "allow_self_approval": {"type": "boolean"},
+            "wait_timer": {"type": ["string", "null"], "description": "30s, 5m, 1h (or wait_timer_ms)"}, "wait_timer_ms": {"type": ["integer", "null"]},
+            "timeout": {"type": ["string", "null"], "description": "default 30 days (or timeout_ms)"}, "timeout_ms": {"type": ["integer", "null"]},
+            "branches": {"type": "array", "items": {"type": "string"}}, "tags": {"type": "array", "items": {"type": "string"}},
+            "url": {"type": ["string", "null"], "description": "http:// or https://"}
         }},
         "DecisionRequest": {"type": "object", "required": ["environment"], "properties": {
             "environment": {"type": "string"}, "comment": {"type": ["string", "null"]}
@@ -337,11 +348,22 @@ fn delivery_paths() -> Value {
             "parameters": [repository_query()],
             "responses": with_errors(json!({"200": {"description": "environments", "content": list_of("Environment")}}))
         }},
-        "/api/v1/environments/{name}": {"get": {
-            "summary": "One environment",
+        "/api/v1/environments/{name}": {
             "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}, repository_query()],
-            "responses": with_errors(json!({"200": {"description": "the environment", "content": json_of("Environment")}}))
-        }},
+            "get": {"summary": "One environment",
+                "responses": with_errors(json!({"200": {"description": "the environment", "content": json_of("Environment")}}))},
+            "put": {"summary": "Create or replace an environment's protection rules (admin; audited); the gate uses them at once",
+                "requestBody": {"required": true, "content": json_of("EnvironmentSpec")},
+                "responses": with_errors(json!({"200": {"description": "updated", "content": json_of("Environment")},
+                    "201": {"description": "created", "content": json_of("Environment")},
+                    "400": {"description": "invalid field (named in the message)"}, "403": {"description": "not an admin"},
+                    "404": {"description": "unknown repository"}, "409": {"description": "defined in the configuration file"}}))},
+            "delete": {"summary": "Delete an environment defined through the API, with its secrets and variables (admin; audited)",
+                "responses": with_errors(json!({"204": {"description": "deleted"}, "403": {"description": "not an admin"},
+                    "404": {"description": "not defined through the API"}, "409": {"description": "defined in the configuration file"}}))}
+        },
+        "/api/v1/environments/{name}/secrets/{secret}": setting_item(env_params(), "secret", "an environment secret; stored encrypted, released only to jobs past the gate, never returned"),
+        "/api/v1/environments/{name}/variables/{var}": setting_item(env_params(), "var", "an environment variable"),
         "/api/v1/runs/{id}/approve": decision("Approve", "approve"),
         "/api/v1/runs/{id}/reject": decision("Reject", "reject"),
         "/api/v1/deployments": {"get": {
@@ -435,6 +457,11 @@ fn org_params() -> Value {
 }
 
 /// `PUT`/`DELETE` of one secret or variable.
+/// The path and query parameters of an environment defined through the API.
+fn env_params() -> Value {
+    json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}, repository_query()])
+}
+
 fn setting_item(scope: Value, param: &str, what: &str) -> Value {
     let mut params = scope.as_array().cloned().unwrap_or_default();
     params.push(json!({"name": param, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}));

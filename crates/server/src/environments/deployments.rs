@@ -27,7 +27,7 @@ use store::sql::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{caller, environment, short, transition};
+use super::{caller, lookup, short, transition};
 use crate::config::Forge;
 use crate::{AppState, ServerError, error_response, internal, now_ms};
 
@@ -111,7 +111,8 @@ pub struct DeploymentDetail {
 
 pub(crate) async fn dto(state: &AppState, d: Deployment) -> Result<DeploymentDto, ServerError> {
     let approvals = state.db().approvals(d.id).await?;
-    let env = environment(state, &d.repository_name, &d.environment);
+    let env = lookup(state, &d.repository_name, &d.environment);
+    let env = env.as_deref();
     Ok(DeploymentDto {
         id: d.id.0,
         run_url: state.run_url(d.run.0),
@@ -630,7 +631,7 @@ async fn timers(state: &AppState, since: i64, now: i64) -> Option<Duration> {
     };
     let mut next: Option<i64> = None;
     for d in waiting {
-        let Some(env) = environment(state, &d.repository_name, &d.environment) else {
+        let Some(env) = lookup(state, &d.repository_name, &d.environment) else {
             continue;
         };
         let ms = |x: Duration| i64::try_from(x.as_millis()).unwrap_or(i64::MAX / 4);
