@@ -127,6 +127,9 @@ pub(crate) fn layout(title: &str, viewer: &Viewer, nav: &str, body: &str) -> Res
         ("/agents", "Agents"),
         ("/admin", "Admin"),
     ] {
+        if href == "/admin" && !(viewer.open || viewer.role == "admin") {
+            continue;
+        }
         let current = if nav == label {
             " aria-current=\"page\""
         } else {
@@ -140,7 +143,7 @@ pub(crate) fn layout(title: &str, viewer: &Viewer, nav: &str, body: &str) -> Res
     } else if !viewer.name.is_empty() {
         let _ = write!(
             h,
-            "<span class=\"user\">{} <small>({})</small></span>\
+            "<a class=\"user\" href=\"/account\" title=\"My account\">{} <small>({})</small></a>\
              <form method=\"post\" action=\"/logout\"><button type=\"submit\" class=\"link\">Sign out</button></form>",
             Esc(&viewer.name),
             Esc(&viewer.role)
