@@ -26,6 +26,39 @@ pub struct ServerArgs {
     /// Don't run the embedded agent (jobs then need `slipway agent`s).
     #[arg(long)]
     pub no_agent: bool,
+    /// Where artifacts and caches go: `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` (keys from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), instead of files under `--data`. Overrides
+    /// the config's `[server.blob_store]`.
+    #[arg(long, value_name = "URL", env = "SLIPWAY_BLOB_STORE")]
+    pub blob_store: Option<String>,
+}
+
+/// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` as S3 options (keys from `env`).
+pub fn parse_blob_store(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<store::blob::S3Options, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("--blob-store `{text}`: {e}"))?;
+    if url.scheme() != "s3" {
+        return Err(format!("--blob-store `{text}`: expected s3://BUCKET[/PREFIX]?endpoint=URL"));
+    }
+    let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| format!("--blob-store `{text}`: no bucket"))?;
+    let prefix = url.path().trim_matches('/');
+    let mut options = store::blob::S3Options {
+        bucket: bucket.to_owned(),
+        endpoint: None,
+        region: None,
+        access_key_id: env("AWS_ACCESS_KEY_ID"),
+        secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+        prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+        // Set by the server to a directory under its data directory.
+        spool_dir: PathBuf::new(),
+    };
+    for (k, v) in url.query_pairs() {
+        match &*k {
+            "endpoint" => options.endpoint = Some(v.trim_end_matches('/').to_owned()),
+            "region" => options.region = Some(v.into_owned()),
+            other => return Err(format!("--blob-store `{text}`: unknown parameter `{other}` (endpoint, region)")),
+        }
+    }
+    Ok(options)
 }
 
 pub async fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +78,17 @@ pub async fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     if config.users.is_empty() {
         tracing::warn!("No [[user]] is configured: the API is open to anyone who can reach it.");
+    }
+    let mut config = config;
+    if let Some(text) = &args.blob_store {
+        let env = |name: &str| std::env::var(name).ok();
+        match parse_blob_store(text, &env) {
+            Ok(s3) => config.server.blob_store = Some(s3),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(2));
+            }
+        }
     }
     let mut options = server::Options::new(args.data.clone(), config);
     options.database_url = args.database.clone();
@@ -98,5 +142,26 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_blob_store;
+
+    #[test]
+    fn blob_store_urls() {
+        let env = |name: &str| (name == "AWS_ACCESS_KEY_ID").then(|| "key".to_owned());
+        let s3 = parse_blob_store("s3://ci-blobs/slipway/prod?endpoint=http://127.0.0.1:9000/&region=eu-west-1", &env).expect("valid");
+        assert_eq!(s3.bucket, "ci-blobs");
+        assert_eq!(s3.prefix.as_deref(), Some("slipway/prod"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!((s3.access_key_id.as_deref(), s3.secret_access_key.as_deref()), (Some("key"), None));
+        let plain = parse_blob_store("s3://b", &env).expect("valid");
+        assert_eq!((plain.prefix, plain.endpoint), (None, None));
+        for bad in ["/tmp/blobs", "file:///tmp", "s3://b?endpont=x", "s3:///x"] {
+            assert!(parse_blob_store(bad, &env).is_err(), "{bad}");
+        }
     }
 }
