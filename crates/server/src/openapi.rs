@@ -27,6 +27,9 @@ pub fn document() -> Value {
     merge(&mut schemas, crate::users::openapi_schemas());
     let mut paths = run_paths();
     merge(&mut paths, delivery_paths());
+    let (cache_schemas, cache_paths) = crate::caches::openapi();
+    merge(&mut schemas, cache_schemas);
+    merge(&mut paths, cache_paths);
     merge(&mut paths, crate::users::openapi_paths());
     json!({
         "openapi": "3.1.0",

@@ -238,6 +238,17 @@ impl Db {
     /// The runs with a job waiting (not admitted, not done) in a group that one of `run`'s
     /// done jobs held: they may go on now.
     pub async fn runs_waiting_on(&self, run: RunId) -> Result<Vec<RunId>> {
+        // Most runs have no group: one cheap read, no lock.
+        let any = sqlx::query(
+            "SELECT COUNT(*) AS n FROM job_concurrency_groups g JOIN jobs d ON d.id = g.job_id WHERE d.run_id = $1",
+        )
+        .bind(run.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("reading whether a run's jobs are in concurrency groups"))?;
+        if get::<i64>(&any, "n")? == 0 {
+            return Ok(Vec::new());
+        }
         // Under the groups' lock: a job entering a group concurrently has either seen this
         // run's jobs done, or committed its row before this reads (no lost wake-up).
         let mut tx = self
@@ -590,6 +601,53 @@ mod tests {
                 db.cancel_job(b, "again", 4).await.expect("cancel b again"),
                 None
             );
+        }
+    }
+
+    /// Two connections to one database (as two server replicas have), eight tasks each:
+    /// never two holders at once.
+    #[tokio::test]
+    async fn replicas_sharing_a_database_never_hold_a_lock_together() {
+        let dir = test_support::tempdir();
+        let sqlite = format!("sqlite://{}/state.db", dir.path().display());
+        for url in [sqlite, fresh_postgres().await] {
+            let replicas = [
+                Db::connect(&url).await.expect("one"),
+                Db::connect(&url).await.expect("two"),
+            ];
+            eprintln!("backend: {:?}", replicas[0].backend());
+            let inside = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            for n in 0..16 {
+                let db = replicas[n % 2].clone();
+                let (inside, most) = (inside.clone(), most.clone());
+                tasks.spawn(async move {
+                    let holder = format!("holder-{n}");
+                    for _ in 0..5 {
+                        while !db
+                            .try_lock("environment:1:production", &holder, 0, i64::MAX / 2)
+                            .await
+                            .expect("lock")
+                        {
+                            tokio::task::yield_now().await;
+                        }
+                        let now = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        assert!(
+                            db.unlock("environment:1:production", &holder)
+                                .await
+                                .expect("unlock")
+                        );
+                    }
+                });
+            }
+            while let Some(t) = tasks.join_next().await {
+                t.expect("task");
+            }
+            assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1);
         }
     }
 
