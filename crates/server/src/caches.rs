@@ -533,3 +533,57 @@ mod tests {
         check(run("push", "refs/tags/v1", serde_json::json!({})), &["refs/tags/v1", "refs/heads/main"]);
     }
 }
+
+/// The API routes' part of the OpenAPI document: `(schemas, paths)` (merged by `openapi`).
+pub(crate) fn openapi() -> (serde_json::Value, serde_json::Value) {
+    use serde_json::json;
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+    let errors = |mut ok: serde_json::Value| {
+        if let Some(map) = ok.as_object_mut() {
+            map.insert("401".into(), json!({"description": "missing or unknown token", "content": error}));
+            map.insert("404".into(), json!({"description": "no such repository or cache entry (named in the error)", "content": error}));
+        }
+        ok
+    };
+    let repo = json!([
+        {"name": "owner", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}
+    ]);
+    let mut with_id = repo.as_array().cloned().unwrap_or_default();
+    with_id.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}));
+    let key = |required: bool| json!({"name": "key", "in": "query", "required": required, "schema": {"type": "string"}, "description": "exactly this key"});
+    let git_ref = json!({"name": "ref", "in": "query", "required": false, "schema": {"type": "string"}, "description": "only entries saved by runs of this ref (refs/heads/main, refs/pull/7/head)"});
+    let deleted = json!({"application/json": {"schema": {"$ref": "#/components/schemas/CachesDeleted"}}});
+    let schemas = json!({
+        "Cache": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "key": {"type": "string"},
+            "version": {"type": "string", "description": "a digest of the cached paths"},
+            "ref": {"type": "string", "description": "the git ref of the run that saved it (its scope)"},
+            "size": {"type": "integer"}, "created_at": {"type": "integer"}, "last_used_at": {"type": "integer"},
+            "archive_url": {"type": "string"}
+        }},
+        "CachesDeleted": {"type": "object", "properties": {"deleted": {"type": "integer"}}}
+    });
+    let paths = json!({
+        "/api/v1/repositories/{owner}/{name}/caches": {
+            "parameters": repo,
+            "get": {"summary": "The repository's actions/cache entries, most recently used first",
+                "parameters": [key(false), git_ref],
+                "responses": errors(json!({"200": {"description": "entries", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Cache"}}}}}}))},
+            "delete": {"summary": "Delete the entries of a key (admin), in every ref unless `ref` is given",
+                "parameters": [key(true), git_ref],
+                "responses": errors(json!({"200": {"description": "deleted", "content": deleted}, "400": {"description": "no key"}, "403": {"description": "not an admin"}}))}
+        },
+        "/api/v1/repositories/{owner}/{name}/caches/{id}": {
+            "parameters": with_id,
+            "delete": {"summary": "Delete one entry (admin)",
+                "responses": errors(json!({"200": {"description": "deleted", "content": deleted}, "403": {"description": "not an admin"}}))}
+        },
+        "/api/v1/repositories/{owner}/{name}/caches/{id}/archive": {
+            "parameters": with_id,
+            "get": {"summary": "Download an entry: the archive actions/cache saved (an uncompressed tar; `w/` holds workspace paths, `a/` absolute ones)",
+                "responses": errors(json!({"200": {"description": "the archive", "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}))}
+        }
+    });
+    (schemas, paths)
+}
