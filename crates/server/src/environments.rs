@@ -26,7 +26,6 @@ use serde_json::{Value, json};
 use store::sql::{
     AuditEvent, Conclusion, Deployment, DeploymentStatus, Job, NewDeployment, Run, RunId,
 };
-use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, User};
 use crate::{AppState, ServerError, error_response, internal, now_ms};
@@ -597,29 +596,11 @@ pub(crate) async fn released(
 
 // --- users ------------------------------------------------------------------------------------------
 
-/// The caller. `Ok(None)`: no users are configured (the API is open).
+/// The caller (a user of the configuration file or of the store, see `crate::users`).
+/// `Ok(None)`: there are no users (the API is open).
 #[allow(clippy::result_large_err)]
-pub(crate) fn caller<'a>(
-    state: &'a AppState,
-    headers: &HeaderMap,
-) -> Result<Option<&'a User>, Response> {
-    let users = &state.config().users;
-    if users.is_empty() {
-        return Ok(None);
-    }
-    let Some(token) = crate::agent_api::bearer(headers) else {
-        return Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            "missing token (Authorization: Bearer)",
-        ));
-    };
-    match users
-        .iter()
-        .find(|u| bool::from(u.token.as_bytes().ct_eq(token.as_bytes())))
-    {
-        Some(u) => Ok(Some(u)),
-        None => Err(error_response(StatusCode::UNAUTHORIZED, "unknown token")),
-    }
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<User>, Response> {
+    crate::users::caller(state, headers)
 }
 
 fn name_of(user: Option<&User>) -> String {
@@ -878,6 +859,7 @@ async fn decide(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = user.as_ref();
     let run = match state.db().run(RunId(id)).await {
         Ok(Some(r)) => r,
         Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no run {id}")),

@@ -857,6 +857,7 @@ async fn rollback(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = user.as_ref();
     if let Some(u) = user
         && u.role == "viewer"
     {
