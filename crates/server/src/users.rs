@@ -132,14 +132,25 @@ impl Snapshot {
                     updated_at: None,
                 },
             );
-            s.tokens.insert(digest(&u.token), Credential { name: u.name.clone(), token: None });
+            s.tokens.insert(
+                digest(&u.token),
+                Credential {
+                    name: u.name.clone(),
+                    token: None,
+                },
+            );
         }
         for r in stored {
             if s.members.contains_key(&r.name) {
                 tracing::warn!(user = %r.name, "A user of the store has the name of a [[user]] of the configuration file; the file's wins.");
                 continue;
             }
-            let user = User { name: r.name.clone(), token: String::new(), role: r.settings.role, groups: r.settings.groups };
+            let user = User {
+                name: r.name.clone(),
+                token: String::new(),
+                role: r.settings.role,
+                groups: r.settings.groups,
+            };
             s.members.insert(
                 r.name,
                 Member {
@@ -153,10 +164,20 @@ impl Snapshot {
             );
         }
         for t in tokens {
-            let Ok(bytes) = hex::decode(&t.token_hash) else { continue };
-            let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
-            if s.members.get(&t.user_name).is_some_and(|m| m.source == Source::Store) {
-                s.tokens.entry(hash).or_insert(Credential { name: t.user_name, token: Some(t.id) });
+            let Ok(bytes) = hex::decode(&t.token_hash) else {
+                continue;
+            };
+            let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
+            if s.members
+                .get(&t.user_name)
+                .is_some_and(|m| m.source == Source::Store)
+            {
+                s.tokens.entry(hash).or_insert(Credential {
+                    name: t.user_name,
+                    token: Some(t.id),
+                });
             }
         }
         s
@@ -177,7 +198,10 @@ impl Snapshot {
 
     /// Enabled admins other than `except`.
     fn admins_besides(&self, except: &str) -> usize {
-        self.members.values().filter(|m| m.user.role == "admin" && !m.disabled && m.user.name != except).count()
+        self.members
+            .values()
+            .filter(|m| m.user.role == "admin" && !m.disabled && m.user.name != except)
+            .count()
     }
 }
 
@@ -196,7 +220,12 @@ fn digest(token: &str) -> [u8; 32] {
 impl AppState {
     /// The user directory as of the last reload.
     pub(crate) fn users(&self) -> Arc<Snapshot> {
-        self.0.users.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .users
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Rebuilds the user directory from the configuration and the store.
@@ -204,14 +233,23 @@ impl AppState {
         let stored = self.db().users().await?;
         let tokens = self.db().tokens(None).await?;
         let snapshot = Snapshot::build(self.config(), stored, tokens);
-        *self.0.users.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        *self
+            .0
+            .users
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         Ok(())
     }
 }
 
 /// The enabled user `name`.
 pub(crate) fn by_name(state: &AppState, name: &str) -> Option<User> {
-    state.users().member(name).filter(|m| !m.disabled).map(|m| m.user.clone())
+    state
+        .users()
+        .member(name)
+        .filter(|m| !m.disabled)
+        .map(|m| m.user.clone())
 }
 
 /// The enabled user a bearer token (an API token or a session bearer) belongs to.
@@ -228,11 +266,19 @@ pub(crate) fn by_token(state: &AppState, token: &str) -> Option<User> {
     let snapshot = state.users();
     let credential = snapshot.tokens.get(&digest(token))?;
     let member = snapshot.member(&credential.name).filter(|m| !m.disabled)?;
-    if member.source == Source::Config && !bool::from(member.user.token.as_bytes().ct_eq(token.as_bytes())) {
+    if member.source == Source::Config
+        && !bool::from(member.user.token.as_bytes().ct_eq(token.as_bytes()))
+    {
         return None;
     }
     if let Some(id) = credential.token {
-        state.0.users.used.lock().unwrap_or_else(|e| e.into_inner()).insert(id, now_ms());
+        state
+            .0
+            .users
+            .used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, now_ms());
     }
     Some(member.user.clone())
 }
@@ -243,7 +289,10 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Use
         return Ok(None);
     }
     let Some(token) = crate::agent_api::bearer(headers) else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "missing token (Authorization: Bearer)"));
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "missing token (Authorization: Bearer)",
+        ));
     };
     match by_token(state, token) {
         Some(u) => Ok(Some(u)),
@@ -254,7 +303,9 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Use
 /// A bearer that acts as `name` for a few minutes (for the UI's in-process API calls).
 pub(crate) fn session_bearer(state: &AppState, name: &str) -> String {
     let expires = now_ms() + SESSION_BEARER_MS;
-    let sealed = state.key().seal(SESSION_AAD, format!("{name}\n{expires}").as_bytes());
+    let sealed = state
+        .key()
+        .seal(SESSION_AAD, format!("{name}\n{expires}").as_bytes());
     format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed))
 }
 
@@ -266,17 +317,29 @@ pub(crate) fn check_password(state: &AppState, name: &str, password: &str) -> bo
         return false;
     };
     match &member.password_hash {
-        Some(hash) => Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok(),
+        Some(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok(),
         None => match member.source {
             Source::Config => bool::from(member.user.token.as_bytes().ct_eq(password.as_bytes())),
-            Source::Store => snapshot.tokens.get(&digest(password)).is_some_and(|c| c.name == name),
+            Source::Store => snapshot
+                .tokens
+                .get(&digest(password))
+                .is_some_and(|c| c.name == name),
         },
     }
 }
 
 /// Writes noted token use to the store.
 pub(crate) async fn flush_token_use(state: &AppState) {
-    let used: Vec<(TokenId, i64)> = state.0.users.used.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+    let used: Vec<(TokenId, i64)> = state
+        .0
+        .users
+        .used
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
     if let Err(error) = state.db().touch_tokens(&used).await {
         tracing::error!(%error, "Recording when tokens were used failed.");
     }
@@ -397,9 +460,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/user/tokens", get(my_tokens).post(create_my_token))
         .route("/api/v1/user/tokens/{id}", delete(revoke_my_token))
         .route("/api/v1/users", get(list).post(create))
-        .route("/api/v1/users/{name}", get(show).patch(update).delete(remove))
-        .route("/api/v1/users/{name}/tokens", get(user_tokens).post(create_user_token))
-        .route("/api/v1/users/{name}/tokens/{id}", delete(revoke_user_token))
+        .route(
+            "/api/v1/users/{name}",
+            get(show).patch(update).delete(remove),
+        )
+        .route(
+            "/api/v1/users/{name}/tokens",
+            get(user_tokens).post(create_user_token),
+        )
+        .route(
+            "/api/v1/users/{name}/tokens/{id}",
+            delete(revoke_user_token),
+        )
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -424,12 +496,19 @@ fn dto(m: &Member) -> UserDto {
 }
 
 fn token_dto(t: TokenRecord) -> TokenDto {
-    TokenDto { id: t.id.0, name: t.name, created_at: t.created_at, last_used_at: t.last_used_at }
+    TokenDto {
+        id: t.id.0,
+        name: t.name,
+        created_at: t.created_at,
+        last_used_at: t.last_used_at,
+    }
 }
 
 /// Letters, digits, `.`, `_`, `-`; 1 to 64 characters.
 fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn check_name(name: &str) -> Result<(), Response> {
@@ -439,7 +518,9 @@ fn check_name(name: &str) -> Result<(), Response> {
         )));
     }
     if RESERVED.contains(&name) {
-        return Err(bad_request(format!("request field `name`: `{name}` is reserved")));
+        return Err(bad_request(format!(
+            "request field `name`: `{name}` is reserved"
+        )));
     }
     Ok(())
 }
@@ -448,7 +529,9 @@ fn check_role(role: &str) -> Result<(), Response> {
     if matches!(role, "admin" | "maintainer" | "viewer") {
         Ok(())
     } else {
-        Err(bad_request(format!("request field `role`: `{role}` is not admin, maintainer or viewer")))
+        Err(bad_request(format!(
+            "request field `role`: `{role}` is not admin, maintainer or viewer"
+        )))
     }
 }
 
@@ -470,10 +553,14 @@ fn check_groups(groups: &[String]) -> Result<Vec<String>, Response> {
 
 fn check_password_rules(field: &str, password: &str) -> Result<(), Response> {
     if password.chars().count() < MIN_PASSWORD {
-        return Err(bad_request(format!("request field `{field}`: must be at least {MIN_PASSWORD} characters")));
+        return Err(bad_request(format!(
+            "request field `{field}`: must be at least {MIN_PASSWORD} characters"
+        )));
     }
     if password.len() > 1024 {
-        return Err(bad_request(format!("request field `{field}`: longer than 1024 bytes")));
+        return Err(bad_request(format!(
+            "request field `{field}`: longer than 1024 bytes"
+        )));
     }
     Ok(())
 }
@@ -481,31 +568,50 @@ fn check_password_rules(field: &str, password: &str) -> Result<(), Response> {
 fn check_token_name(name: &str) -> Result<String, Response> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(bad_request("request field `name`: a token name is 1 to 64 printable characters"));
+        return Err(bad_request(
+            "request field `name`: a token name is 1 to 64 printable characters",
+        ));
     }
     Ok(name.to_owned())
 }
 
 /// Hashes a password with argon2 (on a blocking thread).
 async fn hash_password(password: String) -> Result<String, Response> {
-    tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
-        .await
-        .map_err(internal)?
-        .map_err(internal)
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)
 }
 
 async fn verify_password(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn new_token_value() -> String {
-    format!("slw_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "slw_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Records `actor`'s change of users in the audit trail.
-async fn audit(state: &AppState, actor: &str, action: &str, detail: String) -> Result<(), Response> {
+async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    detail: String,
+) -> Result<(), Response> {
     let event = store::sql::AuditEvent {
         actor: actor.to_owned(),
         action: action.to_owned(),
@@ -522,7 +628,10 @@ async fn reload(state: &AppState) -> Result<(), Response> {
 /// The user `name` of the store (a `[[user]]` of the file: `409`; unknown: `404`).
 fn stored_member(state: &AppState, name: &str) -> Result<Member, Response> {
     match state.users().member(name) {
-        None => Err(error_response(StatusCode::NOT_FOUND, format!("no user `{name}`"))),
+        None => Err(error_response(
+            StatusCode::NOT_FOUND,
+            format!("no user `{name}`"),
+        )),
         Some(m) if m.source == Source::Config => Err(error_response(
             StatusCode::CONFLICT,
             format!("user `{name}` is defined in the configuration file; change it there"),
@@ -559,7 +668,11 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     Json(state.users().members().map(dto).collect::<Vec<_>>()).into_response()
 }
 
-async fn show(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     if let Err(r) = authorize(&state, &headers, Need::Admin) {
         return r;
     }
@@ -570,23 +683,45 @@ async fn show(State(state): State<AppState>, headers: HeaderMap, Path(name): Pat
 }
 
 /// Creates a token for the store's user `name` (after the caller's checks) and audits it.
-async fn add_token(state: &AppState, actor: &str, name: &str, token_name: &str) -> Result<NewTokenDto, Response> {
+async fn add_token(
+    state: &AppState,
+    actor: &str,
+    name: &str,
+    token_name: &str,
+) -> Result<NewTokenDto, Response> {
     let token_name = check_token_name(token_name)?;
     let value = new_token_value();
     let now = now_ms();
-    let id = match state.db().create_token(name, &token_name, &hex::encode(digest(&value)), now).await {
+    let id = match state
+        .db()
+        .create_token(name, &token_name, &hex::encode(digest(&value)), now)
+        .await
+    {
         Ok(Some(id)) => id,
         Ok(None) => {
             return Err(error_response(
                 StatusCode::CONFLICT,
-                format!("request field `name`: user `{name}` already has a token named `{token_name}`"),
+                format!(
+                    "request field `name`: user `{name}` already has a token named `{token_name}`"
+                ),
             ));
         }
         Err(e) => return Err(internal(e)),
     };
-    audit(state, actor, "token.create", format!("{name}: {token_name}")).await?;
+    audit(
+        state,
+        actor,
+        "token.create",
+        format!("{name}: {token_name}"),
+    )
+    .await?;
     reload(state).await?;
-    Ok(NewTokenDto { id: id.0, name: token_name, token: value, created_at: now })
+    Ok(NewTokenDto {
+        id: id.0,
+        name: token_name,
+        token: value,
+        created_at: now,
+    })
 }
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -604,16 +739,28 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-async fn create_user(state: &AppState, actor: &str, req: CreateUserRequest) -> Result<CreatedUser, Response> {
+async fn create_user(
+    state: &AppState,
+    actor: &str,
+    req: CreateUserRequest,
+) -> Result<CreatedUser, Response> {
     let name = req.name.trim().to_owned();
     check_name(&name)?;
-    let role = req.role.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("viewer").to_owned();
+    let role = req
+        .role
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("viewer")
+        .to_owned();
     check_role(&role)?;
     let groups = check_groups(&req.groups)?;
     let password = req.password.filter(|p| !p.is_empty());
     let token = req.token.filter(|t| !t.trim().is_empty());
     if password.is_none() && token.is_none() {
-        return Err(bad_request("request field `password`: give a password, a token name (`token`), or both"));
+        return Err(bad_request(
+            "request field `password`: give a password, a token name (`token`), or both",
+        ));
     }
     if let Some(p) = &password {
         check_password_rules("password", p)?;
@@ -623,7 +770,10 @@ async fn create_user(state: &AppState, actor: &str, req: CreateUserRequest) -> R
     }
     let snapshot = state.users();
     if snapshot.member(&name).is_some() {
-        return Err(error_response(StatusCode::CONFLICT, format!("request field `name`: user `{name}` already exists")));
+        return Err(error_response(
+            StatusCode::CONFLICT,
+            format!("request field `name`: user `{name}` already exists"),
+        ));
     }
     if snapshot.is_open() && role != "admin" {
         return Err(bad_request(format!(
@@ -634,11 +784,19 @@ async fn create_user(state: &AppState, actor: &str, req: CreateUserRequest) -> R
         Some(p) => Some(hash_password(p).await?),
         None => None,
     };
-    let settings = UserSettings { role: role.clone(), groups, password_hash, disabled: false };
+    let settings = UserSettings {
+        role: role.clone(),
+        groups,
+        password_hash,
+        disabled: false,
+    };
     match state.db().create_user(&name, &settings, now_ms()).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return Err(error_response(StatusCode::CONFLICT, format!("request field `name`: user `{name}` already exists")));
+            return Err(error_response(
+                StatusCode::CONFLICT,
+                format!("request field `name`: user `{name}` already exists"),
+            ));
         }
         Err(e) => return Err(internal(e)),
     }
@@ -649,11 +807,20 @@ async fn create_user(state: &AppState, actor: &str, req: CreateUserRequest) -> R
         None => None,
     };
     tracing::info!(user = %name, %role, by = %actor, "User created.");
-    let user = state.users().member(&name).map(dto).ok_or_else(|| internal("the new user is not in the directory"))?;
+    let user = state
+        .users()
+        .member(&name)
+        .map(dto)
+        .ok_or_else(|| internal("the new user is not in the directory"))?;
     Ok(CreatedUser { user, token })
 }
 
-async fn update(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>, body: Bytes) -> Response {
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     let actor = match authorize(&state, &headers, Need::Admin) {
         Ok(a) => a,
         Err(r) => return r,
@@ -668,7 +835,12 @@ async fn update(State(state): State<AppState>, headers: HeaderMap, Path(name): P
     }
 }
 
-async fn update_user(state: &AppState, actor: &str, name: &str, req: UpdateUserRequest) -> Result<UserDto, Response> {
+async fn update_user(
+    state: &AppState,
+    actor: &str,
+    name: &str,
+    req: UpdateUserRequest,
+) -> Result<UserDto, Response> {
     let member = stored_member(state, name)?;
     let mut settings = UserSettings {
         role: member.user.role.clone(),
@@ -694,7 +866,11 @@ async fn update_user(state: &AppState, actor: &str, name: &str, req: UpdateUserR
     if let Some(disabled) = req.disabled
         && disabled != settings.disabled
     {
-        changes.push(if disabled { "disabled".to_owned() } else { "enabled".to_owned() });
+        changes.push(if disabled {
+            "disabled".to_owned()
+        } else {
+            "enabled".to_owned()
+        });
         settings.disabled = disabled;
     }
     if let Some(p) = &req.password {
@@ -717,15 +893,34 @@ async fn update_user(state: &AppState, actor: &str, name: &str, req: UpdateUserR
     }
     match state.db().update_user(name, &settings, now_ms()).await {
         Ok(true) => {}
-        Ok(false) => return Err(error_response(StatusCode::NOT_FOUND, format!("no user `{name}`"))),
+        Ok(false) => {
+            return Err(error_response(
+                StatusCode::NOT_FOUND,
+                format!("no user `{name}`"),
+            ));
+        }
         Err(e) => return Err(internal(e)),
     }
-    audit(state, actor, "user.update", format!("{name}: {}", changes.join("; "))).await?;
+    audit(
+        state,
+        actor,
+        "user.update",
+        format!("{name}: {}", changes.join("; ")),
+    )
+    .await?;
     reload(state).await?;
-    state.users().member(name).map(dto).ok_or_else(|| internal("the updated user is not in the directory"))
+    state
+        .users()
+        .member(name)
+        .map(dto)
+        .ok_or_else(|| internal("the updated user is not in the directory"))
 }
 
-async fn remove(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let actor = match authorize(&state, &headers, Need::Admin) {
         Ok(a) => a,
         Err(r) => return r,
@@ -735,7 +930,10 @@ async fn remove(State(state): State<AppState>, headers: HeaderMap, Path(name): P
         Err(r) => return r,
     };
     if member.user.role == "admin" && !member.disabled && state.users().admins_besides(&name) == 0 {
-        return error_response(StatusCode::CONFLICT, format!("user `{name}` is the last enabled admin; make another admin first"));
+        return error_response(
+            StatusCode::CONFLICT,
+            format!("user `{name}` is the last enabled admin; make another admin first"),
+        );
     }
     match state.db().delete_user(&name).await {
         Ok(true) => {}
@@ -772,14 +970,29 @@ async fn revoke(state: &AppState, actor: &str, name: &str, id: i64) -> Response 
         Err(e) => return internal(e),
     };
     let Some(token) = tokens.into_iter().find(|t| t.id.0 == id) else {
-        return error_response(StatusCode::NOT_FOUND, format!("user `{name}` has no token {id}"));
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("user `{name}` has no token {id}"),
+        );
     };
     match state.db().revoke_token(name, token.id).await {
         Ok(true) => {}
-        Ok(false) => return error_response(StatusCode::NOT_FOUND, format!("user `{name}` has no token {id}")),
+        Ok(false) => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("user `{name}` has no token {id}"),
+            );
+        }
         Err(e) => return internal(e),
     }
-    if let Err(r) = audit(state, actor, "token.revoke", format!("{name}: {}", token.name)).await {
+    if let Err(r) = audit(
+        state,
+        actor,
+        "token.revoke",
+        format!("{name}: {}", token.name),
+    )
+    .await
+    {
         return r;
     }
     if let Err(r) = reload(state).await {
@@ -802,21 +1015,34 @@ async fn create_token_for(state: &AppState, actor: &str, name: &str, body: &Byte
     }
 }
 
-async fn user_tokens(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn user_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     if let Err(r) = authorize(&state, &headers, Need::Admin) {
         return r;
     }
     list_tokens(&state, &name).await
 }
 
-async fn create_user_token(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>, body: Bytes) -> Response {
+async fn create_user_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     match authorize(&state, &headers, Need::Admin) {
         Ok(actor) => create_token_for(&state, &actor, &name, &body).await,
         Err(r) => r,
     }
 }
 
-async fn revoke_user_token(State(state): State<AppState>, headers: HeaderMap, Path((name, id)): Path<(String, i64)>) -> Response {
+async fn revoke_user_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, i64)>,
+) -> Response {
     match authorize(&state, &headers, Need::Admin) {
         Ok(actor) => revoke(&state, &actor, &name, id).await,
         Err(r) => r,
@@ -827,7 +1053,10 @@ async fn revoke_user_token(State(state): State<AppState>, headers: HeaderMap, Pa
 fn myself(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
     let name = authorize(state, headers, Need::Read)?;
     if state.users().is_open() {
-        return Err(error_response(StatusCode::CONFLICT, "the server has no users (it is open): create an admin first"));
+        return Err(error_response(
+            StatusCode::CONFLICT,
+            "the server has no users (it is open): create an admin first",
+        ));
     }
     Ok(name)
 }
@@ -839,21 +1068,33 @@ async fn my_tokens(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn create_my_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_my_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match myself(&state, &headers) {
         Ok(me) => create_token_for(&state, &me, &me, &body).await,
         Err(r) => r,
     }
 }
 
-async fn revoke_my_token(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+async fn revoke_my_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
     match myself(&state, &headers) {
         Ok(me) => revoke(&state, &me, &me, id).await,
         Err(r) => r,
     }
 }
 
-async fn change_my_password(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn change_my_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let me = match myself(&state, &headers) {
         Ok(m) => m,
         Err(r) => return r,
@@ -872,7 +1113,10 @@ async fn change_my_password(State(state): State<AppState>, headers: HeaderMap, b
             return bad_request("request field `current_password`: required to change a password");
         }
         if !verify_password(hash, current).await {
-            return error_response(StatusCode::FORBIDDEN, "request field `current_password`: wrong password");
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "request field `current_password`: wrong password",
+            );
         }
     }
     if let Err(r) = check_password_rules("password", &req.password) {
@@ -893,7 +1137,14 @@ async fn change_my_password(State(state): State<AppState>, headers: HeaderMap, b
         Ok(false) => return error_response(StatusCode::NOT_FOUND, format!("no user `{me}`")),
         Err(e) => return internal(e),
     }
-    if let Err(r) = audit(&state, &me, "user.password", format!("{me}: changed their password")).await {
+    if let Err(r) = audit(
+        &state,
+        &me,
+        "user.password",
+        format!("{me}: changed their password"),
+    )
+    .await
+    {
         return r;
     }
     if let Err(r) = reload(&state).await {
@@ -906,7 +1157,11 @@ async fn change_my_password(State(state): State<AppState>, headers: HeaderMap, b
 
 /// What a successful mutating request of the repositories' API did, for the audit trail:
 /// `(action, repository or None, detail)`. `None` for anything else.
-fn admin_action(method: &Method, path: &str, body: &[u8]) -> Option<(&'static str, Option<String>, String)> {
+fn admin_action(
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Option<(&'static str, Option<String>, String)> {
     let rest = path.strip_prefix("/api/v1/")?;
     let parts: Vec<&str> = rest.split('/').collect();
     let verb = match *method {
@@ -925,16 +1180,37 @@ fn admin_action(method: &Method, path: &str, body: &[u8]) -> Option<(&'static st
         }
         ["repositories", owner, name] => {
             let full = format!("{owner}/{name}");
-            let action = if verb == "delete" { "repository.delete" } else { "repository.update" };
+            let action = if verb == "delete" {
+                "repository.delete"
+            } else {
+                "repository.update"
+            };
             Some((action, Some(full.clone()), full))
         }
-        ["repositories", owner, name, kind @ ("secrets" | "variables"), setting] => {
+        [
+            "repositories",
+            owner,
+            name,
+            kind @ ("secrets" | "variables"),
+            setting,
+        ] => {
             let full = format!("{owner}/{name}");
-            Some((setting_action(kind, verb)?, Some(full.clone()), format!("repo:{full} {setting}")))
+            Some((
+                setting_action(kind, verb)?,
+                Some(full.clone()),
+                format!("repo:{full} {setting}"),
+            ))
         }
-        ["organizations", org, kind @ ("secrets" | "variables"), setting] => {
-            Some((setting_action(kind, verb)?, None, format!("org:{org} {setting}")))
-        }
+        [
+            "organizations",
+            org,
+            kind @ ("secrets" | "variables"),
+            setting,
+        ] => Some((
+            setting_action(kind, verb)?,
+            None,
+            format!("org:{org} {setting}"),
+        )),
         _ => None,
     }
 }
@@ -951,7 +1227,11 @@ fn setting_action(kind: &str, verb: &str) -> Option<&'static str> {
 
 /// Middleware: records every successful change through the repositories' API (repositories,
 /// secrets, variables) in the audit trail with the acting user. Never a secret's value.
-pub(crate) async fn audit_admin_changes(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn audit_admin_changes(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
@@ -963,16 +1243,29 @@ pub(crate) async fn audit_admin_changes(State(state): State<AppState>, req: Requ
     };
     let actor = authorize(&state, &parts.headers, Need::Read).ok();
     let action = admin_action(&parts.method, parts.uri.path(), &bytes);
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     if response.status().is_success()
         && let (Some(actor), Some((action, repository, detail))) = (actor, action)
     {
         let repository = match repository {
-            Some(name) => state.db().repository_by_name(&name).await.ok().flatten().map(|r| r.id),
+            Some(name) => state
+                .db()
+                .repository_by_name(&name)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.id),
             None => None,
         };
-        let event =
-            store::sql::AuditEvent { repository, actor, action: action.to_owned(), detail: Some(detail), ..store::sql::AuditEvent::default() };
+        let event = store::sql::AuditEvent {
+            repository,
+            actor,
+            action: action.to_owned(),
+            detail: Some(detail),
+            ..store::sql::AuditEvent::default()
+        };
         if let Err(error) = state.db().audit(&event, now_ms()).await {
             tracing::error!(%error, "Recording an audit event failed.");
         }
@@ -982,7 +1275,10 @@ pub(crate) async fn audit_admin_changes(State(state): State<AppState>, req: Requ
 
 /// `router` with [`audit_admin_changes`] around it.
 pub(crate) fn audited(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    router.layer(axum::middleware::from_fn_with_state(state.clone(), audit_admin_changes))
+    router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        audit_admin_changes,
+    ))
 }
 
 // --- OpenAPI ------------------------------------------------------------------------------------
@@ -1039,15 +1335,25 @@ pub(crate) fn openapi_paths() -> serde_json::Value {
     let err = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
     let errors = |mut ok: serde_json::Value| {
         if let Some(map) = ok.as_object_mut() {
-            map.insert("400".into(), json!({"description": "invalid field (named in the error)", "content": err}));
-            map.insert("401".into(), json!({"description": "missing or unknown token", "content": err}));
+            map.insert(
+                "400".into(),
+                json!({"description": "invalid field (named in the error)", "content": err}),
+            );
+            map.insert(
+                "401".into(),
+                json!({"description": "missing or unknown token", "content": err}),
+            );
             map.insert("403".into(), json!({"description": "not allowed (the role is named in the error)", "content": err}));
-            map.insert("404".into(), json!({"description": "no such user or token", "content": err}));
+            map.insert(
+                "404".into(),
+                json!({"description": "no such user or token", "content": err}),
+            );
             map.insert("409".into(), json!({"description": "a name that exists, a user of the configuration file, or the last enabled admin", "content": err}));
         }
         ok
     };
-    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    let name =
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
     json!({
         "/api/v1/user": {"get": {
@@ -1096,14 +1402,24 @@ mod tests {
     use super::*;
 
     fn user(name: &str, token: &str, role: &str) -> User {
-        User { name: name.into(), token: token.into(), role: role.into(), groups: vec![] }
+        User {
+            name: name.into(),
+            token: token.into(),
+            role: role.into(),
+            groups: vec![],
+        }
     }
 
     fn stored(id: i64, name: &str, role: &str, disabled: bool) -> UserRecord {
         UserRecord {
             id: store::sql::UserId(id),
             name: name.into(),
-            settings: UserSettings { role: role.into(), groups: vec!["ops".into()], password_hash: None, disabled },
+            settings: UserSettings {
+                role: role.into(),
+                groups: vec!["ops".into()],
+                password_hash: None,
+                disabled,
+            },
             created_at: 1,
             updated_at: 2,
         }
@@ -1123,18 +1439,40 @@ mod tests {
 
     #[test]
     fn the_file_and_the_store_merge_and_the_file_wins() {
-        let config = Config { users: vec![user("alice", "a-token", "admin")], ..Config::default() };
+        let config = Config {
+            users: vec![user("alice", "a-token", "admin")],
+            ..Config::default()
+        };
         let s = Snapshot::build(
             &config,
-            vec![stored(1, "alice", "viewer", false), stored(2, "bob", "maintainer", false), stored(3, "dan", "admin", true)],
+            vec![
+                stored(1, "alice", "viewer", false),
+                stored(2, "bob", "maintainer", false),
+                stored(3, "dan", "admin", true),
+            ],
             vec![token(1, "alice", "shadowed"), token(2, "bob", "b-token")],
         );
         assert!(!s.is_open());
-        assert_eq!(s.member("alice").map(|m| (m.source, m.user.role.as_str())), Some((Source::Config, "admin")));
-        assert_eq!(s.member("bob").map(|m| m.user.groups.clone()), Some(vec!["ops".to_owned()]));
-        assert!(s.tokens.get(&digest("shadowed")).is_none(), "a hidden user's tokens are not usable");
-        assert_eq!(s.tokens.get(&digest("b-token")).map(|c| c.name.as_str()), Some("bob"));
-        assert_eq!(s.tokens.get(&digest("a-token")).map(|c| c.name.as_str()), Some("alice"));
+        assert_eq!(
+            s.member("alice").map(|m| (m.source, m.user.role.as_str())),
+            Some((Source::Config, "admin"))
+        );
+        assert_eq!(
+            s.member("bob").map(|m| m.user.groups.clone()),
+            Some(vec!["ops".to_owned()])
+        );
+        assert!(
+            s.tokens.get(&digest("shadowed")).is_none(),
+            "a hidden user's tokens are not usable"
+        );
+        assert_eq!(
+            s.tokens.get(&digest("b-token")).map(|c| c.name.as_str()),
+            Some("bob")
+        );
+        assert_eq!(
+            s.tokens.get(&digest("a-token")).map(|c| c.name.as_str()),
+            Some("alice")
+        );
         assert_eq!(s.admins_besides("alice"), 0, "dan is disabled");
         assert_eq!(s.admins_besides("bob"), 1);
         assert!(Snapshot::build(&Config::default(), vec![], vec![]).is_open());
@@ -1147,12 +1485,42 @@ mod tests {
             let got = got.as_ref().map(|(a, r, d)| (*a, r.as_deref(), d.as_str()));
             assert_eq!(got, expect, "{m} {p}");
         };
-        check(Method::POST, "/api/v1/repositories", r#"{"name":"team/app"}"#, Some(("repository.create", Some("team/app"), "team/app")));
-        check(Method::PUT, "/api/v1/repositories/team/app", "", Some(("repository.update", Some("team/app"), "team/app")));
-        check(Method::DELETE, "/api/v1/repositories/team/app", "", Some(("repository.delete", Some("team/app"), "team/app")));
-        check(Method::PUT, "/api/v1/repositories/team/app/secrets/TOKEN", r#"{"value":"x"}"#, Some(("secret.put", Some("team/app"), "repo:team/app TOKEN")));
-        check(Method::DELETE, "/api/v1/organizations/team/variables/V", "", Some(("variable.delete", None, "org:team V")));
-        check(Method::POST, "/api/v1/repositories/team/app/secrets/TOKEN", "", None);
+        check(
+            Method::POST,
+            "/api/v1/repositories",
+            r#"{"name":"team/app"}"#,
+            Some(("repository.create", Some("team/app"), "team/app")),
+        );
+        check(
+            Method::PUT,
+            "/api/v1/repositories/team/app",
+            "",
+            Some(("repository.update", Some("team/app"), "team/app")),
+        );
+        check(
+            Method::DELETE,
+            "/api/v1/repositories/team/app",
+            "",
+            Some(("repository.delete", Some("team/app"), "team/app")),
+        );
+        check(
+            Method::PUT,
+            "/api/v1/repositories/team/app/secrets/TOKEN",
+            r#"{"value":"x"}"#,
+            Some(("secret.put", Some("team/app"), "repo:team/app TOKEN")),
+        );
+        check(
+            Method::DELETE,
+            "/api/v1/organizations/team/variables/V",
+            "",
+            Some(("variable.delete", None, "org:team V")),
+        );
+        check(
+            Method::POST,
+            "/api/v1/repositories/team/app/secrets/TOKEN",
+            "",
+            None,
+        );
         check(Method::PUT, "/api/v1/runs/1", "", None);
     }
 
@@ -1166,7 +1534,10 @@ mod tests {
         assert!(check_role("root").is_err());
         assert!(check_password_rules("password", "1234567").is_err());
         assert!(check_password_rules("password", "12345678").is_ok());
-        assert_eq!(check_groups(&[" ops ".into(), "ops".into(), "dev".into()]).ok(), Some(vec!["ops".into(), "dev".into()]));
+        assert_eq!(
+            check_groups(&[" ops ".into(), "ops".into(), "dev".into()]).ok(),
+            Some(vec!["ops".into(), "dev".into()])
+        );
         assert!(check_groups(&["a b".into()]).is_err());
     }
 }

@@ -79,7 +79,8 @@ pub struct TokenRecord {
     pub last_used_at: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "id, name, role, user_groups, password_hash, disabled, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, name, role, user_groups, password_hash, disabled, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
     "t.id, t.user_id, u.name AS user_name, t.name, t.token_hash, t.created_at, t.last_used_at";
 
@@ -94,7 +95,11 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord> {
         name: get(row, "name")?,
         settings: UserSettings {
             role: get(row, "role")?,
-            groups: groups.split('\n').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+            groups: groups
+                .split('\n')
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect(),
             password_hash: get(row, "password_hash")?,
             disabled: get::<i64>(row, "disabled")? != 0,
         },
@@ -117,7 +122,12 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenRecord> {
 
 impl Db {
     /// Creates the user `name`; `None` when a user of that name exists.
-    pub async fn create_user(&self, name: &str, s: &UserSettings, now: i64) -> Result<Option<UserId>> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        s: &UserSettings,
+        now: i64,
+    ) -> Result<Option<UserId>> {
         let row = sqlx::query(
             "INSERT INTO users (name, role, user_groups, password_hash, disabled, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -178,11 +188,13 @@ impl Db {
     /// Deletes the user `name` and their tokens; `false` when there is no such user.
     pub async fn delete_user(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin_write().await.map_err(q("deleting a user"))?;
-        sqlx::query("DELETE FROM user_tokens WHERE user_id IN (SELECT id FROM users WHERE name = $1)")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("deleting a user's tokens"))?;
+        sqlx::query(
+            "DELETE FROM user_tokens WHERE user_id IN (SELECT id FROM users WHERE name = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("deleting a user's tokens"))?;
         let done = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -194,7 +206,13 @@ impl Db {
 
     /// Adds a token named `token_name` to the user `user`; `None` when the user does not
     /// exist or already has a token of that name.
-    pub async fn create_token(&self, user: &str, token_name: &str, token_hash: &str, now: i64) -> Result<Option<TokenId>> {
+    pub async fn create_token(
+        &self,
+        user: &str,
+        token_name: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<TokenId>> {
         let row = sqlx::query(
             "INSERT INTO user_tokens (user_id, name, token_hash, created_at)
              SELECT id, $2, $3, $4 FROM users WHERE name = $1
@@ -268,10 +286,14 @@ mod tests {
         Fut: std::future::Future<Output = ()>,
     {
         let dir = test_support::tempdir();
-        let sqlite = Db::connect(&format!("sqlite://{}/state.db", dir.path().display())).await.expect("sqlite");
+        let sqlite = Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
+            .await
+            .expect("sqlite");
         eprintln!("backend: sqlite");
         f(sqlite).await;
-        let postgres = Db::connect(&super::super::tests::fresh_postgres().await).await.expect("postgres");
+        let postgres = Db::connect(&super::super::tests::fresh_postgres().await)
+            .await
+            .expect("postgres");
         eprintln!("backend: postgres");
         f(postgres).await;
     }
@@ -288,12 +310,25 @@ mod tests {
     #[tokio::test]
     async fn users_are_created_once_updated_and_deleted_with_their_tokens() {
         each(|db| async move {
-            let bob = db.create_user("bob", &settings("maintainer", &["ops", "dev"]), 10).await.expect("create");
+            let bob = db
+                .create_user("bob", &settings("maintainer", &["ops", "dev"]), 10)
+                .await
+                .expect("create");
             assert!(bob.is_some());
-            assert_eq!(db.create_user("bob", &settings("viewer", &[]), 11).await.expect("dup"), None);
-            db.create_user("amy", &settings("admin", &[]), 12).await.expect("amy");
+            assert_eq!(
+                db.create_user("bob", &settings("viewer", &[]), 11)
+                    .await
+                    .expect("dup"),
+                None
+            );
+            db.create_user("amy", &settings("admin", &[]), 12)
+                .await
+                .expect("amy");
             let all = db.users().await.expect("list");
-            assert_eq!(all.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["amy", "bob"]);
+            assert_eq!(
+                all.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+                ["amy", "bob"]
+            );
             assert_eq!(all[1].settings.groups, ["ops", "dev"]);
             assert_eq!(all[0].settings.groups, Vec::<String>::new());
 
@@ -301,35 +336,78 @@ mod tests {
             s.password_hash = Some("$argon2id$x".into());
             s.disabled = true;
             assert!(db.update_user("bob", &s, 20).await.expect("update"));
-            assert!(!db.update_user("nobody", &s, 20).await.expect("update missing"));
+            assert!(
+                !db.update_user("nobody", &s, 20)
+                    .await
+                    .expect("update missing")
+            );
             let b = db.user("bob").await.expect("read").expect("exists");
             assert_eq!((b.settings, b.created_at, b.updated_at), (s, 10, 20));
 
-            let t = db.create_token("bob", "ci", "aa11", 30).await.expect("token").expect("new");
-            assert_eq!(db.create_token("bob", "ci", "bb22", 31).await.expect("dup name"), None);
-            assert_eq!(db.create_token("nobody", "ci", "cc33", 31).await.expect("no user"), None);
-            db.create_token("amy", "ci", "dd44", 32).await.expect("amy token").expect("new");
-            assert!(db.create_token("amy", "other", "aa11", 33).await.is_err(), "token hashes are unique");
+            let t = db
+                .create_token("bob", "ci", "aa11", 30)
+                .await
+                .expect("token")
+                .expect("new");
+            assert_eq!(
+                db.create_token("bob", "ci", "bb22", 31)
+                    .await
+                    .expect("dup name"),
+                None
+            );
+            assert_eq!(
+                db.create_token("nobody", "ci", "cc33", 31)
+                    .await
+                    .expect("no user"),
+                None
+            );
+            db.create_token("amy", "ci", "dd44", 32)
+                .await
+                .expect("amy token")
+                .expect("new");
+            assert!(
+                db.create_token("amy", "other", "aa11", 33).await.is_err(),
+                "token hashes are unique"
+            );
 
             db.touch_tokens(&[(t, 50)]).await.expect("touch");
             db.touch_tokens(&[(t, 40)]).await.expect("older touch");
             let bobs = db.tokens(Some("bob")).await.expect("tokens");
             assert_eq!(bobs.len(), 1);
-            assert_eq!((bobs[0].name.as_str(), bobs[0].user_name.as_str()), ("ci", "bob"));
-            assert_eq!((bobs[0].token_hash.as_str(), bobs[0].last_used_at), ("aa11", Some(50)));
+            assert_eq!(
+                (bobs[0].name.as_str(), bobs[0].user_name.as_str()),
+                ("ci", "bob")
+            );
+            assert_eq!(
+                (bobs[0].token_hash.as_str(), bobs[0].last_used_at),
+                ("aa11", Some(50))
+            );
             assert_eq!(db.tokens(None).await.expect("all").len(), 2);
 
             assert!(!db.revoke_token("amy", t).await.expect("not amy's"));
             assert!(db.revoke_token("bob", t).await.expect("revoke"));
             assert!(db.tokens(Some("bob")).await.expect("none left").is_empty());
 
-            db.create_token("bob", "again", "ee55", 60).await.expect("token").expect("new");
+            db.create_token("bob", "again", "ee55", 60)
+                .await
+                .expect("token")
+                .expect("new");
             assert!(db.delete_user("bob").await.expect("delete"));
             assert!(!db.delete_user("bob").await.expect("gone"));
             let left = db.tokens(None).await.expect("tokens");
-            assert_eq!(left.iter().map(|t| t.user_name.as_str()).collect::<Vec<_>>(), ["amy"]);
+            assert_eq!(
+                left.iter()
+                    .map(|t| t.user_name.as_str())
+                    .collect::<Vec<_>>(),
+                ["amy"]
+            );
             // The name can be used again.
-            assert!(db.create_user("bob", &settings("viewer", &[]), 70).await.expect("again").is_some());
+            assert!(
+                db.create_user("bob", &settings("viewer", &[]), 70)
+                    .await
+                    .expect("again")
+                    .is_some()
+            );
         })
         .await;
     }
