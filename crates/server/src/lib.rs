@@ -14,10 +14,9 @@
 //! Repositories, their secrets and variables live in the store (`repos`: registered from the
 //! configuration file and through the API, secrets sealed with the server key — `secrets`);
 //! artifacts' contents in a blob store (files under `--data` or S3), their manifests in the
-//! store (`artifacts`).
-//!
-//! What it does not do (yet): caches through the server (`actions/cache` keeps its cache on
-//! the agent).
+//! store (`artifacts`); `actions/cache` entries likewise (`caches`: archives in the blob store,
+//! keys and scopes in the store, shared by every agent). Logs are not blobs: their chunks are
+//! rows of the store, so that live followers read small appends.
 
 pub mod agent;
 mod agent_api;
