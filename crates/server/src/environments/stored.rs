@@ -260,10 +260,10 @@ pub(crate) fn validate(
             Ok(out)
         };
     let reviewers = clean("reviewers", &spec.reviewers)?;
-    if let Some(bad) = reviewers
-        .iter()
-        .find(|r| r.chars().any(|c| c.is_whitespace() || c == ','))
-    {
+    if let Some(bad) = reviewers.iter().find(|r| {
+        !r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    }) {
         return Err(("reviewers", format!("`{bad}` is not a user or group name")));
     }
     let branches = clean("branches", &spec.branches)?;
