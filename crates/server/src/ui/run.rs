@@ -491,7 +491,8 @@ async fn render(
         .iter()
         .filter(|d| d.status == DeploymentStatus::Waiting)
     {
-        let env = crate::environments::environment(state, &run.repository_name, &d.environment);
+        let env = crate::environments::lookup(state, &run.repository_name, &d.environment);
+        let env = env.as_deref();
         let reviewers = env.map(|e| e.reviewers.join(", ")).unwrap_or_default();
         let may = match (env, me) {
             (Some(e), Some(u)) => e.is_reviewer(u),
