@@ -28,6 +28,10 @@ pub mod paths {
     pub fn agent_steps(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/steps")
     }
+    /// `/api/v1/agent/jobs/{id}/report`
+    pub fn agent_report(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/report")
+    }
     /// `/api/v1/agent/jobs/{id}/finish`
     pub fn agent_finish(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/finish")
@@ -105,7 +109,7 @@ pub struct NeedResult {
 
 /// The workflow a job comes from, as read at the run's commit. The agent parses and compiles
 /// it again (compiling is deterministic and does no I/O) and runs the one job `job_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkflowSource {
     /// Path in the repository (`.gitea/workflows/ci.yml`).
     pub file: String,
@@ -263,13 +267,38 @@ pub struct Release {
     pub attempt: i64,
 }
 
-/// `POST /api/v1/agent/jobs/{id}/finish`.
+/// `POST /api/v1/agent/jobs/{id}/report`: what happened since the last report, in one
+/// request — the step reports in order and the log lines of that time (a step that starts
+/// is stored before its lines, one that finishes after; all of one report are stored in one
+/// transaction). A report also extends the lease like a [`Heartbeat`]; the reply is a
+/// [`HeartbeatReply`], `409 Conflict` when the lease is gone.
+///
+/// Resending a report (after a lost reply) stores nothing twice: the log chunk is kept once
+/// per `(attempt, seq)` and step reports are upserts. An agent sends its reports one at a
+/// time, in order. The older `/logs` and `/steps` endpoints take one chunk or step each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub attempt: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+    /// Its `attempt` is the report's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogChunk>,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/finish`: the result, with what was not reported yet (as in
+/// a [`JobReport`]), stored in one transaction. A quick job costs a lease and this call.
+/// Resending it after a lost reply answers `204` again and changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobFinished {
     pub attempt: i64,
     pub result: Conclusion,
     #[serde(default)]
     pub outputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogChunk>,
 }
 
 // --- REST API ---------------------------------------------------------------------------------

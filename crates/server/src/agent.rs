@@ -141,6 +141,7 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
     let client = Arc::new(Client { http, base, token: reg.token });
     let opts = Arc::new(opts);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.capacity.max(1)));
+    let plans = Arc::new(PlanCache::default());
     let mut jobs = JoinSet::new();
     let mut failures = 0u32;
     loop {
@@ -156,9 +157,9 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
         match leased {
             Ok(Some(job)) => {
                 failures = 0;
-                let (client, opts, stop) = (client.clone(), opts.clone(), stop.clone());
+                let (client, opts, plans, stop) = (client.clone(), opts.clone(), plans.clone(), stop.clone());
                 jobs.spawn(async move {
-                    run_job(&client, &opts, job, &stop).await;
+                    run_job(&client, &opts, &plans, job, &stop).await;
                     drop(slot);
                 });
             }
@@ -179,10 +180,18 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
     Ok(())
 }
 
+/// How long log lines and step reports wait before they are sent: while a job prints, one
+/// `report` at most this often (the live log and step states lag by this plus a request);
+/// a job that ends sooner sends them with its result, in its one `finish` call.
+const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// A report is sent at once when it holds this many bytes of log lines.
+const REPORT_MAX_BYTES: usize = 512 * 1024;
+
 /// Log lines and step reports waiting to be sent.
 #[derive(Default)]
 struct Outbox {
     lines: Vec<String>,
+    bytes: usize,
     /// When the first of `lines` was read (unix ms, the agent's clock).
     first_line_ms: Option<i64>,
     steps: Vec<StepReport>,
@@ -191,7 +200,97 @@ struct Outbox {
 impl Outbox {
     fn line(&mut self, line: String) {
         self.first_line_ms.get_or_insert_with(now_ms);
+        self.bytes += line.len() + 1;
         self.lines.push(line);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.steps.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= REPORT_MAX_BYTES
+    }
+}
+
+/// What a report's reply says.
+enum Sent {
+    Ok { cancel: bool },
+    /// `409`: the agent no longer holds the job.
+    LeaseLost,
+    /// The server could not be reached within the lease's TTL (logged).
+    Failed,
+}
+
+/// One job's [`Outbox`] and log chunk counter: batches what happens into `report` calls (in
+/// order, one at a time, each retried as a whole) and the final `finish`.
+struct Reporter<'a> {
+    client: &'a Client,
+    id: i64,
+    attempt: i64,
+    ttl: Duration,
+    /// The next log chunk's number.
+    seq: i64,
+    out: Outbox,
+    /// When what is in `out` must be sent.
+    due: Option<tokio::time::Instant>,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(client: &'a Client, job: &Assignment) -> Reporter<'a> {
+        Reporter {
+            client,
+            id: job.job_id,
+            attempt: job.attempt,
+            ttl: Duration::from_millis(job.lease_ttl_ms.max(1000)),
+            seq: 0,
+            out: Outbox::default(),
+            due: None,
+        }
+    }
+
+    /// Starts the clock for what was just added.
+    fn arm(&mut self) {
+        if !self.out.is_empty() && self.due.is_none() {
+            self.due = Some(tokio::time::Instant::now() + REPORT_EVERY);
+        }
+    }
+
+    /// What waits, as the steps and log chunk of a report (the chunk takes the next `seq`).
+    fn take(&mut self) -> (Vec<StepReport>, Option<LogChunk>) {
+        self.due = None;
+        let out = std::mem::take(&mut self.out);
+        let logs = (!out.lines.is_empty()).then(|| {
+            let chunk = LogChunk { attempt: self.attempt, seq: self.seq, lines: out.lines, time_ms: out.first_line_ms.unwrap_or_else(now_ms) };
+            self.seq += 1;
+            chunk
+        });
+        (out.steps, logs)
+    }
+
+    /// Sends what waits as one `report` (retried while the server is unreachable).
+    async fn send(&mut self) -> Sent {
+        if self.out.is_empty() {
+            self.due = None;
+            return Sent::Ok { cancel: false };
+        }
+        let (steps, logs) = self.take();
+        let report = protocol::JobReport { attempt: self.attempt, steps, logs };
+        let path = protocol::paths::agent_report(self.id);
+        match self.client.post_retrying::<_, HeartbeatReply>(&path, &report, self.ttl).await {
+            Ok(reply) => Sent::Ok { cancel: reply.is_some_and(|r| r.cancel) },
+            Err(AgentError::Status { status: StatusCode::CONFLICT, .. }) => Sent::LeaseLost,
+            Err(error) => {
+                tracing::warn!(job_id = self.id, %error, "Sending a report failed; its lines and steps are lost.");
+                Sent::Failed
+            }
+        }
+    }
+
+    /// The job's result with what was not sent yet.
+    fn finished(&mut self, result: Conclusion, outputs: serde_json::Map<String, serde_json::Value>) -> JobFinished {
+        let (steps, logs) = self.take();
+        JobFinished { attempt: self.attempt, result, outputs, steps, logs }
     }
 }
 
@@ -210,18 +309,18 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &CancellationToken) {
+async fn run_job(client: &Client, opts: &AgentOptions, plans: &PlanCache, job: Assignment, stop: &CancellationToken) {
     let id = job.job_id;
     let attempt = job.attempt;
     let ttl = Duration::from_millis(job.lease_ttl_ms.max(1000));
     let dir = opts.work_dir.join(format!("job-{id}-{attempt}"));
-    let mut seq = 0i64;
-    let result = match prepare(client, &job, &dir).await {
+    let mut reporter = Reporter::new(client, &job);
+    let result = match prepare(client, plans, &job, &dir).await {
         Err(message) => {
-            send_lines(client, id, attempt, &mut seq, vec![format!("error: {message}")], ttl).await;
-            Some(JobFinished { attempt, result: Conclusion::Failure, outputs: Default::default() })
+            reporter.out.line(format!("error: {message}"));
+            Some(reporter.finished(Conclusion::Failure, Default::default()))
         }
-        Ok(prepared) => execute(client, &job, prepared, &dir, &mut seq, stop).await,
+        Ok(prepared) => execute(client, &job, prepared, &dir, &mut reporter, stop).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
     let Some(result) = result else {
@@ -237,6 +336,51 @@ async fn run_job(client: &Client, opts: &AgentOptions, job: Assignment, stop: &C
     }
 }
 
+/// Plans compiled lately, by what compiling reads (the workflow's files and the event name;
+/// compiling is deterministic and does no I/O): the jobs of a run (and runs of one commit)
+/// share one, so the agent parses and compiles a workflow once rather than once per job.
+#[derive(Default)]
+struct PlanCache(std::sync::Mutex<std::collections::VecDeque<(u64, PlanKey, Arc<workflow::Plan>)>>);
+
+/// How many compiled plans an agent keeps.
+const PLANS_KEPT: usize = 16;
+
+#[derive(PartialEq, Eq, Hash)]
+struct PlanKey {
+    workflow: protocol::WorkflowSource,
+    event_name: String,
+}
+
+impl PlanCache {
+    /// The whole plan of the job's workflow, compiled now or earlier.
+    fn compiled(&self, job: &Assignment) -> Result<Arc<workflow::Plan>, String> {
+        use std::hash::{Hash, Hasher};
+        let key = PlanKey { workflow: job.workflow.clone(), event_name: job.event_name.clone() };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let hash = h.finish();
+        {
+            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = kept.iter().position(|(h, k, _)| *h == hash && *k == key) {
+                let hit = kept.remove(i).expect("the position is in range");
+                let plan = hit.2.clone();
+                kept.push_front(hit);
+                return Ok(plan);
+            }
+        }
+        let wf = workflow::parse(&job.workflow.source, &job.workflow.file).map_err(|d| d.to_string())?;
+        let files = &job.workflow.files;
+        let loader = |p: &str| files.get(p).cloned();
+        let plan = workflow::compile(&wf, &workflow::CompileOptions { event: &job.event_name, loader: &loader })
+            .map_err(|d| d.to_string())?;
+        let plan = Arc::new(plan);
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.push_front((hash, key, plan.clone()));
+        kept.truncate(PLANS_KEPT);
+        Ok(plan)
+    }
+}
+
 /// A job ready to run.
 struct Prepared {
     plan: workflow::Plan,
@@ -249,16 +393,25 @@ struct Prepared {
 
 /// Compiles the plan reduced to the one job, then fetches what it needs: the commit (only
 /// when the job reads the repository) and the run's artifacts (only when it downloads some).
-async fn prepare(client: &Client, job: &Assignment, dir: &Path) -> Result<Prepared, String> {
-    let wf = workflow::parse(&job.workflow.source, &job.workflow.file).map_err(|d| d.to_string())?;
-    let files = job.workflow.files.clone();
-    let loader = move |p: &str| files.get(p).cloned();
-    let mut plan = workflow::compile(&wf, &workflow::CompileOptions { event: &job.event_name, loader: &loader })
-        .map_err(|d| d.to_string())?;
-    plan.jobs.retain(|j| j.id == job.job_key);
-    let Some(only) = plan.jobs.first_mut() else {
+async fn prepare(client: &Client, plans: &PlanCache, job: &Assignment, dir: &Path) -> Result<Prepared, String> {
+    let full = plans.compiled(job)?;
+    let Some(only) = full.jobs.iter().find(|j| j.id == job.job_key) else {
         return Err(format!("the workflow has no job `{}`", job.job_key));
     };
+    let mut plan = workflow::Plan {
+        file: full.file.clone(),
+        name: full.name.clone(),
+        event: full.event.clone(),
+        run_name: full.run_name.clone(),
+        env: full.env.clone(),
+        defaults: full.defaults.clone(),
+        concurrency: full.concurrency.clone(),
+        permissions: full.permissions.clone(),
+        trigger: full.trigger.clone(),
+        jobs: vec![only.clone()],
+        warnings: full.warnings.clone(),
+    };
+    let only = &mut plan.jobs[0];
     // The server decided whether this job runs (needs and `if:`); its needs are outside the
     // plan, so the runner takes them from `RunOptions::needs` without waiting.
     only.condition = Some(workflow::expr::Condition::parse("always()").expect("a valid expression"));
@@ -297,21 +450,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn send_lines(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>, ttl: Duration) {
-    send_lines_at(client, id, attempt, seq, lines, now_ms(), ttl).await;
-}
-
-async fn send_lines_at(client: &Client, id: i64, attempt: i64, seq: &mut i64, lines: Vec<String>, time_ms: i64, ttl: Duration) {
-    if lines.is_empty() {
-        return;
-    }
-    let chunk = LogChunk { attempt, seq: *seq, lines, time_ms };
-    *seq += 1;
-    if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_logs(id), &chunk, ttl).await {
-        tracing::warn!(job_id = id, %error, "Sending a log chunk failed.");
-    }
-}
-
 fn need_outcome(n: &protocol::NeedResult) -> runner::JobOutcome {
     let result = match n.result {
         Conclusion::Success => JobResult::Success,
@@ -337,6 +475,7 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
         Event::Log { lines, .. } => {
             if !lines.is_empty() {
                 out.first_line_ms.get_or_insert_with(now_ms);
+                out.bytes += lines.as_text().len();
                 out.lines.extend(lines.iter().map(str::to_owned));
             }
         }
@@ -410,12 +549,11 @@ async fn execute(
     job: &Assignment,
     prepared: Prepared,
     dir: &Path,
-    seq: &mut i64,
+    reporter: &mut Reporter<'_>,
     stop: &CancellationToken,
 ) -> Option<JobFinished> {
     let id = job.job_id;
     let attempt = job.attempt;
-    let ttl = Duration::from_millis(job.lease_ttl_ms.max(1000));
     let Prepared { plan, repo_root, artifact_dir, fetched } = prepared;
     let to_map = |m: &std::collections::BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<IndexMap<_, _>>();
     let options = runner::RunOptions {
@@ -457,19 +595,27 @@ async fn execute(
     let mut lease_lost = false;
     let mut stopped = false;
     loop {
+        let due = reporter.due;
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let mut out = Outbox::default();
-                record(event, &mut out, attempt, &mut st);
-                // Take whatever else is ready, then send it as one chunk.
-                while out.lines.len() < 500 {
+                record(event, &mut reporter.out, attempt, &mut st);
+                // Take whatever else is ready; send when due (or full).
+                while !reporter.out.full() {
                     match rx.try_recv() {
-                        Ok(e) => record(e, &mut out, attempt, &mut st),
+                        Ok(e) => record(e, &mut reporter.out, attempt, &mut st),
                         Err(_) => break,
                     }
                 }
-                flush(client, id, attempt, seq, out, ttl).await;
+                reporter.arm();
+                if reporter.out.full() {
+                    let sent = reporter.send().await;
+                    lease_lost |= on_sent(sent, &mut heartbeat, &cancel);
+                }
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                let sent = reporter.send().await;
+                lease_lost |= on_sent(sent, &mut heartbeat, &cancel);
             }
             _ = heartbeat.tick() => {
                 match client.post::<_, HeartbeatReply>(&protocol::paths::agent_heartbeat(id), &Heartbeat { attempt }).await {
@@ -491,11 +637,11 @@ async fn execute(
     let summary = match tasks.join_next().await {
         Some(Ok(Ok(summary))) => Some(summary),
         Some(Ok(Err(error))) => {
-            send_lines(client, id, attempt, seq, vec![format!("error: {error}")], ttl).await;
+            reporter.out.line(format!("error: {error}"));
             None
         }
         Some(Err(error)) => {
-            send_lines(client, id, attempt, seq, vec![format!("error: the runner task failed: {error}")], ttl).await;
+            reporter.out.line(format!("error: the runner task failed: {error}"));
             None
         }
         None => None,
@@ -515,8 +661,7 @@ async fn execute(
             Ok(_) => {}
             Err(e) => {
                 upload_failed = true;
-                let message = format!("error: uploading the job's artifacts to the server: {}", error_chain(&e));
-                send_lines(client, id, attempt, seq, vec![message], ttl).await;
+                reporter.out.line(format!("error: uploading the job's artifacts to the server: {}", error_chain(&e)));
             }
         }
     }
@@ -536,23 +681,31 @@ async fn execute(
             }
         }
     };
-    // `None`: stopped by the agent's shutdown (the caller hands the job back).
-    (!stopped).then_some(JobFinished { attempt, result, outputs: st.outputs })
+    if stopped {
+        // Handed back by the caller: what the attempt printed is kept with it.
+        if !lease_lost {
+            reporter.send().await;
+        }
+        return None;
+    }
+    Some(reporter.finished(result, st.outputs))
 }
 
-async fn flush(client: &Client, id: i64, attempt: i64, seq: &mut i64, out: Outbox, ttl: Duration) {
-    // Steps that start are reported before their lines, steps that finish after them.
-    let (started, finished): (Vec<_>, Vec<_>) = out.steps.into_iter().partition(|s| s.state == StepState::Running);
-    for s in started {
-        if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s, ttl).await {
-            tracing::warn!(job_id = id, %error, "Reporting a step failed.");
+/// What a report's reply means for the running job (it extended the lease like a
+/// heartbeat). `true`: the lease is lost.
+fn on_sent(sent: Sent, heartbeat: &mut tokio::time::Interval, cancel: &CancellationToken) -> bool {
+    match sent {
+        Sent::Ok { cancel: stop } => {
+            heartbeat.reset();
+            if stop {
+                cancel.cancel();
+            }
+            false
         }
-    }
-    let time_ms = out.first_line_ms.unwrap_or_else(now_ms);
-    send_lines_at(client, id, attempt, seq, out.lines, time_ms, ttl).await;
-    for s in finished {
-        if let Err(error) = client.post_retrying::<_, serde_json::Value>(&protocol::paths::agent_steps(id), &s, ttl).await {
-            tracing::warn!(job_id = id, %error, "Reporting a step failed.");
+        Sent::LeaseLost => {
+            cancel.cancel();
+            true
         }
+        Sent::Failed => false,
     }
 }

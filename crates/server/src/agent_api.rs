@@ -4,25 +4,33 @@
 //! SHA-256 hash). It then long-polls `lease`: a queued job matching its labels is handed out
 //! as soon as one exists (waiters are woken by a `Notify` when jobs are queued — there is no
 //! polling interval). While running it heartbeats (the reply says whether the run was
-//! cancelled; `409` means the lease is gone), streams log chunks and step reports, and
-//! finishes the job. Every report names the attempt; reports for an attempt the agent no
-//! longer holds get `409 Conflict`.
+//! cancelled; `409` means the lease is gone), reports what happened (`report`: the step
+//! reports and log lines since the last report, in one request and one transaction, at most
+//! every 200 ms while the job prints; it extends the lease too), and finishes the job
+//! (`finish`: the result with the last report, one transaction). A quick job costs two
+//! requests: the lease and the finish. Every report names the attempt; reports for an
+//! attempt the agent no longer holds get `409 Conflict`. Resent reports store nothing
+//! twice (log chunks by `(attempt, seq)`, steps are upserts, a finish answers again).
+//! `logs` and `steps` (one chunk or step per call) are kept for older agents.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use protocol::{Assignment, Heartbeat, HeartbeatReply, JobFinished, LeaseRequest, LogChunk, RegisterRequest, RegisterResponse, StepReport};
+use protocol::{Assignment, Heartbeat, HeartbeatReply, JobFinished, JobReport, LeaseRequest, LogChunk, RegisterRequest, RegisterResponse, StepReport};
 use sha2::{Digest, Sha256};
-use store::sql::{Agent, Conclusion, Job, JobId, StepRecord};
+use store::sql::{Agent, Conclusion, Finished, Job, JobId, NewLog, Report, StepRecord};
 use subtle::ConstantTimeEq;
 
 use crate::trigger::RunSpec;
 use crate::{AppState, error_response, internal, now_ms};
+
+/// The largest report or finish body.
+const REPORT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The longest a lease request waits.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -34,7 +42,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/agent/jobs/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/agent/jobs/{id}/logs", post(logs))
         .route("/api/v1/agent/jobs/{id}/steps", post(steps))
-        .route("/api/v1/agent/jobs/{id}/finish", post(finish))
+        // A report or finish carries up to 1 MiB of step summary per step plus log lines.
+        .route("/api/v1/agent/jobs/{id}/report", post(report).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
+        .route("/api/v1/agent/jobs/{id}/finish", post(finish).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
         .route("/api/v1/agent/jobs/{id}/release", post(release))
 }
 
@@ -232,10 +242,8 @@ async fn logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<
         Ok(j) => j,
         Err(r) => return r,
     };
-    let mut data = chunk.lines.join("\n");
-    data.push('\n');
-    let time = if chunk.time_ms > 0 { chunk.time_ms } else { now_ms() };
-    match state.db().append_log(job.id, chunk.attempt, chunk.seq, data.as_bytes(), time).await {
+    let log = new_log(chunk, now_ms());
+    match state.db().append_log(job.id, job.attempt, log.seq, &log.data, log.created_at).await {
         Ok(_) => {
             state.changed(crate::Change::Run(job.run.0));
             StatusCode::NO_CONTENT.into_response()
@@ -253,20 +261,7 @@ async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
         Ok(j) => j,
         Err(r) => return r,
     };
-    let now = if step.time_ms > 0 { step.time_ms } else { now_ms() };
-    let done = step.state == protocol::StepState::Done;
-    let record = StepRecord {
-        job: job.id,
-        attempt: step.attempt,
-        number: step.number,
-        name: step.name,
-        status: if done { "done" } else { "running" }.to_owned(),
-        conclusion: step.conclusion.map(|c| c.as_str().to_owned()),
-        started_at: (!done).then_some(now),
-        finished_at: done.then_some(now),
-        outputs: (!step.outputs.is_empty()).then(|| serde_json::Value::Object(step.outputs).to_string()),
-        summary: step.summary.map(protocol::cap_summary),
-    };
+    let record = step_record(job.id, step, now_ms());
     match state.db().record_step(&record).await {
         Ok(()) => {
             state.changed(crate::Change::Run(job.run.0));
@@ -276,10 +271,78 @@ async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
     }
 }
 
+/// A step report as the store keeps it; `now` when the agent sent no time.
+fn step_record(job: JobId, step: StepReport, now: i64) -> StepRecord {
+    let at = if step.time_ms > 0 { step.time_ms } else { now };
+    let done = step.state == protocol::StepState::Done;
+    StepRecord {
+        job,
+        attempt: step.attempt,
+        number: step.number,
+        name: step.name,
+        status: if done { "done" } else { "running" }.to_owned(),
+        conclusion: step.conclusion.map(|c| c.as_str().to_owned()),
+        started_at: (!done).then_some(at),
+        finished_at: done.then_some(at),
+        outputs: (!step.outputs.is_empty()).then(|| serde_json::Value::Object(step.outputs).to_string()),
+        summary: step.summary.map(protocol::cap_summary),
+    }
+}
+
+/// A log chunk as the store keeps it; `now` when the agent sent no time.
+fn new_log(chunk: LogChunk, now: i64) -> NewLog {
+    let mut data = chunk.lines.join("\n");
+    data.push('\n');
+    NewLog { seq: chunk.seq, data: data.into_bytes(), created_at: if chunk.time_ms > 0 { chunk.time_ms } else { now } }
+}
+
+/// The [`Report`] of an agent's steps and log chunk for attempt `attempt` (`400` when a
+/// part names another attempt).
+#[allow(clippy::result_large_err)]
+fn to_report(job: JobId, attempt: i64, steps: Vec<StepReport>, logs: Option<LogChunk>, now: i64) -> Result<Report, Response> {
+    if let Some(s) = steps.iter().find(|s| s.attempt != attempt) {
+        return Err(error_response(StatusCode::BAD_REQUEST, format!("steps[{}]: attempt {} is not the report's attempt {attempt}", s.number, s.attempt)));
+    }
+    if let Some(l) = logs.as_ref().filter(|l| l.attempt != attempt) {
+        return Err(error_response(StatusCode::BAD_REQUEST, format!("logs.attempt: {} is not the report's attempt {attempt}", l.attempt)));
+    }
+    Ok(Report {
+        steps: steps.into_iter().map(|s| step_record(job, s, now)).collect(),
+        log: logs.filter(|l| !l.lines.is_empty()).map(|l| new_log(l, now)),
+    })
+}
+
+async fn report(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(r): Json<JobReport>) -> Response {
+    let agent = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let now = now_ms();
+    let report = match to_report(JobId(id), r.attempt, r.steps, r.logs, now) {
+        Ok(report) => report,
+        Err(resp) => return resp,
+    };
+    let ttl_ms = i64::try_from(state.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+    match state.db().report(JobId(id), r.attempt, agent.id, &report, now.saturating_add(ttl_ms)).await {
+        Ok(Some((run, cancel))) => {
+            state.0.leases.notify_waiters();
+            state.changed(crate::Change::Run(run.0));
+            Json(HeartbeatReply { cancel }).into_response()
+        }
+        Ok(None) => error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", r.attempt)),
+        Err(e) => internal(e),
+    }
+}
+
 async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(done): Json<JobFinished>) -> Response {
     let agent = match agent(&state, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
+    };
+    let now = now_ms();
+    let report = match to_report(JobId(id), done.attempt, done.steps, done.logs, now) {
+        Ok(report) => report,
+        Err(resp) => return resp,
     };
     let result = match done.result {
         protocol::Conclusion::Success => Conclusion::Success,
@@ -288,16 +351,16 @@ async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         protocol::Conclusion::Skipped => Conclusion::Skipped,
     };
     let outputs = serde_json::Value::Object(done.outputs).to_string();
-    match state.db().finish_job(JobId(id), done.attempt, agent.id, result, &outputs, now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => return error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", done.attempt)),
-        Err(e) => return internal(e),
-    }
-    let job = match state.db().job(JobId(id)).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no job {id}")),
+    let job = match state.db().finish_reported(JobId(id), done.attempt, agent.id, &report, result, &outputs, now).await {
+        Ok(Finished::Done(job)) => job,
+        // A resent finish (its reply was lost): done already.
+        Ok(Finished::AlreadyDone(_)) => return StatusCode::NO_CONTENT.into_response(),
+        Ok(Finished::NotHeld) => return error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", done.attempt)),
         Err(e) => return internal(e),
     };
+    if !report.steps.is_empty() || report.log.is_some() {
+        state.changed(crate::Change::Run(job.run.0));
+    }
     tracing::info!(job_id = %job.id, run_id = %job.run, result = %result, "Job finished.");
     if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
         state.0.metrics.job_finished(result.as_str(), (end - start).max(0));

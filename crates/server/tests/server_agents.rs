@@ -1,5 +1,7 @@
 //! The agent protocol from the outside: registration, long-poll pickup, lease expiry (retried
-//! once, then "agent lost"), stale attempts refused, and cancellation through heartbeats.
+//! once, then "agent lost"), stale attempts refused, cancellation through heartbeats, batched
+//! reports (resent ones store nothing twice, also through a real agent whose replies get
+//! lost) and live logs while a step runs.
 
 mod common;
 
@@ -104,7 +106,7 @@ async fn an_expired_lease_is_retried_once_then_failed_as_agent_lost() {
     // No more heartbeats: the lease expires and the job is queued again; the long poll gets it.
     let second = agent.lease(10_000).await.expect("second lease");
     assert_eq!((second.job_id, second.attempt), (first.job_id, 2));
-    let stale = JobFinished { attempt: 1, result: protocol::Conclusion::Success, outputs: Default::default() };
+    let stale = JobFinished { attempt: 1, result: protocol::Conclusion::Success, outputs: Default::default(), steps: vec![], logs: None };
     assert_eq!(agent.post(&protocol::paths::agent_finish(first.job_id), &stale).await.status(), 409);
     let hb = agent.post(&protocol::paths::agent_heartbeat(first.job_id), &Heartbeat { attempt: 1 }).await;
     assert_eq!(hb.status(), 409, "the first attempt's lease is gone");
@@ -301,5 +303,221 @@ async fn step_summaries_groups_and_chunk_times_reach_the_api() {
         assert!((before..=after).contains(&c.time_ms), "chunk {} at {} not within {before}..={after}", c.seq, c.time_ms);
     }
     assert!(chunks.windows(2).all(|w| w[0].time_ms <= w[1].time_ms), "times only grow");
+    server.stop().await;
+}
+
+fn step(attempt: i64, number: i64, state: protocol::StepState, conclusion: Option<protocol::Conclusion>) -> protocol::StepReport {
+    protocol::StepReport {
+        attempt,
+        number,
+        name: format!("step {number}"),
+        state,
+        conclusion,
+        outputs: Default::default(),
+        summary: None,
+        time_ms: 1_700_000_000_000 + number,
+    }
+}
+
+fn chunk(attempt: i64, seq: i64, lines: &[&str]) -> protocol::LogChunk {
+    protocol::LogChunk { attempt, seq, lines: lines.iter().map(|l| (*l).to_owned()).collect(), time_ms: 1_700_000_000_000 + seq }
+}
+
+#[tokio::test]
+async fn resent_reports_and_finishes_store_nothing_twice() {
+    use protocol::{JobReport, StepState::*};
+    let (_git, mut server, clone_url, sha) = setup(30_000).await;
+    let agent = RawAgent::new(&server.url, &[]).await;
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    let job = agent.lease(10_000).await.expect("a job");
+    let (id, a) = (job.job_id, job.attempt);
+    let first = JobReport { attempt: a, steps: vec![step(a, 0, Running, None)], logs: Some(chunk(a, 0, &["one", "two"])) };
+    for _ in 0..2 {
+        let resp = agent.post(&protocol::paths::agent_report(id), &first).await;
+        assert_eq!(resp.status(), 200);
+        let reply: HeartbeatReply = resp.json().await.expect("reply");
+        assert!(!reply.cancel);
+    }
+    let mut done = step(a, 0, Done, Some(protocol::Conclusion::Success));
+    done.summary = Some("# ok\n".into());
+    let second = JobReport { attempt: a, steps: vec![done], logs: Some(chunk(a, 1, &["three"])) };
+    assert_eq!(agent.post(&protocol::paths::agent_report(id), &second).await.status(), 200);
+    // A late copy of the first report (its step `running`) does not undo the step's end.
+    assert_eq!(agent.post(&protocol::paths::agent_report(id), &first).await.status(), 200);
+    let mismatched = JobReport { attempt: a, steps: vec![], logs: Some(chunk(a + 1, 2, &["x"])) };
+    assert_eq!(agent.post(&protocol::paths::agent_report(id), &mismatched).await.status(), 400);
+    let stale = JobReport { attempt: a + 1, steps: vec![], logs: Some(chunk(a + 1, 2, &["x"])) };
+    assert_eq!(agent.post(&protocol::paths::agent_report(id), &stale).await.status(), 409, "not the held attempt");
+    let finish = JobFinished {
+        attempt: a,
+        result: protocol::Conclusion::Success,
+        outputs: Default::default(),
+        steps: vec![step(a, 1, Running, None), step(a, 1, Done, Some(protocol::Conclusion::Success))],
+        logs: Some(chunk(a, 2, &["four", "five"])),
+    };
+    assert_eq!(agent.post(&protocol::paths::agent_finish(id), &finish).await.status(), 204);
+    assert_eq!(agent.post(&protocol::paths::agent_finish(id), &finish).await.status(), 204, "a resent finish");
+    assert_eq!(agent.post(&protocol::paths::agent_report(id), &second).await.status(), 409, "reports after the finish");
+    assert_eq!(server.finished(run).await.conclusion, Some(Conclusion::Success));
+    let log = server.log_text(run).await;
+    assert_eq!(log.lines().filter(|l| !l.starts_with("===")).collect::<Vec<_>>(), ["one", "two", "three", "four", "five"]);
+    let steps = server.state.db().steps(store::sql::JobId(id)).await.expect("steps");
+    let got: Vec<_> = steps.iter().map(|s| (s.number, s.status.as_str(), s.conclusion.as_deref(), s.started_at, s.finished_at)).collect();
+    assert_eq!(
+        got,
+        [
+            (0, "done", Some("success"), Some(1_700_000_000_000), Some(1_700_000_000_000)),
+            (1, "done", Some("success"), Some(1_700_000_000_001), Some(1_700_000_000_001)),
+        ]
+    );
+    assert_eq!(steps[0].summary.as_deref(), Some("# ok\n"));
+    let times: Vec<_> = server.state.db().logs(store::sql::JobId(id), None).await.expect("logs").iter().map(|c| c.created_at).collect();
+    assert_eq!(times, [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002], "the agent's times");
+    server.stop().await;
+}
+
+/// A proxy in front of the server that forwards every request but answers the first copy of
+/// each `report` and `finish` with `502` after the server handled it: the reply is lost, the
+/// agent sends it again.
+async fn lossy_proxy(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex, atomic::AtomicUsize, atomic::Ordering};
+    let seen: Arc<Mutex<HashSet<(String, Bytes)>>> = Arc::default();
+    let lost = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let lost2 = lost.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (http, seen, lost, upstream) = (http.clone(), seen.clone(), lost2.clone(), upstream.clone());
+        async move {
+            let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            let mut req = http.request(method, format!("{upstream}{path}")).body(body.clone());
+            for (k, v) in &headers {
+                if k != "host" {
+                    req = req.header(k, v);
+                }
+            }
+            let resp = req.send().await.expect("upstream");
+            let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+            let ctype = resp.headers().get("content-type").cloned();
+            let bytes = resp.bytes().await.expect("upstream body");
+            let batched = path.ends_with("/report") || path.ends_with("/finish");
+            if batched && status.is_success() && seen.lock().expect("lock").insert((path, body)) {
+                lost.fetch_add(1, Ordering::SeqCst);
+                return (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new());
+            }
+            let mut h = HeaderMap::new();
+            if let Some(c) = ctype {
+                h.insert("content-type", c);
+            }
+            (status, h, bytes)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("proxy");
+    });
+    (url, lost, task)
+}
+
+#[tokio::test]
+async fn an_agent_whose_replies_are_lost_resends_and_nothing_is_lost_duplicated_or_reordered() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    // Lines over a few report periods, a step summary, and several steps.
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: for i in $(seq 1 6); do echo line-$i; sleep 0.1; done\n      - run: |\n          for i in $(seq 7 3000); do echo line-$i; done\n          echo '# sum' >> $GITHUB_STEP_SUMMARY\n      - run: echo line-3001\n",
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        embedded_agent: false,
+        agent_token: Some("agent-secret".into()),
+        ..ServerSetup::default()
+    })
+    .await;
+    let (proxy, lost, proxy_task) = lossy_proxy(server.url.clone()).await;
+    let work = test_support::tempdir();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agent = tokio::spawn(server::agent::run(
+        server::agent::AgentOptions {
+            server: proxy,
+            token: "agent-secret".into(),
+            name: "lossy".into(),
+            labels: vec![],
+            work_dir: work.path().to_owned(),
+            capacity: 1,
+        },
+        stop.clone(),
+    ));
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    let done = server.finished(run).await;
+    assert_eq!(done.conclusion, Some(Conclusion::Success), "{}", server.log_text(run).await);
+    stop.cancel();
+    agent.await.expect("agent task").expect("agent ran");
+    proxy_task.abort();
+    assert!(lost.load(std::sync::atomic::Ordering::SeqCst) >= 2, "replies of reports and the finish were lost");
+    let log = server.log_text(run).await;
+    let numbered: Vec<&str> = log.lines().filter(|l| l.starts_with("line-")).collect();
+    let want: Vec<String> = (1..=3001).map(|i| format!("line-{i}")).collect();
+    assert_eq!(numbered, want, "every line once, in order");
+    let jobs = server.state.db().jobs(done.id).await.expect("jobs");
+    let steps = server.state.db().steps(jobs[0].id).await.expect("steps");
+    let got: Vec<_> = steps.iter().map(|s| (s.number, s.status.as_str(), s.conclusion.as_deref())).collect();
+    assert_eq!(got, [(0, "done", Some("success")), (1, "done", Some("success")), (2, "done", Some("success"))]);
+    assert_eq!(steps[1].summary.as_deref(), Some("# sum\n"));
+    let chunks = server.state.db().logs(jobs[0].id, None).await.expect("logs");
+    assert!(chunks.windows(2).all(|w| w[0].seq + 1 == w[1].seq), "no chunk lost or stored twice");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn live_logs_and_step_states_arrive_while_a_step_runs() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    let marks = test_support::tempdir();
+    let mark = marks.path().join("go-on");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        &format!(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo quick\n      - run: |\n          echo before-the-wait\n          while [ ! -e {m} ]; do sleep 0.05; done\n          echo after-the-wait\n",
+            m = mark.display()
+        ),
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let run = push(&server, &clone_url, &sha, "d1").await;
+    // The step waits for the test: its first line and both step states must arrive while it
+    // runs (a batching agent that sent them only with the result would never get here).
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            let jobs = server.state.db().jobs(store::sql::RunId(run)).await.expect("jobs");
+            if let Some(job) = jobs.first() {
+                let steps = server.state.db().steps(job.id).await.expect("steps");
+                let states: Vec<_> = steps.iter().map(|s| (s.number, s.status.clone())).collect();
+                if server.log_text(run).await.contains("before-the-wait") && states == [(0, "done".to_owned()), (1, "running".to_owned())] {
+                    return server.log_text(run).await;
+                }
+            }
+            let _ = server.changes.recv().await;
+        }
+    })
+    .await
+    .expect("the line and the step states arrived while the step ran");
+    assert!(!seen.contains("after-the-wait"));
+    std::fs::write(&mark, "").expect("mark");
+    assert_eq!(server.finished(run).await.conclusion, Some(Conclusion::Success));
+    assert!(server.log_text(run).await.contains("after-the-wait"));
     server.stop().await;
 }

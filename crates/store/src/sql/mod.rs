@@ -321,6 +321,35 @@ pub struct StepRecord {
 /// A step as the store keeps it (the name the API and UI code use).
 pub type Step = StepRecord;
 
+/// What an agent reports about a running job in one call, stored in one transaction (see
+/// [`Db::report`] and [`Db::finish_reported`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Upserted in order (a step's `running` then its `done` may come in one report).
+    pub steps: Vec<StepRecord>,
+    pub log: Option<NewLog>,
+}
+
+/// A log chunk to store (kept once per `(job, attempt, seq)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLog {
+    pub seq: i64,
+    pub data: Vec<u8>,
+    /// When its first line was read.
+    pub created_at: i64,
+}
+
+/// The outcome of [`Db::finish_reported`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Finished now; the job as it is stored.
+    Done(Job),
+    /// The same agent already finished this attempt (a resent call): nothing changed.
+    AlreadyDone(Job),
+    /// The agent does not hold the attempt (its lease expired): nothing changed.
+    NotHeld,
+}
+
 /// A registered agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -1104,15 +1133,89 @@ impl Db {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        let mut conn = self.pool.acquire().await.map_err(q("reading whether a job is cancelled"))?;
+        Ok(Some(cancel_requested(&mut conn, id).await?))
+    }
+
+    /// Stores a report of attempt `attempt` of job `id` held by `agent` (its steps and log
+    /// chunk) and extends the lease until `lease_until`, all in one transaction. `None`: the
+    /// agent does not hold it, nothing was stored. `Some((run, cancel))`: stored; whether
+    /// the job must stop (as [`heartbeat`](Self::heartbeat) answers).
+    ///
+    /// Idempotent: the same report stored twice changes nothing the second time.
+    pub async fn report(
+        &self,
+        id: JobId,
+        attempt: i64,
+        agent: AgentId,
+        report: &Report,
+        lease_until: i64,
+    ) -> Result<Option<(RunId, bool)>> {
+        let mut tx = self.begin_write().await.map_err(q("starting a report transaction"))?;
         let row = sqlx::query(
-            "SELECT r.cancel_requested + j.cancel_requested AS cancel_requested FROM runs r
-             JOIN jobs j ON j.run_id = r.id WHERE j.id = $1",
+            "UPDATE jobs SET lease_expires_at = $4
+             WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running' RETURNING run_id",
         )
         .bind(id.0)
-        .fetch_one(&self.pool)
+        .bind(attempt)
+        .bind(agent.0)
+        .bind(lease_until)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(q("reading whether a job is cancelled"))?;
-        Ok(Some(get::<i64>(&row, "cancel_requested")? != 0))
+        .map_err(q("extending a lease"))?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q("ending a report transaction"))?;
+            return Ok(None);
+        };
+        let run = RunId(get(&row, "run_id")?);
+        store_report(&mut tx, id, attempt, report).await?;
+        let cancel = cancel_requested(&mut tx, id).await?;
+        tx.commit().await.map_err(q("committing a report"))?;
+        Ok(Some((run, cancel)))
+    }
+
+    /// [`finish_job`](Self::finish_job) with the last [`Report`], in one transaction.
+    /// Resent after it succeeded (same agent and attempt): [`Finished::AlreadyDone`], and
+    /// nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_reported(
+        &self,
+        id: JobId,
+        attempt: i64,
+        agent: AgentId,
+        report: &Report,
+        result: Conclusion,
+        outputs: &str,
+        now: i64,
+    ) -> Result<Finished> {
+        let mut tx = self.begin_write().await.map_err(q("starting a finish transaction"))?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'done', result = $4, outputs = $5, finished_at = $6, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running' RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(attempt)
+            .bind(agent.0)
+            .bind(result.as_str())
+            .bind(outputs)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("finishing a job"))?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q("ending a finish transaction"))?;
+            return Ok(match self.job(id).await? {
+                Some(job) if job.status == JobStatus::Done && job.attempt == attempt && job.agent == Some(agent) => {
+                    Finished::AlreadyDone(job)
+                }
+                _ => Finished::NotHeld,
+            });
+        };
+        let job = job_from_row(&row)?;
+        store_report(&mut tx, id, attempt, report).await?;
+        tx.commit().await.map_err(q("committing a finish"))?;
+        Ok(Finished::Done(job))
     }
 
     /// Finishes the attempt `attempt` of a running job held by `agent`. `false`: the agent
@@ -1224,30 +1327,9 @@ impl Db {
 
     /// Creates or updates a step of one attempt.
     pub async fn record_step(&self, step: &StepRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs, summary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (job_id, attempt, number) DO UPDATE SET name = excluded.name, status = excluded.status,
-                conclusion = excluded.conclusion, started_at = COALESCE(steps.started_at, excluded.started_at),
-                finished_at = excluded.finished_at, outputs = COALESCE(excluded.outputs, steps.outputs),
-                summary = COALESCE(excluded.summary, steps.summary)",
-        )
-        .bind(step.job.0)
-        .bind(step.attempt)
-        .bind(step.number)
-        .bind(&step.name)
-        .bind(&step.status)
-        .bind(step.conclusion.as_deref())
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .bind(step.outputs.as_deref())
-        .bind(step.summary.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording a step"))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(q("recording a step"))?;
+        upsert_step(&mut conn, step).await
     }
-
     pub async fn steps(&self, job: JobId) -> Result<Vec<StepRecord>> {
         let rows = sqlx::query(
             "SELECT job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs, summary FROM steps
@@ -1278,19 +1360,8 @@ impl Db {
     /// Stores a log chunk. Idempotent: a chunk sent twice (same job, attempt, seq) is kept
     /// once. `false`: it was a duplicate.
     pub async fn append_log(&self, job: JobId, attempt: i64, seq: i64, data: &[u8], now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO log_chunks (job_id, attempt, seq, data, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(job.0)
-        .bind(attempt)
-        .bind(seq)
-        .bind(data.to_vec())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(q("storing a log chunk"))?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await.map_err(q("storing a log chunk"))?;
+        insert_log(&mut conn, job, attempt, seq, data, now).await
     }
 
     /// A job's log chunks in order (attempt, then seq), starting after `after` (exclusive)
@@ -1368,6 +1439,77 @@ impl Db {
             .map_err(q("counting agents"))?;
         get(&row, "n")
     }
+}
+
+/// Creates or updates a step of one attempt (see [`Db::record_step`]). A step that is
+/// `done` stays done: a late or resent `running` report changes nothing of it.
+async fn upsert_step(conn: &mut sqlx::AnyConnection, step: &StepRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO steps (job_id, attempt, number, name, status, conclusion, started_at, finished_at, outputs, summary)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (job_id, attempt, number) DO UPDATE SET name = excluded.name,
+            status = CASE WHEN steps.status = 'done' THEN steps.status ELSE excluded.status END,
+            conclusion = COALESCE(excluded.conclusion, steps.conclusion),
+            started_at = COALESCE(steps.started_at, excluded.started_at),
+            finished_at = COALESCE(excluded.finished_at, steps.finished_at),
+            outputs = COALESCE(excluded.outputs, steps.outputs),
+            summary = COALESCE(excluded.summary, steps.summary)",
+    )
+    .bind(step.job.0)
+    .bind(step.attempt)
+    .bind(step.number)
+    .bind(&step.name)
+    .bind(&step.status)
+    .bind(step.conclusion.as_deref())
+    .bind(step.started_at)
+    .bind(step.finished_at)
+    .bind(step.outputs.as_deref())
+    .bind(step.summary.as_deref())
+    .execute(&mut *conn)
+    .await
+    .map_err(q("recording a step"))?;
+    Ok(())
+}
+
+/// Stores a log chunk once per `(job, attempt, seq)`; `false`: it was a duplicate.
+async fn insert_log(conn: &mut sqlx::AnyConnection, job: JobId, attempt: i64, seq: i64, data: &[u8], created_at: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO log_chunks (job_id, attempt, seq, data, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(job.0)
+    .bind(attempt)
+    .bind(seq)
+    .bind(data.to_vec())
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("storing a log chunk"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a report's steps (in order) and log chunk.
+async fn store_report(conn: &mut sqlx::AnyConnection, job: JobId, attempt: i64, report: &Report) -> Result<()> {
+    if let Some(log) = &report.log {
+        insert_log(conn, job, attempt, log.seq, &log.data, log.created_at).await?;
+    }
+    for step in &report.steps {
+        upsert_step(conn, step).await?;
+    }
+    Ok(())
+}
+
+/// Whether job `id` must stop: its run or the job itself was cancelled.
+async fn cancel_requested(conn: &mut sqlx::AnyConnection, id: JobId) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT r.cancel_requested + j.cancel_requested AS cancel_requested FROM runs r
+         JOIN jobs j ON j.run_id = r.id WHERE j.id = $1",
+    )
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(q("reading whether a job is cancelled"))?;
+    Ok(get::<i64>(&row, "cancel_requested")? != 0)
 }
 
 fn get<T>(row: &AnyRow, column: &'static str) -> Result<T>

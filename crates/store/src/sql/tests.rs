@@ -219,6 +219,53 @@ async fn heartbeat_extends_the_lease_and_reports_cancellation() {
 }
 
 #[tokio::test]
+async fn a_report_and_a_finish_store_their_steps_and_log_at_once_and_resent_change_nothing() {
+    each(|db| async move {
+        let r = repo(&db).await;
+        let agent = db.create_agent("a1", "[]", "hash-1", 1).await.expect("agent");
+        let other = db.create_agent("a2", "[]", "hash-2", 1).await.expect("agent");
+        let (run, ids) = db.create_run(&new_run(r), &[job("a", "[]", JobStatus::Queued)], 10).await.expect("create");
+        let j = db.lease(agent, &any, 20, 100).await.expect("lease").expect("job").id;
+        let step = |status: &str, at: i64| Step {
+            job: j,
+            attempt: 1,
+            number: 0,
+            name: "build".into(),
+            status: status.into(),
+            conclusion: (status == "done").then(|| "success".into()),
+            started_at: (status == "running").then_some(at),
+            finished_at: (status == "done").then_some(at),
+            outputs: None,
+            summary: (status == "done").then(|| "# sum".into()),
+        };
+        let log = |seq: i64, text: &str| Some(NewLog { seq, data: text.as_bytes().to_vec(), created_at: 30 + seq });
+        let first = Report { steps: vec![step("running", 25)], log: log(0, "one\n") };
+        assert_eq!(db.report(j, 1, agent, &first, 200).await.expect("report"), Some((run, false)));
+        assert_eq!(db.report(j, 1, agent, &first, 210).await.expect("resent"), Some((run, false)));
+        assert_eq!(db.job(j).await.expect("job").expect("exists").lease_expires_at, Some(210), "a report extends the lease");
+        assert_eq!(db.report(j, 1, other, &first, 200).await.expect("report"), None, "not the holder");
+        assert_eq!(db.report(j, 2, agent, &first, 200).await.expect("report"), None, "not this attempt");
+        let last = Report { steps: vec![step("done", 40)], log: log(1, "two\n") };
+        let Finished::Done(done) = db.finish_reported(j, 1, agent, &last, Conclusion::Success, "{}", 45).await.expect("finish") else {
+            panic!("finished now")
+        };
+        assert_eq!((done.id, done.status, done.result, done.finished_at), (ids[0], JobStatus::Done, Some(Conclusion::Success), Some(45)));
+        let resent = db.finish_reported(j, 1, agent, &last, Conclusion::Failure, "{}", 50).await.expect("finish");
+        assert!(matches!(resent, Finished::AlreadyDone(ref job) if job.result == Some(Conclusion::Success) && job.finished_at == Some(45)));
+        assert_eq!(db.finish_reported(j, 1, other, &last, Conclusion::Success, "{}", 50).await.expect("finish"), Finished::NotHeld);
+        // A late copy of the first report after the finish: refused, the step stays done.
+        assert_eq!(db.report(j, 1, agent, &first, 200).await.expect("report"), None);
+        db.record_step(&step("running", 26)).await.expect("a late step report");
+        let logs: Vec<_> = db.logs(j, None).await.expect("logs").into_iter().map(|c| (c.seq, c.data, c.created_at)).collect();
+        assert_eq!(logs, [(0, b"one\n".to_vec(), 30), (1, b"two\n".to_vec(), 31)]);
+        let steps = db.steps(j).await.expect("steps");
+        let got: Vec<_> = steps.iter().map(|s| (s.status.as_str(), s.conclusion.as_deref(), s.started_at, s.finished_at, s.summary.as_deref())).collect();
+        assert_eq!(got, [("done", Some("success"), Some(25), Some(40), Some("# sum"))]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_expired_lease_is_retried_once_then_failed_as_agent_lost() {
     each(|db| async move {
         let r = repo(&db).await;
