@@ -1,4 +1,5 @@
-//! Deployment environments: `[[environment]]` configuration, the gate a job with
+//! Deployment environments: `[[environment]]` configuration and those defined through the
+//! API (`stored`: kept in the store, merged over the file's), the gate a job with
 //! `environment:` passes before an agent may take it (allowed refs, required reviewers, wait
 //! timer, timeout, one deployment at a time per environment), approvals, and the API of
 //! environments and deployment records (`deployments` below: records, audit trail, forge
@@ -209,7 +210,11 @@ pub(crate) fn parse_config(
 /// The rules of environment `name` of `repository`, from the configuration file or the API
 /// (one naming the repository wins over one for every repository; the file's win over the
 /// API's). `None`: not defined — no rules.
-pub fn lookup(state: &AppState, repository: &str, name: &str) -> Option<std::sync::Arc<EnvironmentConfig>> {
+pub fn lookup(
+    state: &AppState,
+    repository: &str,
+    name: &str,
+) -> Option<std::sync::Arc<EnvironmentConfig>> {
     let all = stored::all(state);
     all.iter()
         .find(|d| d.config.name == name && d.config.repository.as_deref() == Some(repository))
@@ -218,22 +223,6 @@ pub fn lookup(state: &AppState, repository: &str, name: &str) -> Option<std::syn
                 .find(|d| d.config.name == name && d.config.repository.is_none())
         })
         .map(|d| d.config.clone())
-}
-
-/// The configuration file's environment `name` of `repository` only (not those defined
-/// through the API: use [`lookup`]).
-pub fn environment<'a>(
-    state: &'a AppState,
-    repository: &str,
-    name: &str,
-) -> Option<&'a EnvironmentConfig> {
-    let envs = &state.config().environments;
-    envs.iter()
-        .find(|e| e.name == name && e.repository.as_deref() == Some(repository))
-        .or_else(|| {
-            envs.iter()
-                .find(|e| e.name == name && e.repository.is_none())
-        })
 }
 
 // --- which environment a job targets ----------------------------------------------------------
