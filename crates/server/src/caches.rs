@@ -274,9 +274,13 @@ async fn agent_commit(State(state): State<AppState>, headers: HeaderMap, Path((i
     }
     let limit = i64::try_from(state.config().server.cache_size_limit).unwrap_or(i64::MAX);
     if req.size > limit {
-        if let Err(e) = state.db().delete_caches(reservation.repository, &[cache]).await {
-            return internal(e);
-        }
+        let refused = match state.db().delete_caches(reservation.repository, &[cache]).await {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        };
+        // The uploaded archive goes too, unless something else uses it.
+        let refused: Vec<CacheEntry> = refused.into_iter().map(|e| CacheEntry { digest: Some(digest.to_string()), ..e }).collect();
+        remove_blobs(&state, &refused).await;
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("size: {} bytes is over the repository's cache size limit of {limit} bytes", req.size),
