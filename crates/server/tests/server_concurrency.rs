@@ -593,3 +593,70 @@ async fn the_api_cancels_one_job_and_the_agent_stops_it() {
         bench.stop().await;
     }
 }
+
+/// Waits until run `id` is done, watching two servers (its jobs may finish on either).
+async fn finished_on_either(a: &mut TestServer, b: &mut TestServer, id: i64) -> store::sql::Run {
+    loop {
+        let run = a
+            .state
+            .db()
+            .run(RunId(id))
+            .await
+            .expect("db")
+            .expect("run exists");
+        if run.status == store::sql::RunStatus::Done {
+            return run;
+        }
+        tokio::select! {
+            _ = a.changes.recv() => {}
+            _ = b.changes.recv() => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_share_the_groups() {
+    let database = fresh_postgres();
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    let marks = test_support::tempdir();
+    let go = marks.path().join("go");
+    tree.write(
+        ".gitea/workflows/deploy.yml",
+        &format!(
+            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
+            go = go.display()
+        ),
+    );
+    let c1 = tree.commit("one");
+    tree.push("main");
+    let c2 = tree.commit("two");
+    let c3 = tree.commit("three");
+    tree.push("main");
+    let mut one = Bench::start(&clone_url, Some(database.clone())).await;
+    let mut two = Bench::start(&clone_url, Some(database)).await;
+    let r1 = one.push(&c1, "d1").await[0];
+    one.job(r1, "deploy", |j| j.status == JobStatus::Running)
+        .await;
+    // The second replica sees the first one's job in the group: its job waits.
+    let r2 = two.push(&c2, "d2").await[0];
+    let waiting = two.jobs(r2).await;
+    assert_eq!(waiting[0].status, JobStatus::Pending, "{waiting:?}");
+    // A newer job through the first replica replaces it.
+    let r3 = one.push(&c3, "d3").await[0];
+    let done2 = finished_on_either(&mut one.server, &mut two.server, r2).await;
+    assert_eq!(done2.conclusion, Some(Conclusion::Cancelled));
+    assert_eq!(one.jobs(r3).await[0].status, JobStatus::Pending);
+    std::fs::write(&go, "").expect("let the deploys finish");
+    let done1 = finished_on_either(&mut one.server, &mut two.server, r1).await;
+    let done3 = finished_on_either(&mut one.server, &mut two.server, r3).await;
+    assert_eq!(
+        (done1.conclusion, done3.conclusion),
+        (Some(Conclusion::Success), Some(Conclusion::Success))
+    );
+    let (j1, j3) = (one.jobs(r1).await.remove(0), one.jobs(r3).await.remove(0));
+    assert!(j3.started_at >= j1.finished_at, "{j1:?} {j3:?}");
+    two.stop().await;
+    one.stop().await;
+}
