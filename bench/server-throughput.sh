@@ -8,7 +8,8 @@
 # slipway_jobs_finished_total = all). Reported per database (SQLite in --data; PostgreSQL
 # from SLIPWAY_TEST_POSTGRES, a fresh database): jobs/s, the server's CPU per job
 # (utime+stime from /proc), and the whole machine's CPU per job (agents and steps included,
-# from /proc/stat).
+# from /proc/stat), and the agent protocol requests per job (each agent logs how many it sent
+# when it stops; retries included, registration and idle long-polls too).
 #
 # The peer: act_runner runs one task per `capacity` slot and asks Gitea for the next one
 # every `fetch_interval` (2 s) when idle — it is not built to drain a burst; there is no
@@ -50,9 +51,9 @@ def free_port():
 def sh(*args, cwd=None):
     return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
-def start(args, log):
+def start(args, log, level="warn"):
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
-                         env=dict(os.environ, SLIPWAY_LOG="warn"))
+                         env=dict(os.environ, SLIPWAY_LOG=level, NO_COLOR="1"))
     procs.append(p)
     return p
 
@@ -146,7 +147,7 @@ try:
                    "--work-dir", f"{tmp}/agent-{db}-{a}"]
             if CAPACITY > 1:
                 cmd += ["--capacity", str(CAPACITY)]
-            agents.append(start(cmd, f"{tmp}/agent-{db}-{a}.log"))
+            agents.append(start(cmd, f"{tmp}/agent-{db}-{a}.log", level="warn,server::agent=info"))
         while True:
             depth, done, failed = metrics(url)
             if done >= TOTAL:
@@ -160,16 +161,23 @@ try:
         for a in agents:
             stop(a)
         stop(server)
+        requests = 0
+        for a in range(AGENTS):
+            text = re.sub(r"\x1b\[[0-9;]*m", "", open(f"{tmp}/agent-{db}-{a}.log").read())
+            m = re.search(r"Agent stopped\..*requests=(\d+)", text)
+            requests += int(m.group(1)) if m else 0
         secs = t1 - t0
-        results[db] = (TOTAL / secs, (cpu1 - cpu0) * 1000 / TOTAL, (busy1 - busy0) * 1000 / TOTAL, secs, agents_s * 1000 / TOTAL)
-        jps, srv_ms, all_ms, secs, agent_ms = results[db]
+        results[db] = (TOTAL / secs, (cpu1 - cpu0) * 1000 / TOTAL, (busy1 - busy0) * 1000 / TOTAL, secs, agents_s * 1000 / TOTAL,
+                       requests / TOTAL)
+        jps, srv_ms, all_ms, secs, agent_ms, req_per_job = results[db]
         print(f"{db}_jobs: {TOTAL}")
         print(f"{db}_seconds: {secs:.2f}")
         print(f"{db}_jobs_per_s: {jps:.1f}")
         print(f"{db}_server_cpu_ms_per_job: {srv_ms:.2f}")
         print(f"{db}_agents_cpu_ms_per_job: {agent_ms:.2f}")
         print(f"{db}_machine_cpu_ms_per_job: {all_ms:.2f}")
-    print("summary: " + "; ".join(f"{db} {r[0]:.1f} jobs/s, server CPU {r[1]:.2f} ms/job, agents+steps CPU {r[4]:.2f} ms/job, machine CPU {r[2]:.2f} ms/job"
+        print(f"{db}_requests_per_job: {req_per_job:.2f}")
+    print("summary: " + "; ".join(f"{db} {r[0]:.1f} jobs/s, server CPU {r[1]:.2f} ms/job, agents+steps CPU {r[4]:.2f} ms/job, machine CPU {r[2]:.2f} ms/job, {r[5]:.2f} requests/job"
                                   for db, r in results.items()) + f" ({AGENTS} agents x capacity {CAPACITY}; goal >= 200 jobs/s on postgres)")
 finally:
     for p in list(procs):

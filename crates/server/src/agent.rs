@@ -68,6 +68,8 @@ struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Protocol requests sent (retries included), for the log line at exit.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -96,6 +98,7 @@ impl Client {
 
     async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<R>, AgentError> {
         let url = format!("{}{path}", self.base);
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = self
             .http
             .post(&url)
@@ -127,7 +130,7 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
         .build()
         .map_err(|source| AgentError::Http { url: opts.server.clone(), source })?;
     let base = opts.server.trim_end_matches('/').to_owned();
-    let register = Client { http: http.clone(), base: base.clone(), token: opts.token.clone() };
+    let register = Client { http: http.clone(), base: base.clone(), token: opts.token.clone(), requests: Default::default() };
     let req = RegisterRequest { name: opts.name.clone(), labels: opts.labels.clone() };
     let reg: RegisterResponse = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
@@ -138,7 +141,8 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
         })?,
     };
     tracing::info!(agent_id = reg.agent_id, server = %base, capacity = opts.capacity, "Agent registered.");
-    let client = Arc::new(Client { http, base, token: reg.token });
+    let client = Arc::new(Client { http, base, token: reg.token, requests: Default::default() });
+    let mut leased_jobs = 0u64;
     let opts = Arc::new(opts);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.capacity.max(1)));
     let plans = Arc::new(PlanCache::default());
@@ -157,6 +161,7 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
         match leased {
             Ok(Some(job)) => {
                 failures = 0;
+                leased_jobs += 1;
                 let (client, opts, plans, stop) = (client.clone(), opts.clone(), plans.clone(), stop.clone());
                 jobs.spawn(async move {
                     run_job(&client, &opts, &plans, job, &stop).await;
@@ -177,6 +182,8 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
     }
     // Stopping: running jobs see `stop` and hand themselves back.
     while jobs.join_next().await.is_some() {}
+    let requests = client.requests.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(jobs = leased_jobs, requests, "Agent stopped.");
     Ok(())
 }
 

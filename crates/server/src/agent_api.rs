@@ -176,7 +176,9 @@ async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response>
         return Err(internal(e));
     }
     let spec: RunSpec = serde_json::from_str(&run.spec).map_err(internal)?;
-    let jobs = state.db().jobs(run.id).await.map_err(internal)?;
+    // The other jobs are read only for the needs' results and outputs.
+    let needs = serde_json::from_str::<Vec<String>>(&job.needs).map_or(true, |n| !n.is_empty());
+    let jobs = if needs { state.db().jobs(run.id).await.map_err(internal)? } else { Vec::new() };
     let repo = state.repository(&run.repository_name);
     // An environment's secrets and variables are released only to a job past its gate.
     let (secrets, vars) = crate::environments::released(
@@ -306,8 +308,20 @@ fn to_report(job: JobId, attempt: i64, steps: Vec<StepReport>, logs: Option<LogC
     if let Some(l) = logs.as_ref().filter(|l| l.attempt != attempt) {
         return Err(error_response(StatusCode::BAD_REQUEST, format!("logs.attempt: {} is not the report's attempt {attempt}", l.attempt)));
     }
+    // A step that started and finished within one report is stored once.
+    let mut records: Vec<StepRecord> = Vec::with_capacity(steps.len());
+    for s in steps {
+        let r = step_record(job, s, now);
+        match records.last_mut() {
+            Some(last) if last.number == r.number && last.status == "running" => {
+                let started_at = last.started_at;
+                *last = StepRecord { started_at, ..r };
+            }
+            _ => records.push(r),
+        }
+    }
     Ok(Report {
-        steps: steps.into_iter().map(|s| step_record(job, s, now)).collect(),
+        steps: records,
         log: logs.filter(|l| !l.lines.is_empty()).map(|l| new_log(l, now)),
     })
 }
