@@ -158,10 +158,10 @@ pub(crate) fn scopes(run: &Run) -> Vec<String> {
     let branch = |b: &str| if b.starts_with("refs/") { b.to_owned() } else { format!("refs/heads/{b}") };
     let mut out = vec![run.git_ref.clone()];
     let base = text("/pull_request/base/ref").or_else(|| text("/object_attributes/target_branch"));
-    if run.event.starts_with("pull_request") || run.event == "merge_request" {
-        if let Some(base) = base {
-            out.push(branch(base));
-        }
+    if (run.event.starts_with("pull_request") || run.event == "merge_request")
+        && let Some(base) = base
+    {
+        out.push(branch(base));
     }
     let default = text("/repository/default_branch").or_else(|| text("/project/default_branch")).unwrap_or("main");
     out.push(branch(default));
@@ -488,56 +488,6 @@ async fn download(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use store::sql::{RunId, RunStatus};
-
-    fn run(event: &str, git_ref: &str, payload: serde_json::Value) -> Run {
-        Run {
-            id: RunId(1),
-            repository: RepoId(1),
-            repository_name: "team/app".into(),
-            workflow_file: "ci.yml".into(),
-            workflow_name: "ci".into(),
-            event: event.into(),
-            git_ref: git_ref.into(),
-            sha: "abc".into(),
-            actor: "alice".into(),
-            status: RunStatus::Running,
-            conclusion: None,
-            reason: None,
-            spec: serde_json::json!({"event": payload}).to_string(),
-            concurrency_group: None,
-            cancel_requested: false,
-            created_at: 0,
-            started_at: None,
-            finished_at: None,
-        }
-    }
-
-    fn check(r: Run, expect: &[&str]) {
-        assert_eq!(scopes(&r), expect);
-    }
-
-    #[test]
-    fn a_run_reads_its_ref_then_its_base_then_the_default_branch() {
-        let repo = serde_json::json!({"default_branch": "trunk"});
-        check(run("push", "refs/heads/main", serde_json::json!({})), &["refs/heads/main"]);
-        check(run("push", "refs/heads/feat", serde_json::json!({"repository": repo})), &["refs/heads/feat", "refs/heads/trunk"]);
-        check(run("push", "refs/heads/trunk", serde_json::json!({"repository": repo})), &["refs/heads/trunk"]);
-        check(
-            run("pull_request", "refs/pull/7/head", serde_json::json!({"pull_request": {"base": {"ref": "release"}}, "repository": repo})),
-            &["refs/pull/7/head", "refs/heads/release", "refs/heads/trunk"],
-        );
-        check(
-            run("pull_request", "refs/merge-requests/3/head", serde_json::json!({"object_attributes": {"target_branch": "main"}})),
-            &["refs/merge-requests/3/head", "refs/heads/main"],
-        );
-        check(run("push", "refs/tags/v1", serde_json::json!({})), &["refs/tags/v1", "refs/heads/main"]);
-    }
-}
-
 /// The API routes' part of the OpenAPI document: `(schemas, paths)` (merged by `openapi`).
 pub(crate) fn openapi() -> (serde_json::Value, serde_json::Value) {
     use serde_json::json;
@@ -590,4 +540,54 @@ pub(crate) fn openapi() -> (serde_json::Value, serde_json::Value) {
         }
     });
     (schemas, paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::sql::{RunId, RunStatus};
+
+    fn run(event: &str, git_ref: &str, payload: serde_json::Value) -> Run {
+        Run {
+            id: RunId(1),
+            repository: RepoId(1),
+            repository_name: "team/app".into(),
+            workflow_file: "ci.yml".into(),
+            workflow_name: "ci".into(),
+            event: event.into(),
+            git_ref: git_ref.into(),
+            sha: "abc".into(),
+            actor: "alice".into(),
+            status: RunStatus::Running,
+            conclusion: None,
+            reason: None,
+            spec: serde_json::json!({"event": payload}).to_string(),
+            concurrency_group: None,
+            cancel_requested: false,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn check(r: Run, expect: &[&str]) {
+        assert_eq!(scopes(&r), expect);
+    }
+
+    #[test]
+    fn a_run_reads_its_ref_then_its_base_then_the_default_branch() {
+        let repo = serde_json::json!({"default_branch": "trunk"});
+        check(run("push", "refs/heads/main", serde_json::json!({})), &["refs/heads/main"]);
+        check(run("push", "refs/heads/feat", serde_json::json!({"repository": repo})), &["refs/heads/feat", "refs/heads/trunk"]);
+        check(run("push", "refs/heads/trunk", serde_json::json!({"repository": repo})), &["refs/heads/trunk"]);
+        check(
+            run("pull_request", "refs/pull/7/head", serde_json::json!({"pull_request": {"base": {"ref": "release"}}, "repository": repo})),
+            &["refs/pull/7/head", "refs/heads/release", "refs/heads/trunk"],
+        );
+        check(
+            run("pull_request", "refs/merge-requests/3/head", serde_json::json!({"object_attributes": {"target_branch": "main"}})),
+            &["refs/merge-requests/3/head", "refs/heads/main"],
+        );
+        check(run("push", "refs/tags/v1", serde_json::json!({})), &["refs/tags/v1", "refs/heads/main"]);
+    }
 }
