@@ -1063,10 +1063,28 @@ impl Db {
         self.lease_where(agent, Some(matches), now, ttl_ms).await
     }
 
-    /// [`lease`](Self::lease) for an agent that takes any job (no labels): it locks only
-    /// the one row it takes.
+    /// [`lease`](Self::lease) for an agent that takes any job (no labels): one statement
+    /// that locks only the one row it takes (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite
+    /// takes its write lock when the statement starts).
     pub async fn lease_any(&self, agent: AgentId, now: i64, ttl_ms: i64) -> Result<Option<Job>> {
-        self.lease_where(agent, None, now, ttl_ms).await
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', agent_id = $1, lease_expires_at = $2, attempt = attempt + 1,
+                started_at = $3
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1{lock})
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(agent.0)
+            .bind(now + ttl_ms)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("leasing a job"))?;
+        row.as_ref().map(job_from_row).transpose()
     }
 
     async fn lease_where(
