@@ -132,6 +132,16 @@ pub(crate) struct JobConcurrency {
     at: String,
     /// The job's `strategy.matrix` (the group is evaluated for each leg).
     matrix: Option<Value>,
+    /// `strategy.fail-fast` and `strategy.max-parallel` when they are literals (for the
+    /// `strategy` context).
+    #[serde(default = "yes")]
+    fail_fast: bool,
+    #[serde(default)]
+    max_parallel: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JobConcurrency {
@@ -146,11 +156,20 @@ impl JobConcurrency {
             },
             at: format!("{file}:{}:{}", c.span.line, c.span.col),
             matrix: job.strategy.as_ref().and_then(|s| s.matrix.clone()),
+            fail_fast: !matches!(
+                job.strategy.as_ref().map(|s| &s.fail_fast),
+                Some(workflow::BoolOrExpr::Bool(false))
+            ),
+            max_parallel: match job.strategy.as_ref().and_then(|s| s.max_parallel.as_ref()) {
+                Some(workflow::NumberOrExpr::Number(n)) => Some(*n),
+                _ => None,
+            },
         })
     }
 
-    /// The distinct non-empty groups (one per matrix leg) and whether any leg cancels jobs in
-    /// progress. `Err`: a message saying where and what failed.
+    /// The distinct non-empty groups (one per matrix leg; compared without case, as GitHub
+    /// does: lowercased) and whether any leg cancels jobs in progress. `Err`: a message saying
+    /// where and what failed.
     fn evaluate(&self, mut ctx: MapContext) -> Result<(Vec<String>, bool), String> {
         let fail =
             |what: &str, e: &dyn std::fmt::Display| format!("{}: evaluating {what}: {e}", self.at);
@@ -172,8 +191,16 @@ impl JobConcurrency {
         };
         let mut groups = Vec::new();
         let mut cancels = self.cancel_in_progress == Value::Bool(true);
-        for leg in legs {
+        let total = legs.len();
+        for (index, leg) in legs.into_iter().enumerate() {
             ctx.contexts.insert("matrix".into(), leg);
+            ctx.contexts.insert(
+                "strategy".into(),
+                json!({
+                    "fail-fast": self.fail_fast, "job-index": index, "job-total": total,
+                    "max-parallel": self.max_parallel.unwrap_or(total as f64),
+                }),
+            );
             let g = group
                 .eval_string(&ctx)
                 .map_err(|e| fail(&format!("the concurrency group `{}`", self.group), &e))?;
@@ -183,6 +210,7 @@ impl JobConcurrency {
                     .map_err(|e| fail(&format!("cancel-in-progress `{}`", c.source()), &e))?;
                 cancels |= workflow::expr::truthy(&v);
             }
+            let g = g.to_lowercase();
             if !g.is_empty() && !groups.contains(&g) {
                 groups.push(g);
             }

@@ -160,8 +160,9 @@ fn concurrency(
     );
     ctx.contexts.insert("inputs".into(), json!(trigger.inputs));
     ctx.contexts.insert("vars".into(), json!(repo.vars));
+    // Group names are compared without case, as on GitHub.
     let group = match c.group.eval_string(&ctx) {
-        Ok(g) if !g.is_empty() => g,
+        Ok(g) if !g.is_empty() => g.to_lowercase(),
         Ok(_) => return None,
         Err(error) => {
             tracing::warn!(repository = %repo.name, %error, "Evaluating the concurrency group failed; ignoring it.");

@@ -280,14 +280,15 @@ async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs()
         );
         tree.write(
             ".gitea/workflows/release.yml",
-            &deploy_workflow("release", "production", &go),
+            &deploy_workflow("release", "Production", &go),
         );
         let sha = tree.commit("two workflows");
         tree.push("main");
         let mut bench = Bench::start(&clone_url, database).await;
         let runs = bench.push(&sha, "d1").await;
         assert_eq!(runs.len(), 2);
-        // Both builds run (they have no group); one deploy holds `production`.
+        // Both builds run (they have no group); one deploy holds `production` (group names
+        // are compared without case).
         for run in &runs {
             bench
                 .job(*run, "build", |j| j.status == JobStatus::Done)
@@ -445,7 +446,7 @@ async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_g
         tree.write(
             ".gitea/workflows/deploy.yml",
             &format!(
-                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: deploy-${{{{ matrix.region }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
+                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: Deploy-${{{{ matrix.region }}}}-of-${{{{ strategy.job-total }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
                 go = go.display()
             ),
         );
@@ -480,7 +481,7 @@ async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_g
         assert_eq!(
             jobs_two[0].reason,
             Some(format!(
-                "superseded by job deploy of run {three} in concurrency group deploy-eu"
+                "superseded by job deploy of run {three} in concurrency group deploy-eu-of-1"
             ))
         );
         assert_eq!(done_two.conclusion, Some(Conclusion::Cancelled));
