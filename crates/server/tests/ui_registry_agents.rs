@@ -36,6 +36,10 @@ mod ui_registry_agents {
     }
 
     async fn start() -> Server {
+        start_with("git://127.0.0.1:1/app.git", false).await
+    }
+
+    async fn start_with(clone_url: &str, embedded_agent: bool) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -50,7 +54,7 @@ mod ui_registry_agents {
             users: vec![user("root", "admin"), user("victor", "viewer")],
             repositories: vec![RepositoryConfig {
                 name: "team/app".into(),
-                clone_url: "git://127.0.0.1:1/app.git".into(),
+                clone_url: clone_url.into(),
                 forge: server::config::Forge::Generic,
                 forge_api: None,
                 forge_token: None,
@@ -63,7 +67,7 @@ mod ui_registry_agents {
         };
         let data = test_support::tempdir();
         let mut options = Options::new(data.path().to_owned(), config);
-        options.embedded_agent = false;
+        options.embedded_agent = embedded_agent;
         let blobs = Arc::new(
             store::blob::FileStore::open(data.path().join("registry")).expect("registry storage"),
         );
@@ -657,5 +661,118 @@ mod ui_registry_agents {
                 .is_empty()
         );
         s.stop().await;
+    }
+
+    /// Where `ui-tests/` is, with playwright-core installed; panics naming the fix otherwise.
+    fn ui_tests_dir() -> std::path::PathBuf {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
+        assert!(
+            dir.join("node_modules/playwright-core/package.json")
+                .is_file(),
+            "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
+        );
+        dir
+    }
+
+    /// `ui-tests/pages.mjs` in headless Chromium: sign in, the registry pages by keyboard,
+    /// a narrow screen, the agents page turning a busy agent online live when its job ends,
+    /// dark mode. `SLIPWAY_UI_SCREENSHOTS=DIR` saves screenshots there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registry_and_agents_pages_in_a_real_browser() {
+        let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
+        let node = test_support::require_command("node", "nodejs");
+        let scripts = ui_tests_dir();
+        let work = test_support::tempdir();
+        let go_file = work.path().join("go");
+        let git = test_support::git::GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        tree.write(
+            ".slipway/workflows/ci.yml",
+            &format!(
+                "name: CI\non: push\njobs:\n  build:\n    runs-on: linux\n    steps:\n      - run: while [ ! -f \"{}\" ]; do sleep 0.1; done\n",
+                go_file.display()
+            ),
+        );
+        let sha = tree.commit("ci");
+        tree.push("main");
+        let s = start_with(&clone_url, true).await;
+
+        let (amd64, _) = s.push_image("team/app", "v1", "amd64").await;
+        let (arm64, _) = s.push_image("team/app", "arm", "arm64").await;
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64, "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
+            ]
+        });
+        let index_digest = s.push_manifest("team/app", "multi", &index).await;
+        s.deployment("production", &arm64).await;
+
+        let repo = s.state.repository("team/app").expect("configured");
+        let trigger = server::trigger::Trigger {
+            repository: "team/app".into(),
+            event: "push".into(),
+            git_ref: "refs/heads/main".into(),
+            sha: sha.clone(),
+            before: None,
+            actor: "root".into(),
+            payload: json!({"ref": "refs/heads/main", "after": sha, "repository": {"full_name": "team/app"}}),
+            payload_changed: None,
+            action: None,
+            base_ref: None,
+            inputs: Default::default(),
+            only_workflow: None,
+        };
+        let runs = server::trigger::start_runs(&s.state, &repo, trigger)
+            .await
+            .expect("runs");
+        let run = runs[0];
+        let mut changes = s.state.subscribe();
+        loop {
+            let jobs = s
+                .state
+                .db()
+                .jobs(store::sql::RunId(run))
+                .await
+                .expect("jobs");
+            if jobs[0].status == JobStatus::Running {
+                break;
+            }
+            tokio::time::timeout(Duration::from_secs(60), changes.recv())
+                .await
+                .expect("the embedded agent takes the job")
+                .ok();
+        }
+
+        let mut cmd = tokio::process::Command::new(node);
+        cmd.arg(scripts.join("pages.mjs"))
+            .current_dir(&scripts)
+            .env("BASE_URL", &s.url)
+            .env("RUN_ID", run.to_string())
+            .env("GO_FILE", &go_file)
+            .env("INDEX_DIGEST", &index_digest)
+            .env("CHROMIUM", &chromium)
+            .kill_on_drop(true);
+        if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
+            cmd.env("SCREENSHOTS", dir);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+            .await
+            .expect("the browser script finished within 3 minutes")
+            .expect("running node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{stdout}");
+        assert!(
+            out.status.success(),
+            "the browser script failed:\n{stdout}\n{stderr}"
+        );
+        s.stop().await;
+        drop(git);
     }
 }
