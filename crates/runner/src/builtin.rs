@@ -888,14 +888,6 @@ async fn cache_restore(
         .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| msg("input `key` is required"))?;
-    if key.contains(',') {
-        return Err(msg("Key Validation Error: keys cannot contain commas"));
-    }
-    if key.len() > 512 {
-        return Err(msg(format!(
-            "Key Validation Error: {key} cannot be larger than 512 characters."
-        )));
-    }
     let paths = lines(inputs.get("path").map(String::as_str).unwrap_or(""));
     if paths.is_empty() {
         return Err(msg("input `path` is required"));
@@ -903,6 +895,24 @@ async fn cache_restore(
     let restore_keys = lines(inputs.get("restore-keys").map(String::as_str).unwrap_or(""));
     let version = cache_version(&paths);
     let keys: Vec<String> = std::iter::once(key.clone()).chain(restore_keys).collect();
+    // As @actions/cache's restoreCache.
+    if keys.len() > 10 {
+        return Err(msg(
+            "Key Validation Error: Keys are limited to a maximum of 10.",
+        ));
+    }
+    for k in &keys {
+        if k.len() > 512 {
+            return Err(msg(format!(
+                "Key Validation Error: {k} cannot be larger than 512 characters."
+            )));
+        }
+        if k.contains(',') {
+            return Err(msg(format!(
+                "Key Validation Error: {k} cannot contain commas."
+            )));
+        }
+    }
     let lookup_only = inputs.get("lookup-only").is_some_and(|v| v == "true");
     let backend = cache_backend(job);
     let found: Result<Option<String>, CacheError> = if lookup_only {
@@ -1033,7 +1043,11 @@ mod cache_tests {
         check(&["deps-2", "deps-1"], &["deps-3", "deps-"], Some("deps-2"));
         check(&["deps-10", "deps-1"], &["deps-1"], Some("deps-1"));
         check(&["deps-10"], &["deps-1"], Some("deps-10"));
-        check(&["other-1", "deps-1"], &["x", "other", "deps"], Some("other-1"));
+        check(
+            &["other-1", "deps-1"],
+            &["x", "other", "deps"],
+            Some("other-1"),
+        );
         check(&["deps-1"], &["x", "y"], None);
         check(&[], &["deps-1"], None);
     }

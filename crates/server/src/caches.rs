@@ -48,8 +48,8 @@ use crate::{AppState, error_response, internal, now_ms};
 /// A reservation older than this, never committed, may be taken over by another job.
 pub(crate) const STALE_RESERVATION: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Most keys in one lookup (the primary key and restore-keys; actions/cache allows 10 restore keys).
-const MAX_KEYS: usize = 11;
+/// Most keys in one lookup (the primary key and restore-keys, as actions/cache).
+const MAX_KEYS: usize = 10;
 /// Longest key (as actions/cache).
 const MAX_KEY_LEN: usize = 512;
 
