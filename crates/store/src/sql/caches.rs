@@ -84,7 +84,8 @@ pub struct CacheReservation<'a> {
 
 impl Db {
     /// Reserves the entry for `r.job`: its id, or `None` when the entry exists or another
-    /// job reserved it at or after `stale_before` (first writer wins).
+    /// job reserved it at or after `stale_before` (first writer wins). A job may reserve
+    /// again what it reserved (a retried attempt).
     pub async fn reserve_cache(&self, r: &CacheReservation<'_>, now: i64, stale_before: i64) -> Result<Option<i64>> {
         let inserted = sqlx::query(
             "INSERT INTO cache_entries (repository_id, scope, cache_key, version, job_id, reserved_at, last_used_at)
@@ -104,11 +105,12 @@ impl Db {
         if let Some(row) = inserted {
             return Ok(Some(get(&row, "id")?));
         }
-        // A reservation left by a job that died: take it over (one winner, by the condition).
+        // A reservation left by a job that died, or by an earlier attempt of this job: take it
+        // over (one winner, by the condition).
         let taken = sqlx::query(
             "UPDATE cache_entries SET job_id = $5, reserved_at = $6, last_used_at = $6
              WHERE repository_id = $1 AND scope = $2 AND cache_key = $3 AND version = $4
-               AND digest IS NULL AND reserved_at < $7
+               AND digest IS NULL AND (reserved_at < $7 OR job_id = $5)
              RETURNING id",
         )
         .bind(r.repository.0)
@@ -314,6 +316,7 @@ mod tests {
             let main = "refs/heads/main";
             let a = db.reserve_cache(&res(repo, main, "deps-1", 10), 100, 0).await.expect("reserve").expect("first wins");
             assert_eq!(db.reserve_cache(&res(repo, main, "deps-1", 11), 101, 0).await.expect("reserve"), None);
+            assert_eq!(db.reserve_cache(&res(repo, main, "deps-1", 10), 101, 0).await.expect("reserve"), Some(a), "a retried attempt");
             // Reserved, not committed: invisible.
             assert_eq!(db.find_cache(repo, &s(&[main]), &s(&["deps-1"]), "v1").await.expect("find"), None);
             assert!(!db.commit_cache(a, 11, "sha256:aa", 5, 102).await.expect("commit"), "another job's reservation");
