@@ -168,8 +168,14 @@ async fn bad_requests_are_refused_and_the_first_committed_writer_wins() {
     // Reserve: first writer wins; nothing visible before the commit.
     let (status, first) = agent.call(&reserve, json!({"key": "deps-1", "version": VERSION})).await;
     assert_eq!(status, 201, "{first}");
-    let (status, _) = agent.call(&reserve, json!({"key": "deps-1", "version": VERSION})).await;
-    assert_eq!(status, 409);
+    // Another job (of another run of the same ref) finds it taken; the same job (a retried
+    // attempt) gets its own reservation back.
+    let (agent2, job2) = server.leased("d2").await;
+    let reserve2 = format!("/api/v1/agent/jobs/{}/caches", job2.job_id);
+    let (status, reply) = agent2.call(&reserve2, json!({"key": "deps-1", "version": VERSION})).await;
+    assert_eq!(status, 409, "{reply}");
+    let (status, again) = agent.call(&reserve, json!({"key": "deps-1", "version": VERSION})).await;
+    assert_eq!((status, &again["id"]), (201, &first["id"]));
     let commit = format!("/api/v1/agent/jobs/{id}/caches/{}/commit", first["id"]);
     let archive = b"pretend this is a tar".as_slice();
     let (status, reply) = agent.call(&commit, json!({"digest": Digest::of(archive).to_string(), "size": archive.len()})).await;
