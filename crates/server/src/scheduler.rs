@@ -219,17 +219,26 @@ impl JobConcurrency {
     }
 }
 
+/// Runs that one advance touched in their concurrency groups: to advance (jobs replaced or
+/// cancelled, jobs waiting in groups that were freed) and to cancel (runs whose
+/// workflow-level group a job entered).
+#[derive(Default)]
+struct Touched {
+    advance: Vec<RunId>,
+    cancel: Vec<RunId>,
+}
+
 /// The job-level concurrency rule for a runnable job: `Open` when it has no group or holds
-/// its groups now, `Wait` while another job holds one, `Settle` (failure) when the group
-/// cannot be evaluated. Jobs it replaced or cancelled whose runs must advance are added to
-/// `others`.
+/// its groups now, `Wait` while another job (or another run's workflow-level group) holds
+/// one, `Settle` when the group cannot be evaluated (failure) or is its own run's
+/// workflow-level group (a deadlock: cancelled, as on GitHub).
 async fn concurrency_gate(
     state: &AppState,
     run: &store::sql::Run,
     job: &Job,
     jobs: &[Job],
     spec: &JobConcurrency,
-    others: &mut Vec<RunId>,
+    touched: &mut Touched,
 ) -> Result<Gate, ServerError> {
     let (groups, cancel_in_progress) = match spec.evaluate(job_context(state, run, job, jobs)) {
         Ok(g) => g,
@@ -245,6 +254,16 @@ async fn concurrency_gate(
     if groups.is_empty() {
         return Ok(Gate::Open);
     }
+    // The run holds its workflow-level group until it ends, and would wait for this job.
+    if let Some(group) = &run.concurrency_group
+        && groups.contains(group)
+    {
+        let reason = format!(
+            "Canceling since a deadlock for concurrency group '{group}' was detected between 'top level workflow' and '{}'",
+            job.key
+        );
+        return Ok(Gate::Settle(Conclusion::Cancelled, reason));
+    }
     let reason = format!(
         "superseded by job {} of run {} in concurrency group {}",
         job.key,
@@ -257,6 +276,7 @@ async fn concurrency_gate(
             job.id,
             &store::sql::EnterOptions {
                 repository: run.repository,
+                run: run.id,
                 groups: &groups,
                 cancel_in_progress,
                 reason: &reason,
@@ -266,8 +286,14 @@ async fn concurrency_gate(
         .await?;
     for (id, other) in entered.replaced.iter().chain(&entered.cancelled) {
         tracing::info!(job_id = %id, run_id = %other, by_job = %job.id, groups = ?groups, "Job cancelled by a concurrency group.");
-        if !others.contains(other) {
-            others.push(*other);
+        if !touched.advance.contains(other) {
+            touched.advance.push(*other);
+        }
+    }
+    for other in entered.runs {
+        tracing::info!(run_id = %other, by_job = %job.id, groups = ?groups, "Run cancelled by a job's concurrency group.");
+        if !touched.cancel.contains(&other) {
+            touched.cancel.push(other);
         }
     }
     if entered.admitted {
@@ -345,12 +371,20 @@ async fn gated(state: &AppState, run: &store::sql::Run) -> Result<bool, ServerEr
     let Some(group) = &run.concurrency_group else {
         return Ok(false);
     };
-    Ok(state
+    if state
         .db()
         .active_in_group(run.repository, group)
         .await?
         .iter()
-        .any(|r| r.id < run.id))
+        .any(|r| r.id < run.id)
+    {
+        return Ok(true);
+    }
+    // Or a job of another run holds the group (one namespace for both levels).
+    Ok(state
+        .db()
+        .group_held_by_a_job(run.repository, group, run.id)
+        .await?)
 }
 
 /// Cancels a run: waiting jobs end now; running ones when their agents hear of it. When
@@ -457,7 +491,7 @@ async fn advance_at(state: &AppState, run_id: RunId, depth: u32) -> Result<(), S
         } else {
             BTreeMap::new()
         };
-    let mut others: Vec<RunId> = Vec::new();
+    let mut touched = Touched::default();
     let mut queued = false;
     loop {
         let mut jobs = state.db().jobs(run_id).await?;
@@ -488,11 +522,12 @@ async fn advance_at(state: &AppState, run_id: RunId, depth: u32) -> Result<(), S
                 Decision::Queue => {
                     let mut gate = Gate::Open;
                     if let Some(spec) = specs.get(&job.id) {
-                        let before = others.len();
-                        gate = concurrency_gate(state, &run, job, &jobs, spec, &mut others).await?;
+                        let before = touched.advance.len();
+                        gate =
+                            concurrency_gate(state, &run, job, &jobs, spec, &mut touched).await?;
                         // It replaced a job of this very run: look at the jobs again.
-                        if others[before..].contains(&run_id) {
-                            others.retain(|r| *r != run_id);
+                        if touched.advance[before..].contains(&run_id) {
+                            touched.advance.retain(|r| *r != run_id);
                             progressed = true;
                         }
                     }
@@ -580,15 +615,19 @@ async fn advance_at(state: &AppState, run_id: RunId, depth: u32) -> Result<(), S
         state.jobs_queued();
     }
     state.changed(Change::Run(run_id.0));
+    // Runs whose workflow-level group a job of this run entered are cancelled.
+    for other in touched.cancel {
+        Box::pin(cancel(state, other)).await?;
+    }
     // Jobs this run replaced or cancelled in their groups, and jobs waiting in the groups
     // this run's finished jobs held, may go on.
     if depth < MAX_DEPTH {
         for waiting in state.db().runs_waiting_on(run_id).await? {
-            if waiting != run_id && !others.contains(&waiting) {
-                others.push(waiting);
+            if waiting != run_id && !touched.advance.contains(&waiting) {
+                touched.advance.push(waiting);
             }
         }
-        for other in others {
+        for other in touched.advance {
             Box::pin(advance_at(state, other, depth + 1)).await?;
         }
     }

@@ -103,7 +103,17 @@ pub async fn start_runs(state: &AppState, repo: &RepositoryConfig, trigger: Trig
                             crate::scheduler::cancel(state, older.id).await?;
                         }
                     }
-                    if !state.db().active_in_group(repo_id, &group).await?.is_empty() {
+                    // Job-level groups share the namespace (as on GitHub): a job waiting in the
+                    // group is replaced, one holding it is cancelled with cancel-in-progress, else
+                    // this run waits for it.
+                    let reason = format!("superseded by a run of {} at {} in concurrency group {group}", plan.name, &sha[..sha.len().min(7)]);
+                    for (job, job_run, admitted) in state.db().jobs_in_group(repo_id, &group).await? {
+                        if (!admitted || cancel_in_progress) && state.db().cancel_job(job, &reason, now_ms()).await? == Some(true) {
+                            crate::scheduler::advance(state, job_run).await?;
+                        }
+                    }
+                    let held = state.db().group_held_by_a_job(repo_id, &group, store::sql::RunId(0)).await?;
+                    if held || !state.db().active_in_group(repo_id, &group).await?.is_empty() {
                         for job in &mut jobs {
                             job.status = JobStatus::Pending;
                         }

@@ -661,3 +661,110 @@ async fn two_replicas_on_one_postgres_share_the_groups() {
     two.stop().await;
     one.stop().await;
 }
+
+#[tokio::test]
+async fn workflow_and_job_groups_are_one_namespace_and_a_run_waiting_on_itself_is_cancelled() {
+    for database in databases() {
+        let git = GitDaemon::start();
+        let clone_url = git.create_repo("app");
+        let tree = git.work_tree("app");
+        let marks = test_support::tempdir();
+        let step = "    steps:\n      - run: |\n          echo deploying\n          while [ ! -e ${{ inputs.go }} ]; do sleep 0.05; done\n";
+        let dispatch =
+            "on:\n  workflow_dispatch:\n    inputs:\n      go:\n        required: true\n";
+        tree.write(
+            ".gitea/workflows/run-level.yml",
+            &format!("name: run-level\n{dispatch}concurrency: production\njobs:\n  deploy:\n    runs-on: x\n{step}"),
+        );
+        tree.write(
+            ".gitea/workflows/job-level.yml",
+            &format!("name: job-level\n{dispatch}jobs:\n  deploy:\n    runs-on: x\n    concurrency: Production\n{step}"),
+        );
+        tree.write(
+            ".gitea/workflows/deadlock.yml",
+            "name: deadlock\non: push\nconcurrency: deploy-${{ github.ref }}\njobs:\n  deploy:\n    runs-on: x\n    concurrency: deploy-${{ github.ref }}\n    steps:\n      - run: echo never\n",
+        );
+        let sha = tree.commit("workflows");
+        tree.push("main");
+        let mut bench = Bench::start(&clone_url, database).await;
+        let http = reqwest::Client::new();
+        let go = |n: u32| marks.path().join(format!("go{n}"));
+        let url = bench.server.url.clone();
+        let dispatch = async |workflow: &str, go: &std::path::Path| -> i64 {
+            let body = serde_json::json!({
+                "repository": "team/app", "workflow": workflow, "ref": "main",
+                "inputs": {"go": go.display().to_string()},
+            });
+            let resp = http
+                .post(format!("{url}/api/v1/dispatch"))
+                .json(&body)
+                .send()
+                .await
+                .expect("dispatch");
+            assert_eq!(resp.status(), 201);
+            resp.json::<protocol::Created>()
+                .await
+                .expect("created")
+                .runs[0]
+        };
+        // A run holding `production` at the workflow level: a job-level `Production` waits.
+        let first = dispatch("run-level.yml", &go(1)).await;
+        let second = dispatch("job-level.yml", &go(2)).await;
+        bench
+            .job(first, "deploy", |j| j.status == JobStatus::Running)
+            .await;
+        assert_eq!(
+            bench.jobs(second).await[0].status,
+            JobStatus::Pending,
+            "waits for run {first}"
+        );
+        std::fs::write(go(1), "").expect("go 1");
+        let held = bench
+            .job(second, "deploy", |j| j.status == JobStatus::Running)
+            .await;
+        let done_first = bench.server.finished(first).await;
+        assert!(
+            held.started_at >= done_first.finished_at,
+            "{done_first:?} {held:?}"
+        );
+        // Now that job holds it: a run with the workflow-level group waits for it.
+        let third = dispatch("run-level.yml", &go(3)).await;
+        assert_eq!(
+            bench.jobs(third).await[0].status,
+            JobStatus::Pending,
+            "waits for the job of run {second}"
+        );
+        std::fs::write(go(2), "").expect("go 2");
+        let done_second = bench.server.finished(second).await;
+        let started = bench
+            .job(third, "deploy", |j| j.status == JobStatus::Running)
+            .await;
+        assert!(
+            started.started_at >= done_second.finished_at,
+            "{done_second:?} {started:?}"
+        );
+        std::fs::write(go(3), "").expect("go 3");
+        let done_third = bench.server.finished(third).await;
+        assert_eq!(
+            [
+                done_first.conclusion,
+                done_second.conclusion,
+                done_third.conclusion
+            ],
+            [Some(Conclusion::Success); 3]
+        );
+        // The same group at both levels of one run: the job would wait for its own run.
+        let run = bench.push(&sha, "d1").await[0];
+        let done = bench.server.finished(run).await;
+        let jobs = bench.jobs(run).await;
+        assert_eq!(results(&jobs), [("deploy", Some(Conclusion::Cancelled))]);
+        assert_eq!(
+            jobs[0].reason.as_deref(),
+            Some(
+                "Canceling since a deadlock for concurrency group 'deploy-refs/heads/main' was detected between 'top level workflow' and 'deploy'"
+            )
+        );
+        assert_eq!(done.conclusion, Some(Conclusion::Cancelled));
+        bench.stop().await;
+    }
+}

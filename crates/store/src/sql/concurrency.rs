@@ -59,12 +59,18 @@ pub struct Entered {
     /// Running (or admitted) jobs of the groups asked to stop (`cancel-in-progress`), with
     /// their runs. Jobs admitted but not started yet are settled as cancelled at once.
     pub cancelled: Vec<(JobId, RunId)>,
+    /// Runs whose workflow-level group is one of the job's (one namespace, as on GitHub) that
+    /// the caller must cancel: the runs waiting in the group, and with `cancel-in-progress`
+    /// the one holding it.
+    pub runs: Vec<RunId>,
 }
 
 /// How a job enters its concurrency groups.
 #[derive(Debug, Clone, Copy)]
 pub struct EnterOptions<'a> {
     pub repository: RepoId,
+    /// The job's run (its own workflow-level group does not count).
+    pub run: RunId,
     /// The evaluated groups (distinct, non-empty).
     pub groups: &'a [String],
     /// `cancel-in-progress`: stop the jobs holding the groups.
@@ -210,14 +216,37 @@ impl Db {
                     out.cancelled.push((id, run));
                 }
             }
+            // Runs with this workflow-level group: the oldest holds it, the others wait.
+            let runs = sqlx::query(
+                "SELECT id FROM runs WHERE repository_id = $1 AND concurrency_group = $2
+                   AND status <> 'done' AND id <> $3 ORDER BY id",
+            )
+            .bind(o.repository.0)
+            .bind(group)
+            .bind(o.run.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("reading the runs of a concurrency group"))?;
+            for (n, row) in runs.iter().enumerate() {
+                let id = RunId(get(row, "id")?);
+                if (n > 0 || o.cancel_in_progress) && !out.runs.contains(&id) {
+                    out.runs.push(id);
+                }
+            }
         }
+        // Held: by another job admitted and not done, or by another run's workflow-level group.
         let held = sqlx::query(
-            "SELECT COUNT(*) AS n FROM job_concurrency_groups g JOIN jobs j ON j.id = g.job_id
-             WHERE g.admitted <> 0 AND j.status <> 'done' AND g.job_id <> $1 AND g.repository_id = $2
-               AND g.grp IN (SELECT grp FROM job_concurrency_groups WHERE job_id = $1)",
+            "SELECT (SELECT COUNT(*) FROM job_concurrency_groups g JOIN jobs j ON j.id = g.job_id
+                     WHERE g.admitted <> 0 AND j.status <> 'done' AND g.job_id <> $1 AND g.repository_id = $2
+                       AND g.grp IN (SELECT grp FROM job_concurrency_groups WHERE job_id = $1))
+                  + (SELECT COUNT(*) FROM runs r
+                     WHERE r.repository_id = $2 AND r.status <> 'done' AND r.id <> $3
+                       AND r.concurrency_group IN (SELECT grp FROM job_concurrency_groups WHERE job_id = $1))
+                 AS n",
         )
         .bind(job.0)
         .bind(o.repository.0)
+        .bind(o.run.0)
         .fetch_one(&mut *tx)
         .await
         .map_err(q("checking whether a concurrency group is free"))?;
@@ -240,7 +269,8 @@ impl Db {
     pub async fn runs_waiting_on(&self, run: RunId) -> Result<Vec<RunId>> {
         // Most runs have no group: one cheap read, no lock.
         let any = sqlx::query(
-            "SELECT COUNT(*) AS n FROM job_concurrency_groups g JOIN jobs d ON d.id = g.job_id WHERE d.run_id = $1",
+            "SELECT (SELECT COUNT(*) FROM job_concurrency_groups g JOIN jobs d ON d.id = g.job_id WHERE d.run_id = $1)
+                  + (SELECT COUNT(*) FROM runs WHERE id = $1 AND concurrency_group IS NOT NULL) AS n",
         )
         .bind(run.0)
         .fetch_one(&self.pool)
@@ -268,7 +298,17 @@ impl Db {
              JOIN job_concurrency_groups dg ON dg.job_id = d.id
              JOIN job_concurrency_groups wg ON wg.repository_id = dg.repository_id AND wg.grp = dg.grp
              JOIN jobs wj ON wj.id = wg.job_id
-             WHERE d.run_id = $1 AND d.status = 'done' AND wg.admitted = 0 AND wj.status <> 'done'",
+             WHERE d.run_id = $1 AND d.status = 'done' AND wg.admitted = 0 AND wj.status <> 'done'
+             UNION
+             SELECT w.id AS run_id FROM jobs d
+             JOIN job_concurrency_groups dg ON dg.job_id = d.id
+             JOIN runs w ON w.repository_id = dg.repository_id AND w.concurrency_group = dg.grp
+             WHERE d.run_id = $1 AND d.status = 'done' AND w.status <> 'done' AND w.id <> $1
+             UNION
+             SELECT wj.run_id FROM runs r
+             JOIN job_concurrency_groups wg ON wg.repository_id = r.repository_id AND wg.grp = r.concurrency_group
+             JOIN jobs wj ON wj.id = wg.job_id
+             WHERE r.id = $1 AND r.status = 'done' AND wg.admitted = 0 AND wj.status <> 'done'",
         )
         .bind(run.0)
         .fetch_all(&mut *tx)
@@ -278,6 +318,54 @@ impl Db {
             .await
             .map_err(q("ending a transaction to find waiting jobs"))?;
         rows.iter().map(|r| Ok(RunId(get(r, "run_id")?))).collect()
+    }
+
+    /// Whether a job of another run than `run` holds `group` (admitted, not done): then a run
+    /// with that workflow-level group waits (one namespace for both levels, as on GitHub).
+    pub async fn group_held_by_a_job(
+        &self,
+        repository: RepoId,
+        group: &str,
+        run: RunId,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM job_concurrency_groups g JOIN jobs j ON j.id = g.job_id
+             WHERE g.repository_id = $1 AND g.grp = $2 AND g.admitted <> 0 AND j.status <> 'done' AND j.run_id <> $3",
+        )
+        .bind(repository.0)
+        .bind(group)
+        .bind(run.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("checking whether a job holds a concurrency group"))?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// The jobs in `group` that are not done, with their runs and whether each holds it
+    /// (admitted) or waits.
+    pub async fn jobs_in_group(
+        &self,
+        repository: RepoId,
+        group: &str,
+    ) -> Result<Vec<(JobId, RunId, bool)>> {
+        let rows = sqlx::query(
+            "SELECT g.job_id, j.run_id, g.admitted FROM job_concurrency_groups g JOIN jobs j ON j.id = g.job_id
+             WHERE g.repository_id = $1 AND g.grp = $2 AND j.status <> 'done' ORDER BY g.entered_at, g.job_id",
+        )
+        .bind(repository.0)
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing the jobs of a concurrency group"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    JobId(get(r, "job_id")?),
+                    RunId(get(r, "run_id")?),
+                    get::<i64>(r, "admitted")? != 0,
+                ))
+            })
+            .collect()
     }
 
     /// Forgets the groups and the cancellation request of jobs that are about to run again.
@@ -417,6 +505,7 @@ mod tests {
     fn enter<'a>(repo: RepoId, groups: &'a [String], cancel_in_progress: bool) -> EnterOptions<'a> {
         EnterOptions {
             repository: repo,
+            run: RunId(0),
             groups,
             cancel_in_progress,
             reason: "replaced",
@@ -518,7 +607,8 @@ mod tests {
                 Entered {
                     admitted: false,
                     replaced: vec![],
-                    cancelled: vec![(a, run_a)]
+                    cancelled: vec![(a, run_a)],
+                    runs: vec![],
                 }
             );
             assert_eq!(
@@ -600,6 +690,86 @@ mod tests {
             assert_eq!(
                 db.cancel_job(b, "again", 4).await.expect("cancel b again"),
                 None
+            );
+        }
+    }
+
+    /// Workflow-level and job-level groups are one namespace.
+    #[tokio::test]
+    async fn a_run_level_group_and_a_job_level_group_exclude_each_other() {
+        for (db, _guard) in backends().await {
+            eprintln!("backend: {:?}", db.backend());
+            let repo = db
+                .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
+                .await
+                .expect("repo");
+            let g = vec!["production".to_owned()];
+            let grouped = |n: i64| {
+                let mut run = NewRun {
+                    repository: repo,
+                    workflow_file: format!(".gitea/workflows/w{n}.yml"),
+                    workflow_name: "w".into(),
+                    event: "push".into(),
+                    git_ref: "refs/heads/main".into(),
+                    sha: "abc".into(),
+                    actor: "alice".into(),
+                    spec: "{}".into(),
+                    concurrency_group: None,
+                };
+                run.concurrency_group = Some("production".into());
+                run
+            };
+            let job = NewJob {
+                key: "deploy".into(),
+                name: "deploy".into(),
+                needs: "[]".into(),
+                labels: "[]".into(),
+                condition: None,
+                status: JobStatus::Pending,
+                result: None,
+                log: None,
+            };
+            let (holder, _) = db
+                .create_run(&grouped(1), &[job.clone()], 1)
+                .await
+                .expect("run");
+            let (waiting, _) = db.create_run(&grouped(2), &[job], 1).await.expect("run");
+            let (run_c, c) = run_with_job(&db, repo).await;
+            let mut o = enter(repo, &g, false);
+            o.run = run_c;
+            let entered = db.enter_groups(c, &o).await.expect("enter c");
+            assert!(!entered.admitted, "the runs hold the group");
+            assert_eq!(entered.runs, vec![waiting], "the waiting run is replaced");
+            assert_eq!(
+                db.jobs_in_group(repo, "production").await.expect("jobs"),
+                vec![(c, run_c, false)]
+            );
+            assert!(
+                !db.group_held_by_a_job(repo, "production", holder)
+                    .await
+                    .expect("held")
+            );
+            for r in [holder, waiting] {
+                assert!(
+                    db.finish_run(r, super::super::Conclusion::Cancelled, None, 3)
+                        .await
+                        .expect("finish")
+                );
+            }
+            assert_eq!(
+                db.runs_waiting_on(holder).await.expect("waiting"),
+                vec![run_c]
+            );
+            assert!(db.enter_groups(c, &o).await.expect("re-check c").admitted);
+            assert!(
+                db.group_held_by_a_job(repo, "production", holder)
+                    .await
+                    .expect("held")
+            );
+            assert!(
+                !db.group_held_by_a_job(repo, "production", run_c)
+                    .await
+                    .expect("not by itself")
             );
         }
     }
