@@ -354,7 +354,7 @@ impl<'a> Field<'a> {
         if !self.hint.is_empty() {
             let _ = write!(h, "<small id=\"{id}-hint\">{}</small>", Esc(self.hint));
         }
-        if secret && s.is_some() {
+        if secret && s.is_some_and(|s| !s.values.get(self.name).is_empty()) {
             h.push_str("<small>Not sent back for safety: type it again.</small>");
         }
         h.push_str("</div>");
@@ -414,6 +414,16 @@ fn button(h: &mut String, action: &str, label: &str, class: &str, hidden: &[(&st
         h,
         "<button type=\"submit\" class=\"{class}\">{}</button></form>",
         Esc(label)
+    );
+}
+
+/// A table row's button: `verb` shown, `verb object` for screen readers.
+fn row_button(h: &mut String, action: &str, verb: &str, object: &str) {
+    let _ = write!(
+        h,
+        "<form method=\"post\" action=\"{}\" class=\"inline\"><button type=\"submit\" class=\"danger\" aria-label=\"{verb} {}\">{verb}</button></form>",
+        Esc(action),
+        Esc(object)
     );
 }
 
@@ -859,12 +869,11 @@ async fn settings_sections(
             }
             h.push_str("</td><td>");
             if string(x, "source") == "api" {
-                button(
+                row_button(
                     h,
                     &format!("{page}/secrets/{}/delete", enc(&name)),
-                    &format!("Delete {name}"),
-                    "danger",
-                    &[],
+                    "Delete",
+                    &name,
                 );
             }
             h.push_str("</td></tr>");
@@ -907,12 +916,11 @@ async fn settings_sections(
             }
             h.push_str("</td><td>");
             if string(x, "source") == "api" {
-                button(
+                row_button(
                     h,
                     &format!("{page}/variables/{}/delete", enc(&name)),
-                    &format!("Delete {name}"),
-                    "danger",
-                    &[],
+                    "Delete",
+                    &name,
                 );
             }
             h.push_str("</td></tr>");
@@ -1632,13 +1640,7 @@ async fn tokens_table(state: &AppState, viewer: &Viewer, api: &str, actions: &st
         }
         h.push_str("</td><td>");
         let id = t.get("id").and_then(Value::as_i64).unwrap_or(0);
-        button(
-            h,
-            &format!("{actions}/{id}/revoke"),
-            &format!("Revoke {name}"),
-            "danger",
-            &[],
-        );
+        row_button(h, &format!("{actions}/{id}/revoke"), "Revoke", &name);
         h.push_str("</td></tr>");
     }
     h.push_str("</tbody></table>");
