@@ -129,6 +129,20 @@ impl Registry {
         }))
     }
 
+    /// Removes tag `tag` of repository `name` (the manifest stays until garbage collection
+    /// finds it unreferenced). Returns the digest it pointed at; `None`: no such tag.
+    pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<Option<String>, BrowseError> {
+        let Some(digest) = self.tag_digest(name, tag).await? else {
+            return Ok(None);
+        };
+        self.inner
+            .meta
+            .delete(&format!("repositories/{name}/_manifests/tags/{tag}"))
+            .await
+            .map_err(err("tag"))?;
+        Ok(Some(digest))
+    }
+
     async fn tag_digest(&self, name: &str, tag: &str) -> Result<Option<String>, BrowseError> {
         if crate::path::validate_name(name).is_err() {
             return Ok(None);

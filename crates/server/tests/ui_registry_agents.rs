@@ -346,6 +346,64 @@ mod ui_registry_agents {
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
             assert!(body.contains("<h1>404"), "{path}: a page, not a trace");
         }
+
+        // Deleting a tag: admins only, from this site, audited.
+        let (_, body) = s.page("/registry/team/app", Some("victor")).await;
+        assert!(!body.contains("Delete tag"), "viewers get no delete button");
+        let (_, body) = s.page("/registry/team/app", Some("root")).await;
+        assert!(body.contains("aria-label=\"Delete tag arm\""), "{body}");
+        let (status, _, _) = s
+            .form("/registry/team/app", "victor", &[("tag", "arm")], &[])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) = s
+            .form(
+                "/registry/team/app",
+                "root",
+                &[("tag", "arm")],
+                &[("origin", "http://evil.example")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "cross-site");
+        let (status, _, body) = s
+            .form("/registry/team/app", "root", &[("tag", "nope")], &[])
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, location, _) = s
+            .form("/registry/team/app?page=1", "root", &[("tag", "arm")], &[])
+            .await;
+        assert_eq!(
+            (status, location.as_str()),
+            (StatusCode::SEE_OTHER, "/registry/team/app?page=1")
+        );
+        let (_, body) = s.page("/registry/team/app", Some("victor")).await;
+        assert!(
+            !body.contains("<code>arm</code>") && body.contains("2 tags"),
+            "{body}"
+        );
+        let resp = reqwest::get(format!("{}/v2/team/app/manifests/arm", s.url))
+            .await
+            .expect("get");
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "the registry no longer has the tag"
+        );
+        let audit = s
+            .state
+            .db()
+            .audit_events(&store::sql::AuditFilter {
+                limit: 100,
+                ..store::sql::AuditFilter::default()
+            })
+            .await
+            .expect("audit");
+        assert!(
+            audit.iter().any(|e| e.actor == "root"
+                && e.action == "registry.tag.deleted"
+                && e.detail.as_deref() == Some(&format!("team/app:arm ({arm64})"))),
+            "{audit:#?}"
+        );
         s.stop().await;
     }
 
@@ -614,10 +672,16 @@ mod ui_registry_agents {
         assert!(!page.contains("very-secret"), "secrets are write-only");
         assert!(page.contains("<code>eu-1</code>"), "{page}");
         assert!(page.contains("value=\"30s\""), "{page}");
+        let (_, envs) = s.page("/environments", Some("victor")).await;
+        assert!(
+            envs.contains("data-environment=\"production\"")
+                && envs.contains("Protected: 1 approval(s) from alice, ops"),
+            "the environments page shows the API's: {envs}"
+        );
         let (_, list) = s.page("/admin/environments", Some("root")).await;
         assert!(list.contains("data-environment=\"production\""), "{list}");
         assert!(
-            list.contains("2 approval(s)") || list.contains("1 approval(s) from alice, ops"),
+            list.contains("1 approval(s) from alice, ops, self-approval allowed"),
             "{list}"
         );
 

@@ -44,7 +44,7 @@ fn admin(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Res
 }
 
 /// Whether a POST comes from this site (not a cross-site form).
-fn same_site(headers: &HeaderMap) -> bool {
+pub(super) fn same_site(headers: &HeaderMap) -> bool {
     let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
     if get("sec-fetch-site").is_some_and(|s| s == "cross-site") {
         return false;

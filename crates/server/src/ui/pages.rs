@@ -325,8 +325,13 @@ pub(crate) async fn environments(
     };
     // (environment, repository) in first-configured, then first-seen order.
     let mut groups: Vec<(String, Option<String>)> = Vec::new();
-    for e in &state.config().environments {
-        groups.push((e.name.clone(), e.repository.clone()));
+    // The configuration file's and those defined through the API.
+    let defined = crate::environments::stored::all(&state);
+    for e in defined.iter().map(|d| &d.config) {
+        let group = (e.name.clone(), e.repository.clone());
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
     }
     for d in &all {
         let known = groups.iter().any(|(n, r)| {
@@ -338,7 +343,7 @@ pub(crate) async fn environments(
     }
     let mut h = String::from("<div id=\"live\" data-live=\"all\"><h1>Environments</h1>");
     if groups.is_empty() {
-        h.push_str("<p class=\"empty\">No environment yet: jobs with <code>environment:</code> create them; rules come from <code>[[environment]]</code>.</p>");
+        h.push_str("<p class=\"empty\">No environment yet: jobs with <code>environment:</code> create them; rules come from <code>[[environment]]</code> or <a href=\"/admin/environments\">Admin → Environments</a>.</p>");
     }
     for (name, repo) in &groups {
         let mine: Vec<_> = all
@@ -347,10 +352,9 @@ pub(crate) async fn environments(
                 d.environment == *name && repo.as_ref().is_none_or(|r| *r == d.repository_name)
             })
             .collect();
-        let config = state
-            .config()
-            .environments
+        let config = defined
             .iter()
+            .map(|d| &d.config)
             .find(|e| e.name == *name && e.repository == *repo);
         let _ = write!(
             h,

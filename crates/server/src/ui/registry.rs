@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use store::sql::Deployment;
@@ -24,7 +25,7 @@ const PAGE: usize = 50;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/registry", get(index))
-        .route("/registry/{*name}", get(repository))
+        .route("/registry/{*name}", get(repository).post(delete_tag))
 }
 
 /// `1.5 MiB`.
@@ -164,6 +165,7 @@ async fn repository(
         Ok(d) => by_digest(d),
         Err(e) => return internal_page(&viewer, e),
     };
+    let admin = viewer.open || viewer.role == "admin";
     let mut h = String::new();
     let _ = write!(
         h,
@@ -184,7 +186,19 @@ async fn repository(
                 Ok(i) => i.and_then(|i| i.manifest),
                 Err(e) => return internal_page(&viewer, e),
             };
-            let _ = write!(h, "<tr><td><code>{}</code></td>", Esc(tag));
+            let _ = write!(h, "<tr><td><code>{}</code>", Esc(tag));
+            if admin {
+                let _ = write!(
+                    h,
+                    "<form method=\"post\" action=\"/registry/{}?page={page}\" class=\"inline\">\
+                     <input type=\"hidden\" name=\"tag\" value=\"{}\">\
+                     <button type=\"submit\" class=\"danger link\" aria-label=\"Delete tag {}\">Delete</button></form>",
+                    path_enc(&name),
+                    Esc(tag),
+                    Esc(tag)
+                );
+            }
+            h.push_str("</td>");
             let Some(m) = info else {
                 h.push_str("<td colspan=\"6\" class=\"error\">manifest missing</td></tr>");
                 continue;
@@ -258,4 +272,65 @@ async fn repository(
         h.push_str("</nav>");
     }
     layout(&name, &viewer, "Registry", &h)
+}
+
+/// `POST /registry/{name}` with `tag=T` (admins): removes the tag (the manifest stays until
+/// garbage collection finds it unreferenced); audited as `registry.tag.deleted`.
+async fn delete_tag(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+    body: Bytes,
+) -> Response {
+    let viewer = match require(&state, &headers, &uri) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !viewer.open && viewer.role != "admin" {
+        return error_page(StatusCode::FORBIDDEN, &viewer, "only admins delete tags");
+    }
+    if !super::environments_admin::same_site(&headers) {
+        return error_page(StatusCode::FORBIDDEN, &viewer, "cross-site form refused");
+    }
+    let Some(reg) = state.registry() else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &viewer,
+            "this server does not serve a registry",
+        );
+    };
+    let tag = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "tag")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let name = name.trim_end_matches('/').to_owned();
+    let digest = match reg.delete_tag(&name, &tag).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &viewer,
+                &format!("no tag {tag} in {name}"),
+            );
+        }
+        Err(e) => return internal_page(&viewer, e),
+    };
+    let event = store::sql::AuditEvent {
+        actor: viewer.name.clone(),
+        action: "registry.tag.deleted".to_owned(),
+        detail: Some(format!("{name}:{tag} ({digest})")),
+        ..store::sql::AuditEvent::default()
+    };
+    if let Err(e) = state.db().audit(&event, crate::now_ms()).await {
+        return internal_page(&viewer, e);
+    }
+    tracing::info!(repository = %name, %tag, %digest, user = %viewer.name, "Registry tag deleted.");
+    Redirect::to(&format!(
+        "/registry/{}?page={}",
+        path_enc(&name),
+        q.page.unwrap_or(1)
+    ))
+    .into_response()
 }
