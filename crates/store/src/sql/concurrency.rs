@@ -730,7 +730,7 @@ mod tests {
                 log: None,
             };
             let (holder, _) = db
-                .create_run(&grouped(1), &[job.clone()], 1)
+                .create_run(&grouped(1), std::slice::from_ref(&job), 1)
                 .await
                 .expect("run");
             let (waiting, _) = db.create_run(&grouped(2), &[job], 1).await.expect("run");
