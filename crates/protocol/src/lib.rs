@@ -7,6 +7,8 @@
 //!
 //! What it does not do: HTTP. Paths are listed in [`paths`] so both ends spell them alike.
 
+pub mod gitops;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
