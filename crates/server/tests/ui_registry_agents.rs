@@ -234,7 +234,7 @@ mod ui_registry_agents {
                         result: Some((store::sql::Conclusion::Success, "done".into())),
                         log: None,
                     }],
-                    1,
+                    server::now_ms(),
                 )
                 .await
                 .expect("run");
@@ -254,7 +254,7 @@ mod ui_registry_agents {
                         url: None,
                         rollback_of: None,
                     },
-                    2,
+                    server::now_ms(),
                 )
                 .await
                 .expect("deployment");
@@ -597,7 +597,10 @@ mod ui_registry_agents {
         let (status, _, body) = s.form("/admin/environments/new", "root", &typed, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(body.contains("request field `wait_timer`"), "{body}");
-        assert!(body.contains("value=\"soon\""), "{body}");
+        assert!(
+            body.contains("name=\"wait_timer\" value=\"soon\" aria-invalid=\"true\""),
+            "the field in error is marked: {body}"
+        );
 
         // A cross-site form is refused before anything happens.
         let (status, _, _) = s

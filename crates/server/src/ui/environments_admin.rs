@@ -303,9 +303,26 @@ impl Fields {
 
 /// The rules form; `new`: the name and repository can be chosen.
 fn form(state: &AppState, f: &Fields, new: bool, error: Option<&str>) -> String {
+    // The API's messages name the field: `request field `wait_timer`: ...`.
+    let bad = error.and_then(|e| {
+        e.strip_prefix("request field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    });
+    let invalid = |name: &str| {
+        if bad.as_deref() == Some(name) {
+            " aria-invalid=\"true\" aria-describedby=\"form-error\""
+        } else {
+            ""
+        }
+    };
     let mut h = String::new();
     if let Some(e) = error {
-        let _ = write!(h, "<p class=\"error\" role=\"alert\">{}</p>", Esc(e));
+        let _ = write!(
+            h,
+            "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+            Esc(e)
+        );
     }
     let action = if new {
         "/admin/environments/new".to_owned()
@@ -320,10 +337,11 @@ fn form(state: &AppState, f: &Fields, new: bool, error: Option<&str>) -> String 
     if new {
         let _ = write!(
             h,
-            "<label>Name <input name=\"name\" required pattern=\"[A-Za-z0-9._\\-]+\" value=\"{}\"></label>\
-             <small>letters, digits, <code>-</code>, <code>_</code>, <code>.</code></small>\
-             <label>Repository <select name=\"repository\"><option value=\"\">every repository</option>",
-            Esc(&f.name)
+            "<div class=\"field\"><label for=\"env-name\">Name</label><input id=\"env-name\" name=\"name\" required pattern=\"[A-Za-z0-9._\\-]+\" value=\"{}\"{}>\
+             <small>letters, digits, <code>-</code>, <code>_</code>, <code>.</code></small></div>\
+             <div class=\"field\"><label for=\"env-repository\">Repository</label><select id=\"env-repository\" name=\"repository\"><option value=\"\">every repository</option>",
+            Esc(&f.name),
+            invalid("name")
         );
         let mut names: Vec<String> = state.repositories().keys().cloned().collect();
         names.sort();
@@ -336,13 +354,14 @@ fn form(state: &AppState, f: &Fields, new: bool, error: Option<&str>) -> String 
                 Esc(&r)
             );
         }
-        h.push_str("</select></label>");
+        h.push_str("</select></div>");
     }
     let field = |h: &mut String, label: &str, name: &str, value: &str, hint: &str| {
         let _ = write!(
             h,
-            "<label>{label} <input name=\"{name}\" value=\"{}\"></label><small>{hint}</small>",
-            Esc(value)
+            "<div class=\"field\"><label for=\"env-{name}\">{label}</label><input id=\"env-{name}\" name=\"{name}\" value=\"{}\"{}><small>{hint}</small></div>",
+            Esc(value),
+            invalid(name)
         );
     };
     field(
@@ -361,7 +380,7 @@ fn form(state: &AppState, f: &Fields, new: bool, error: Option<&str>) -> String 
     );
     let _ = write!(
         h,
-        "<label><input type=\"checkbox\" name=\"allow_self_approval\"{}> The pusher may approve their own run</label>",
+        "<label class=\"check\"><input type=\"checkbox\" name=\"allow_self_approval\"{}> The pusher may approve their own run</label>",
         if f.allow_self_approval {
             " checked"
         } else {
