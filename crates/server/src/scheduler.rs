@@ -637,10 +637,28 @@ async fn advance_at(state: &AppState, run_id: RunId, depth: u32) -> Result<(), S
 /// The scheduler's background work until `stop`: lease expiry, and the delivery side
 /// (environments' wait timers and timeouts, forge deployment statuses).
 pub(crate) async fn reap_leases(state: AppState, stop: CancellationToken) {
+    recheck_groups(&state).await;
     tokio::join!(
         expire_leases(state.clone(), stop.clone()),
         crate::environments::deployments::background(state, stop)
     );
+}
+
+/// At start: advances the runs that may wait in a concurrency group, in case the server
+/// stopped after a group was freed but before its waiter was woken.
+async fn recheck_groups(state: &AppState) {
+    let runs = match state.db().runs_in_groups().await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(%error, "Reading the runs in concurrency groups failed.");
+            return;
+        }
+    };
+    for run in runs {
+        if let Err(error) = advance(state, run).await {
+            tracing::error!(%error, run_id = %run, "Advancing a run in a concurrency group failed.");
+        }
+    }
 }
 
 /// Expires leases when they end: sleeps until the earliest lease end (woken early when a

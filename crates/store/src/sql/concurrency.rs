@@ -320,6 +320,23 @@ impl Db {
         rows.iter().map(|r| Ok(RunId(get(r, "run_id")?))).collect()
     }
 
+    /// The runs that may be waiting in a concurrency group (a job waiting in a group, or a
+    /// run with a workflow-level group that is not done), oldest first: a server starting
+    /// re-checks them, in case it stopped between a group being freed and waking its waiter.
+    pub async fn runs_in_groups(&self) -> Result<Vec<RunId>> {
+        let rows = sqlx::query(
+            "SELECT j.run_id FROM job_concurrency_groups g JOIN jobs j ON j.id = g.job_id
+             WHERE g.admitted = 0 AND j.status <> 'done'
+             UNION
+             SELECT id AS run_id FROM runs WHERE concurrency_group IS NOT NULL AND status <> 'done'
+             ORDER BY run_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing the runs in concurrency groups"))?;
+        rows.iter().map(|r| Ok(RunId(get(r, "run_id")?))).collect()
+    }
+
     /// Whether a job of another run than `run` holds `group` (admitted, not done): then a run
     /// with that workflow-level group waits (one namespace for both levels, as on GitHub).
     pub async fn group_held_by_a_job(
@@ -740,6 +757,10 @@ mod tests {
             let entered = db.enter_groups(c, &o).await.expect("enter c");
             assert!(!entered.admitted, "the runs hold the group");
             assert_eq!(entered.runs, vec![waiting], "the waiting run is replaced");
+            assert_eq!(
+                db.runs_in_groups().await.expect("runs in groups"),
+                vec![holder, waiting, run_c]
+            );
             assert_eq!(
                 db.jobs_in_group(repo, "production").await.expect("jobs"),
                 vec![(c, run_c, false)]
