@@ -87,11 +87,34 @@ try {
   check((await page.locator('svg.graph a.node[data-job-key="build"] text.icon').textContent()) === '✓', 'a succeeded job has the check icon');
   await page.waitForFunction(() => document.querySelector('#log').textContent.includes('built after the go file'), null, { timeout: 30000 });
   check(true, 'the rest of the log streams in after the step continues');
+
   await waitState(page, 'test', 'success');
   await waitState(page, 'production', 'waiting');
   check((await page.locator('svg.graph a.node[data-job-key="production"] text.icon').textContent()) === '‖', 'a job waiting for approval has the pause icon');
   check((await page.locator('.approval .reviewers').textContent()).includes('alice'), 'the approval panel names who may approve');
   await shot(page, 'run-waiting');
+  // Groups: `::endgroup::` is not shown and closes the fold (folding the group hides only its lines).
+  await page.click('svg.graph a.node[data-job-key="build"]');
+  await page.waitForURL(/\?job=\d+/);
+  await page.waitForSelector('#log[data-complete="true"]', { timeout: 30000 });
+  check(!(await page.locator('#log').textContent()).includes('::endgroup::'), 'the end-of-group marker is not shown');
+  await page.locator('#log .row.group', { hasText: 'Toolchain' }).click();
+  check(!(await page.locator('#log').textContent()).includes('rustc 1.95'), 'folding the group hides its lines');
+  check((await page.locator('#log').textContent()).includes('green compile output'), 'the line after ::endgroup:: is outside the fold');
+  await page.locator('#log .row.group', { hasText: 'Toolchain' }).click();
+  check((await page.locator('#log').textContent()).includes('rustc 1.95'), 'unfolding shows the group again');
+  // Timestamps: off by default, the toggle shows each line's time (local, from the agent's clock).
+  check((await page.locator('#log .row .ts').count()) === 0, 'no timestamps by default');
+  await page.click('#log-times');
+  const ts = await page.locator('#log .row .ts').first().textContent();
+  check(/^\d\d:\d\d:\d\d\.\d{3}$/.test(ts), `Show timestamps shows a time per line (${ts})`);
+  check((await page.getAttribute('#log-times', 'aria-pressed')) === 'true', 'the toggle says it is on');
+  await page.click('#log-times');
+  // The job summary: markdown rendered, raw HTML shown as text.
+  await page.waitForSelector('section.summary h3:has-text("Build report")', { timeout: 30000 });
+  check((await page.locator('section.summary strong').first().textContent()) === 'rustc', 'the step summary markdown is rendered');
+  check(await page.evaluate(() => window.__xss2 === undefined) && (await page.locator('section.summary').textContent()).includes('<script>'),
+    'HTML in a step summary is shown as text, never run');
 
   // --- keyboard: Tab reaches the graph; Enter on a box selects that job.
   await page.locator('svg.graph a.node[data-job-key="test"]').focus();
