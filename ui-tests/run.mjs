@@ -99,13 +99,16 @@ try {
   await page.waitForSelector('#log[data-complete="true"]', { timeout: 30000 });
   check(!(await page.locator('#log').textContent()).includes('::endgroup::'), 'the end-of-group marker is not shown');
   await page.locator('#log .row.group', { hasText: 'Toolchain' }).click();
-  check(!(await page.locator('#log').textContent()).includes('rustc 1.95'), 'folding the group hides its lines');
+  await page.waitForFunction(() => !document.getElementById('log').textContent.includes('rustc 1.95'), null, { timeout: 5000 });
+  check(true, 'folding the group hides its lines');
   check((await page.locator('#log').textContent()).includes('green compile output'), 'the line after ::endgroup:: is outside the fold');
   await page.locator('#log .row.group', { hasText: 'Toolchain' }).click();
-  check((await page.locator('#log').textContent()).includes('rustc 1.95'), 'unfolding shows the group again');
+  await page.waitForFunction(() => document.getElementById('log').textContent.includes('rustc 1.95'), null, { timeout: 5000 });
+  check(true, 'unfolding shows the group again');
   // Timestamps: off by default, the toggle shows each line's time (local, from the agent's clock).
   check((await page.locator('#log .row .ts').count()) === 0, 'no timestamps by default');
   await page.click('#log-times');
+  await page.waitForSelector('#log .row .ts', { timeout: 5000 });
   const ts = await page.locator('#log .row .ts').first().textContent();
   check(/^\d\d:\d\d:\d\d\.\d{3}$/.test(ts), `Show timestamps shows a time per line (${ts})`);
   check((await page.getAttribute('#log-times', 'aria-pressed')) === 'true', 'the toggle says it is on');
