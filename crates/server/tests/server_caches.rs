@@ -239,3 +239,17 @@ async fn the_size_limit_evicts_the_least_recently_used_entry_and_refuses_larger_
     assert_eq!(status, 201, "the refused reservation is gone");
     server.stop().await;
 }
+
+#[test]
+fn the_size_limit_comes_from_the_config_file() {
+    let env = |_: &str| None;
+    assert_eq!(ServerConfig::default().cache_size_limit, 10 << 30);
+    let c = server::config::parse("[server]\ncache_size_limit = \"512MiB\"\n", "slipway.toml", &env).expect("valid");
+    assert_eq!(c.server.cache_size_limit, 512 << 20);
+    let c = server::config::parse("[server]\ncache_size_limit = \"2GB\"\n", "slipway.toml", &env).expect("valid");
+    assert_eq!(c.server.cache_size_limit, 2_000_000_000);
+    for bad in ["lots", "10 parsecs", "-1GiB", "99999999999TiB"] {
+        let e = server::config::parse(&format!("[server]\ncache_size_limit = \"{bad}\"\n"), "slipway.toml", &env).expect_err(bad);
+        assert!(e.to_string().starts_with("slipway.toml: error: server.cache_size_limit:"), "{e}");
+    }
+}
