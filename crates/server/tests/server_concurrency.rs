@@ -248,9 +248,14 @@ impl Bench {
     }
 
     async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the agent (it hands its jobs back), then the server; returns its data directory.
+    async fn stop_keeping_data(self) -> tempfile::TempDir {
         self.agent_stop.cancel();
         self.agent.await.expect("agent task").expect("agent ran");
-        self.server.stop().await;
+        self.server.stop_keeping_data().await
     }
 }
 
@@ -767,4 +772,57 @@ async fn workflow_and_job_groups_are_one_namespace_and_a_run_waiting_on_itself_i
         assert_eq!(done.conclusion, Some(Conclusion::Cancelled));
         bench.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_restarted_server_wakes_a_job_whose_group_was_freed_while_it_was_down() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    let marks = test_support::tempdir();
+    let go = marks.path().join("go");
+    tree.write(
+        ".gitea/workflows/deploy.yml",
+        &format!(
+            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
+            go = go.display()
+        ),
+    );
+    let a = tree.commit("a");
+    tree.push("main");
+    let b = tree.commit("b");
+    tree.push("main");
+    let mut bench = Bench::start(&clone_url, None).await;
+    let one = bench.push(&a, "d1").await[0];
+    let holder = bench
+        .job(one, "deploy", |j| j.status == JobStatus::Running)
+        .await;
+    let two = bench.push(&b, "d2").await[0];
+    assert_eq!(bench.jobs(two).await[0].status, JobStatus::Pending);
+    let data = bench.stop_keeping_data().await;
+    // While the server is down the holder ends (as if its end was recorded just before a
+    // crash, and nobody woke the waiting job).
+    let db = store::sql::Db::connect(&format!("sqlite://{}/slipway.db", data.path().display()))
+        .await
+        .expect("db");
+    assert!(
+        db.settle_job(holder.id, Conclusion::Success, None, 1)
+            .await
+            .expect("end the holder")
+    );
+    db.close().await;
+    std::fs::write(&go, "").expect("let the deploy finish");
+    let mut server = TestServer::start_in(
+        ServerSetup {
+            repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+            ..ServerSetup::default()
+        },
+        data,
+    )
+    .await;
+    let done = tokio::time::timeout(std::time::Duration::from_secs(60), server.finished(two))
+        .await
+        .expect("the waiting job was woken after the restart");
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    server.stop().await;
 }
