@@ -651,7 +651,7 @@ impl Agent {
         let Ok(status) = self.app_status(name) else {
             return;
         };
-        let body = crate::report::Report::from_status(&self.0.options.name, &status);
+        let body = crate::report::of(&self.0.options.name, &status);
         let url = format!("{}/api/v1/gitops/report", server.url.trim_end_matches('/'));
         let mut req = self.0.http.post(&url).json(&body);
         if let Some(t) = &server.token {

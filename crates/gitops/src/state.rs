@@ -12,30 +12,8 @@ use crate::model::{HealthStatus, Key, SyncStatus};
 /// How many history entries an app keeps.
 pub const HISTORY_LIMIT: usize = 50;
 
-/// One sync (an apply of a revision): the agent's history line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// Increasing per app.
-    pub id: u64,
-    pub revision: String,
-    /// Milliseconds since the Unix epoch.
-    pub started_at: i64,
-    pub finished_at: i64,
-    /// `succeeded` or `failed`.
-    pub result: String,
-    /// `auto-sync` (a new revision), `self-heal` (drift at the same revision), `rollback`, `resume`.
-    pub trigger: String,
-    pub message: String,
-    /// What changed: `create service/web`, ...
-    #[serde(default)]
-    pub changes: Vec<String>,
-    /// From the revision's `Slipway-Source-Commit:` trailer (a promote commit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_commit: Option<String>,
-    /// From the revision's `Slipway-Run:` trailer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-}
+/// One sync (an apply of a revision): the agent's history line, as reported to the server.
+pub use protocol::gitops::HistoryEntry;
 
 /// One object's status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

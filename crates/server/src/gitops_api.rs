@@ -1,8 +1,6 @@
 //! Where GitOps agents report their applications' sync status and history.
 //!
-//! - `POST /api/v1/gitops/report`: an agent's report of one app (the JSON of
-//!   `gitops::report::Report`; the shape is restated here so the server does not depend on
-//!   the agent's crate). Auth: the agent registration token, or a user token that may write
+//! - `POST /api/v1/gitops/report`: an agent's report of one app ([`protocol::gitops::Report`]). Auth: the agent registration token, or a user token that may write
 //!   (open when no `[[user]]` is configured, like the rest of the API).
 //! - `GET /api/v1/gitops/apps`: every app's last reported status.
 //! - `GET /api/v1/gitops/syncs?app=&agent=&revision=&source_commit=&limit=`: sync history,
@@ -16,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use protocol::gitops::Report;
 use serde::{Deserialize, Serialize};
 use store::sql::{GitopsApp, GitopsSync, SyncFilter};
 use subtle::ConstantTimeEq;
@@ -29,47 +28,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/gitops/report", post(report))
         .route("/api/v1/gitops/apps", get(apps))
         .route("/api/v1/gitops/syncs", get(syncs))
-}
-
-#[derive(Deserialize, Serialize)]
-struct HistoryEntry {
-    id: i64,
-    revision: String,
-    started_at: i64,
-    finished_at: i64,
-    result: String,
-    trigger: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    changes: Vec<String>,
-    #[serde(default)]
-    source_commit: Option<String>,
-    #[serde(default)]
-    run: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Report {
-    agent: String,
-    app: String,
-    repository: String,
-    #[serde(default)]
-    path: String,
-    branch: String,
-    target: String,
-    revision: Option<String>,
-    target_revision: Option<String>,
-    sync: String,
-    health: String,
-    #[serde(default)]
-    paused: bool,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    reconciled_at: i64,
-    #[serde(default)]
-    history: Vec<HistoryEntry>,
 }
 
 #[derive(Serialize)]
@@ -166,7 +124,7 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: Result<
         .map(|h| GitopsSync {
             agent: r.agent.clone(),
             app: r.app.clone(),
-            entry_id: h.id,
+            entry_id: i64::try_from(h.id).unwrap_or(i64::MAX),
             revision: h.revision,
             source_commit: h.source_commit,
             source_run: h.run,

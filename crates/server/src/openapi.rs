@@ -210,7 +210,7 @@ fn delivery_schemas() -> Value {
             "run": {"type": ["string", "null"], "description": "the CI run that promoted it"}
         }},
         "GitopsReport": {"type": "object", "required": ["agent", "app", "repository", "branch", "target", "sync", "health"],
-            "description": "a GitOps agent's report of one app (gitops::report::Report)", "properties": {
+            "description": "a GitOps agent's report of one app (protocol::gitops::Report)", "properties": {
             "agent": {"type": "string"}, "app": {"type": "string"}, "repository": {"type": "string"}, "path": {"type": "string"},
             "branch": {"type": "string"}, "target": {"type": "string"},
             "revision": {"type": ["string", "null"]}, "target_revision": {"type": ["string", "null"]},
