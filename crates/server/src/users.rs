@@ -1462,7 +1462,7 @@ mod tests {
             Some(vec!["ops".to_owned()])
         );
         assert!(
-            s.tokens.get(&digest("shadowed")).is_none(),
+            !s.tokens.contains_key(&digest("shadowed")),
             "a hidden user's tokens are not usable"
         );
         assert_eq!(

@@ -11,6 +11,9 @@
 //! A successful change redirects (303) back to the page, which says what was done. A token's
 //! value is shown once, on the page that answers its creation.
 
+// The error of these helpers is the handler's reply (an axum `Response`).
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Write;
 
 use axum::Router;
