@@ -17,7 +17,9 @@
 # PostgreSQL on this 2-core machine).
 #
 # Knobs (env): RUNS=100, JOBS=10, AGENTS=4, CAPACITY=1 (jobs per agent at once),
-#   DATABASES="sqlite postgres", SLIPWAY_BIN (default target/release/slipway, built if missing).
+#   DATABASES="sqlite postgres", SLIPWAY_BIN (default target/release/slipway, built if missing),
+#   SERVER_LOG=warn (the server's SLIPWAY_LOG; e.g. "warn,sqlx::query=debug" to count statements),
+#   KEEP=1 keeps the temporary directory (server and agent logs) and prints its path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,9 +97,11 @@ def fresh_postgres():
     base = os.environ["SLIPWAY_TEST_POSTGRES"]
     name = f"slipway_bench_{os.getpid()}_{int(time.time())}"
     sh("psql", base, "-v", "ON_ERROR_STOP=1", "-q", "-c", f"CREATE DATABASE {name}")
+    created_dbs.append(name)
     return base.rsplit("/", 1)[0] + "/" + name
 
 results = {}
+created_dbs = []
 try:
     repos = f"{tmp}/repos"; os.makedirs(repos)
     sh("git", "init", "--bare", "--quiet", f"{repos}/app.git")
@@ -130,7 +134,7 @@ try:
                 "--config", f"{tmp}/slipway.toml"]
         if db == "postgres":
             args += ["--database", fresh_postgres()]
-        server = start(args, f"{tmp}/server-{db}.log")
+        server = start(args, f"{tmp}/server-{db}.log", level=os.environ.get("SERVER_LOG", "warn"))
         wait_http(f"{url}/healthz")
         for i in range(RUNS):
             req = urllib.request.Request(f"{url}/hooks/gitea", data=body, method="POST", headers={
@@ -182,5 +186,11 @@ try:
 finally:
     for p in list(procs):
         stop(p)
-    subprocess.run(["rm", "-rf", tmp])
+    for name in created_dbs:
+        subprocess.run(["psql", os.environ["SLIPWAY_TEST_POSTGRES"], "-q", "-c", f"DROP DATABASE IF EXISTS {name}"],
+                       capture_output=True)
+    if os.environ.get("KEEP") == "1":
+        print(f"kept: {tmp}")
+    else:
+        subprocess.run(["rm", "-rf", tmp])
 PY

@@ -2,17 +2,24 @@
 //! the host executor, and streams the runner's events back as log chunks and step reports.
 //! The server's embedded agent and `slipway agent` are this same code.
 //!
-//! Per job: parse and compile the workflow source from the assignment (deterministic, no
-//! I/O), reduce the plan to the one job (its `needs` and `if:` were decided by the server),
-//! fetch the commit into a fresh work directory (`git fetch URL SHA`) when the job reads the
-//! repository (`actions/checkout` or a local action; act_runner does not check out either),
-//! fetch the run's artifacts when it downloads some, run it, heartbeat while it runs (a
-//! cancelled run or a lost lease cancels the runner), upload the artifacts it made, and
-//! report the result. Up to `capacity` jobs run at once, each leased separately.
+//! Per job: compile the workflow source from the assignment (deterministic, no I/O; the
+//! compiled plan is kept per workflow source and event, so the jobs of a run compile it
+//! once), reduce the plan to the one job (its `needs` and `if:` were decided by the server),
+//! fetch the commit into the slot's emptied work directory (`git fetch URL SHA`) when the
+//! job reads the repository (`actions/checkout` or a local action; act_runner does not check
+//! out either), fetch the run's artifacts when it downloads some, run it, heartbeat while it
+//! runs (a cancelled run or a lost lease cancels the runner), upload the artifacts it made,
+//! and report the result. Up to `capacity` jobs run at once, each leased separately, each in
+//! its slot's directory (`slot-N`, emptied before and after a job, its first-level
+//! directories kept).
 //!
-//! Reports (log chunks, step reports, the result, a hand-back) are retried while the server
-//! is unreachable or answers 5xx, for up to the lease's TTL: a server restarted meanwhile
-//! (even after `kill -9`) gets them all; log chunks are idempotent by `(attempt, seq)`.
+//! Reports are batched: log lines and step reports wait up to [`REPORT_EVERY`] and go as one
+//! `report` call (which also extends the lease); what is left when the job ends goes with
+//! the result in `finish`. A job that ends within the period costs two requests: the lease
+//! and the finish. Reports (and the result, a hand-back) are sent one at a time, in order,
+//! and retried while the server is unreachable or answers 5xx, for up to the lease's TTL: a
+//! server restarted meanwhile (even after `kill -9`) gets them all; a resent report stores
+//! nothing twice (log chunks by `(attempt, seq)`, steps are upserts).
 //! The needed jobs' results and outputs from the assignment become the job's `needs` context
 //! (`RunOptions::needs`).
 
@@ -145,6 +152,8 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
     let mut leased_jobs = 0u64;
     let opts = Arc::new(opts);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.capacity.max(1)));
+    // Free slot numbers: a job takes one with its permit (so one is always there).
+    let numbers = Arc::new(std::sync::Mutex::new((0..opts.capacity.max(1)).rev().collect::<Vec<usize>>()));
     let plans = Arc::new(PlanCache::default());
     let mut jobs = JoinSet::new();
     let mut failures = 0u32;
@@ -163,8 +172,11 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
                 failures = 0;
                 leased_jobs += 1;
                 let (client, opts, plans, stop) = (client.clone(), opts.clone(), plans.clone(), stop.clone());
+                let numbers = numbers.clone();
+                let n = numbers.lock().unwrap_or_else(|e| e.into_inner()).pop().expect("a free slot number for each permit");
                 jobs.spawn(async move {
-                    run_job(&client, &opts, &plans, job, &stop).await;
+                    run_job(&client, &opts, &plans, n, job, &stop).await;
+                    numbers.lock().unwrap_or_else(|e| e.into_inner()).push(n);
                     drop(slot);
                 });
             }
@@ -316,11 +328,45 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn run_job(client: &Client, opts: &AgentOptions, plans: &PlanCache, job: Assignment, stop: &CancellationToken) {
+/// The work directory of slot `n` (`slot-N`, reused by the slot's jobs) emptied, or when that
+/// fails a fresh `job-ID-ATTEMPT` directory. `true`: the slot's.
+fn job_dir(opts: &AgentOptions, n: usize, id: i64, attempt: i64) -> (PathBuf, bool) {
+    let slot = opts.work_dir.join(format!("slot-{n}"));
+    match std::fs::create_dir_all(&slot).and_then(|()| empty_dir(&slot)) {
+        Ok(()) => (slot, true),
+        Err(error) => {
+            tracing::warn!(path = %slot.display(), %error, "Emptying a work directory failed; using a new one.");
+            (opts.work_dir.join(format!("job-{id}-{attempt}")), false)
+        }
+    }
+}
+
+/// Removes what is in `dir` but keeps its first-level directories (emptied): a slot's next
+/// job needs them again, and creating directories costs more than emptying them (on ext4 a
+/// new inode is searched for among the recently deleted ones — the largest part of an
+/// agent's CPU per quick job when it created and removed a directory tree per job).
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    let remove = |entry: std::fs::DirEntry| -> std::io::Result<()> {
+        if entry.file_type()?.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) }
+    };
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            for inner in std::fs::read_dir(entry.path())? {
+                remove(inner?)?;
+            }
+        } else {
+            remove(entry)?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_job(client: &Client, opts: &AgentOptions, plans: &PlanCache, slot: usize, job: Assignment, stop: &CancellationToken) {
     let id = job.job_id;
     let attempt = job.attempt;
     let ttl = Duration::from_millis(job.lease_ttl_ms.max(1000));
-    let dir = opts.work_dir.join(format!("job-{id}-{attempt}"));
+    let (dir, reused) = job_dir(opts, slot, id, attempt);
     let mut reporter = Reporter::new(client, &job);
     let result = match prepare(client, plans, &job, &dir).await {
         Err(message) => {
@@ -329,7 +375,10 @@ async fn run_job(client: &Client, opts: &AgentOptions, plans: &PlanCache, job: A
         }
         Ok(prepared) => execute(client, &job, prepared, &dir, &mut reporter, stop).await,
     };
-    let _ = std::fs::remove_dir_all(&dir);
+    // Nothing of a job stays behind (a checkout, files with secrets).
+    if !reused || empty_dir(&dir).is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let Some(result) = result else {
         // Shutting down: hand the job back rather than report a cancellation nobody asked for.
         let release = protocol::Release { attempt };

@@ -521,3 +521,60 @@ async fn live_logs_and_step_states_arrive_while_a_step_runs() {
     assert!(server.log_text(run).await.contains("after-the-wait"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slot_directory_is_reused_empty_and_nothing_of_a_job_stays_behind() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n          if [ -e leftover.txt ]; then echo found-a-leftover; exit 1; fi\n          echo s3cret > leftover.txt; mkdir -p deep/er; touch deep/er/file\n",
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        embedded_agent: false,
+        agent_token: Some("agent-secret".into()),
+        ..ServerSetup::default()
+    })
+    .await;
+    let work = test_support::tempdir();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agent = tokio::spawn(server::agent::run(
+        server::agent::AgentOptions {
+            server: server.url.clone(),
+            token: "agent-secret".into(),
+            name: "one-slot".into(),
+            labels: vec![],
+            work_dir: work.path().to_owned(),
+            capacity: 1,
+        },
+        stop.clone(),
+    ));
+    for delivery in ["d1", "d2"] {
+        let run = push(&server, &clone_url, &sha, delivery).await;
+        let done = server.finished(run).await;
+        assert_eq!(done.conclusion, Some(Conclusion::Success), "{}", server.log_text(run).await);
+    }
+    stop.cancel();
+    agent.await.expect("agent task").expect("agent ran");
+    // One slot directory, reused; no file of either job left in it.
+    let top: Vec<String> = std::fs::read_dir(work.path()).expect("work dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(top, ["slot-0"]);
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read dir") {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut left = Vec::new();
+    files(work.path(), &mut left);
+    assert_eq!(left, Vec::<std::path::PathBuf>::new(), "nothing of a job stays behind");
+    server.stop().await;
+}
