@@ -493,10 +493,13 @@ async fn index(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> R
         "<li><a href=\"/admin/repositories\">Repositories</a> <small>{} registered: clone URL, forge, webhook secret, forge token, secrets and variables</small></li>\
          <li><a href=\"/admin/organizations\">Organisations</a> <small>secrets and variables every repository of an owner gets</small></li>\
          <li><a href=\"/admin/environments\">Environments</a> <small>protection rules, reviewers, environment secrets</small></li>\
-         <li><a href=\"/admin/users\">Users</a> <small>{} users: roles, groups, passwords, API tokens</small></li>\
+         <li><a href=\"/admin/users\">Users</a> <small>{}: roles, groups, passwords, API tokens</small></li>\
          <li><a href=\"/account\">My account</a> <small>my password and tokens</small></li></ul>",
         list(&repos.body).len(),
-        list(&users.body).len()
+        match list(&users.body).len() {
+            1 => "1 user".to_owned(),
+            n => format!("{n} users"),
+        }
     );
     h.push_str("<h2>Recent changes</h2>");
     let events = list(&audit.body);
