@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 fn ui_tests_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
     assert!(
-        dir.join("node_modules/playwright-core/package.json").is_file(),
+        dir.join("node_modules/playwright-core/package.json")
+            .is_file(),
         "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
     );
     dir
@@ -36,10 +37,21 @@ async fn ui_admin_in_a_real_browser() {
     let node = test_support::require_command("node", "nodejs");
     let scripts = ui_tests_dir();
 
-    let hash = argon2::Argon2::default().hash_password(b"alice password").expect("hashing").to_string();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"alice password")
+        .expect("hashing")
+        .to_string();
     let config = Config {
-        server: ServerConfig { external_url: "http://127.0.0.1".into(), ..ServerConfig::default() },
-        users: vec![User { name: "alice".into(), token: "alice-token".into(), role: "admin".into(), groups: vec![] }],
+        server: ServerConfig {
+            external_url: "http://127.0.0.1".into(),
+            ..ServerConfig::default()
+        },
+        users: vec![User {
+            name: "alice".into(),
+            token: "alice-token".into(),
+            role: "admin".into(),
+            groups: vec![],
+        }],
         passwords: [("alice".to_owned(), hash)].into(),
         ..Config::default()
     };
@@ -47,7 +59,9 @@ async fn ui_admin_in_a_real_browser() {
     let mut options = Options::new(data.path().to_owned(), config);
     options.embedded_agent = false;
     let state = AppState::new(options).await.expect("server state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -69,20 +83,57 @@ async fn ui_admin_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "the browser script failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser script failed:\n{stdout}\n{stderr}"
+    );
 
     // What the browser did is in the store, and in the audit trail with alice's name.
     let repo = state.repository("team/app").expect("registered");
     assert_eq!(
-        (repo.clone_url.as_str(), repo.forge_api.as_deref(), repo.webhook_secret.as_deref()),
-        ("git://127.0.0.1:9/app.git", Some("http://forge.example/api/v1"), Some("hook-secret-typed"))
+        (
+            repo.clone_url.as_str(),
+            repo.forge_api.as_deref(),
+            repo.webhook_secret.as_deref()
+        ),
+        (
+            "git://127.0.0.1:9/app.git",
+            Some("http://forge.example/api/v1"),
+            Some("hook-secret-typed")
+        )
     );
-    assert_eq!(repo.secrets.get("DEPLOY_KEY").map(String::as_str), Some("ssh-key-material"));
-    let max = state.db().user("max").await.expect("user").expect("max exists");
-    assert_eq!((max.settings.role.as_str(), max.settings.groups.as_slice()), ("maintainer", ["releasers".to_owned()].as_slice()));
-    let trail = state.db().audit_events(&AuditFilter { limit: 100, ..AuditFilter::default() }).await.expect("audit");
-    let got: Vec<(&str, &str, &str)> =
-        trail.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.detail.as_deref().unwrap_or(""))).collect();
+    assert_eq!(
+        repo.secrets.get("DEPLOY_KEY").map(String::as_str),
+        Some("ssh-key-material")
+    );
+    let max = state
+        .db()
+        .user("max")
+        .await
+        .expect("user")
+        .expect("max exists");
+    assert_eq!(
+        (max.settings.role.as_str(), max.settings.groups.as_slice()),
+        ("maintainer", ["releasers".to_owned()].as_slice())
+    );
+    let trail = state
+        .db()
+        .audit_events(&AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    let got: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.detail.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         [
