@@ -528,12 +528,10 @@ fn outcome(o: StepOutcome) -> Conclusion {
 /// Appends what an event means for the log and the steps.
 fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
     match event {
-        Event::Log { lines, .. } => {
-            if !lines.is_empty() {
-                out.first_line_ms.get_or_insert_with(now_ms);
-                out.bytes += lines.as_text().len();
-                out.lines.extend(lines.iter().map(str::to_owned));
-            }
+        Event::Log { lines, .. } if !lines.is_empty() => {
+            out.first_line_ms.get_or_insert_with(now_ms);
+            out.bytes += lines.as_text().len();
+            out.lines.extend(lines.iter().map(str::to_owned));
         }
         Event::StepStarted { step, name, .. } => {
             out.line(format!("==> {name}"));
