@@ -738,6 +738,10 @@ async fn list_environments(
     if let Err(r) = caller(&state, &headers) {
         return r;
     }
+    // Another replica may have changed them.
+    if let Err(e) = stored::reload(&state).await {
+        return internal(e);
+    }
     let mut names: Vec<(String, Option<String>)> = Vec::new();
     for d in stored::all(&state).iter() {
         let e = &d.config;
@@ -784,6 +788,9 @@ async fn get_environment(
 ) -> Response {
     if let Err(r) = caller(&state, &headers) {
         return r;
+    }
+    if let Err(e) = stored::reload(&state).await {
+        return internal(e);
     }
     let known = stored::all(&state).iter().any(|d| d.config.name == name);
     match environment_dto(&state, &name, q.repository.as_deref()).await {

@@ -50,6 +50,11 @@ jobs:
     }
 
     async fn start(clone_url: &str) -> Server {
+        start_on(clone_url, None, true).await
+    }
+
+    /// A server on `database` (`None`: SQLite in its data directory).
+    async fn start_on(clone_url: &str, database: Option<String>, embedded_agent: bool) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -59,6 +64,8 @@ jobs:
                 external_url: "https://ci.example.com".to_owned(),
                 lease_ttl: Duration::from_secs(30),
                 webhook_body_limit: 64 * 1024,
+                // Replicas share the key that seals secrets.
+                secret_key: Some("11".repeat(32)),
                 ..ServerConfig::default()
             },
             users: vec![
@@ -95,7 +102,9 @@ jobs:
             ..Config::default()
         };
         let data = test_support::tempdir();
-        let options = Options::new(data.path().to_owned(), config);
+        let mut options = Options::new(data.path().to_owned(), config);
+        options.database_url = database;
+        options.embedded_agent = embedded_agent;
         let state = AppState::new(options).await.expect("server state");
         let changes = state.subscribe();
         let stop = CancellationToken::new();
@@ -454,8 +463,32 @@ jobs:
         s.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_environment_created_through_the_api_gates_a_job_until_its_reviewer_approves() {
+    /// A fresh database on the test PostgreSQL server.
+    fn fresh_postgres() -> String {
+        let base = test_support::postgres();
+        let name = format!("slipway_environments_{}", uuid::Uuid::new_v4().simple());
+        let out =
+            std::process::Command::new(test_support::require_command("psql", "postgresql-client"))
+                .args([
+                    base.as_str(),
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-qc",
+                    &format!("CREATE DATABASE {name}"),
+                ])
+                .output()
+                .expect("psql");
+        assert!(
+            out.status.success(),
+            "creating a database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (prefix, _) = base.rsplit_once('/').expect("url with a path");
+        format!("{prefix}/{name}")
+    }
+
+    /// A repository with the workflow; returns the daemon (keep it) and the commit.
+    fn repository() -> (test_support::git::GitDaemon, String, String) {
         let git = test_support::git::GitDaemon::start();
         let clone_url = git.create_repo("app");
         let tree = git.work_tree("app");
@@ -463,7 +496,21 @@ jobs:
             .write("VERSION", "1");
         let sha = tree.commit("version 1");
         tree.push("main");
-        let mut s = start(&clone_url).await;
+        (git, clone_url, sha)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_environment_created_through_the_api_gates_a_job_until_its_reviewer_approves() {
+        let (_git, clone_url, sha) = repository();
+        for database in [None, Some(fresh_postgres())] {
+            eprintln!("database: {database:?}");
+            gates_a_job(&clone_url, &sha, database).await;
+        }
+    }
+
+    async fn gates_a_job(clone_url: &str, sha: &str, database: Option<String>) {
+        let sha = sha.to_owned();
+        let mut s = start_on(clone_url, database, true).await;
 
         // No rules yet: production is Continuous Deployment, without the secret the step fails.
         let run = s.push(&sha, "bob").await;
@@ -552,5 +599,60 @@ jobs:
         let r = s.finished(run).await;
         assert_eq!(r.conclusion, Some(store::sql::Conclusion::Success), "{r:?}");
         s.stop().await;
+    }
+
+    /// Two servers sharing one PostgreSQL database: rules and a secret defined through one
+    /// replica's API gate (and reach) a job the other replica schedules, without a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_environment_defined_on_one_replica_gates_jobs_on_another() {
+        let (_git, clone_url, sha) = repository();
+        let database = fresh_postgres();
+        let a = start_on(&clone_url, Some(database.clone()), false).await;
+        let mut b = start_on(&clone_url, Some(database), true).await;
+        let (status, body) = a
+            .put(
+                "/api/v1/environments/production",
+                "root",
+                json!({"reviewers": ["alice"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for (kind, name, value) in [
+            ("secrets", "DEPLOY_KEY", "api-key"),
+            ("variables", "REGION", "eu-2"),
+        ] {
+            let (status, body) = a
+                .put(
+                    &format!("/api/v1/environments/production/{kind}/{name}"),
+                    "root",
+                    json!({ "value": value }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        }
+        // (Nothing on b has read the environments since it started: its gate must.)
+        let run = b.push(&sha, "bob").await;
+        let d = b.deployment_until(run, |d| d["status"] == "waiting").await;
+        assert_eq!(d["reviewers"], json!(["alice"]), "{d}");
+        let (status, body) = b
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/runs/{run}/approve"),
+                "alice",
+                Some(json!({"environment": "production"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let r = b.finished(run).await;
+        assert_eq!(r.conclusion, Some(store::sql::Conclusion::Success), "{r:?}");
+        let (_, log) = b.get(&format!("/api/v1/runs/{run}/logs"), "root").await;
+        assert!(log.to_string().contains("key ***, region eu-2"), "{log}");
+        let (_, env) = b.get("/api/v1/environments/production", "root").await;
+        assert_eq!(
+            env["managed_by"], "api",
+            "b's API shows a's environment: {env}"
+        );
+        a.stop().await;
+        b.stop().await;
     }
 }

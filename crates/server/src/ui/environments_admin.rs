@@ -31,7 +31,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/environments/edit", get(edit_page).post(edit_post))
 }
 
-fn admin(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Response> {
+/// The signed-in admin (`Err`: a redirect to sign in, or a 403 page), with the
+/// environments reloaded (another replica may have changed them).
+async fn admin(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Response> {
     let viewer = require(state, headers, uri)?;
     if !viewer.open && viewer.role != "admin" {
         return Err(error_page(
@@ -39,6 +41,9 @@ fn admin(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Res
             &viewer,
             "only admins manage environments",
         ));
+    }
+    if let Err(e) = stored::reload(state).await {
+        return Err(super::internal_page(&viewer, e));
     }
     Ok(viewer)
 }
@@ -134,7 +139,7 @@ fn ms_text(d: std::time::Duration) -> String {
 // --- the list ---------------------------------------------------------------------------------
 
 async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match admin(&state, &headers, &uri) {
+    let viewer = match admin(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -441,7 +446,7 @@ fn page(viewer: &Viewer, title: &str, body: &str, status: StatusCode) -> Respons
 }
 
 async fn new_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match admin(&state, &headers, &uri) {
+    let viewer = match admin(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -458,7 +463,7 @@ async fn new_post(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let viewer = match admin(&state, &headers, &uri) {
+    let viewer = match admin(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -619,7 +624,7 @@ async fn edit_page(
     uri: Uri,
     Query(q): Query<Which>,
 ) -> Response {
-    let viewer = match admin(&state, &headers, &uri) {
+    let viewer = match admin(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -647,7 +652,7 @@ async fn edit_post(
     Query(q): Query<Which>,
     body: Bytes,
 ) -> Response {
-    let viewer = match admin(&state, &headers, &uri) {
+    let viewer = match admin(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };

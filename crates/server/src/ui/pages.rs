@@ -325,7 +325,10 @@ pub(crate) async fn environments(
     };
     // (environment, repository) in first-configured, then first-seen order.
     let mut groups: Vec<(String, Option<String>)> = Vec::new();
-    // The configuration file's and those defined through the API.
+    // The configuration file's and those defined through the API (maybe on another replica).
+    if let Err(e) = crate::environments::stored::reload(&state).await {
+        return internal_page(&viewer, e);
+    }
     let defined = crate::environments::stored::all(&state);
     for e in defined.iter().map(|d| &d.config) {
         let group = (e.name.clone(), e.repository.clone());
