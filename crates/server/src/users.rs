@@ -228,6 +228,12 @@ impl AppState {
             .clone()
     }
 
+    /// No user at all (none in the configuration file, none in the store): the server is
+    /// open, everyone acts as an anonymous admin.
+    pub fn is_open(&self) -> bool {
+        self.users().is_open()
+    }
+
     /// Rebuilds the user directory from the configuration and the store.
     pub(crate) async fn reload_users(&self) -> Result<(), ServerError> {
         let stored = self.db().users().await?;

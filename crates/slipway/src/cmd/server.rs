@@ -76,9 +76,6 @@ pub async fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         None => server::config::Config::default(),
     };
-    if config.users.is_empty() {
-        tracing::warn!("No [[user]] is configured: the API is open to anyone who can reach it.");
-    }
     let mut config = config;
     if let Some(text) = &args.blob_store {
         let env = |name: &str| std::env::var(name).ok();
@@ -103,6 +100,11 @@ pub async fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
             .context("configuring the registry")?,
     );
     let state = server::AppState::new(options).await.context("starting the server")?;
+    if state.is_open() {
+        tracing::warn!(
+            "No user is configured ([[user]] or created through the API): the API is open to anyone who can reach it; create the first admin at /admin/users or with POST /api/v1/users."
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr().context("reading the listening address")?;
     eprintln!("slipway server listening on http://{local} (data: {})", args.data.display());
