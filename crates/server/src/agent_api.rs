@@ -338,8 +338,9 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
     };
     let ttl_ms = i64::try_from(state.lease_ttl().as_millis()).unwrap_or(i64::MAX);
     match state.db().report(JobId(id), r.attempt, agent.id, &report, now.saturating_add(ttl_ms)).await {
+        // A later lease end needs no wake-up of the expiry task: woken at the old end, it
+        // finds nothing expired and looks again.
         Ok(Some((run, cancel))) => {
-            state.0.leases.notify_waiters();
             state.changed(crate::Change::Run(run.0));
             Json(HeartbeatReply { cancel }).into_response()
         }
