@@ -2,7 +2,8 @@
 //! password, API token, wrong password keeps the name), redirects to sign-in, 404 pages,
 //! escaping of commit messages, branch and job names, viewers cannot act, maintainers can
 //! and the action is in the audit trail with the user, the cross-site guard, the job log
-//! resumes after `Last-Event-ID`.
+//! resumes after `Last-Event-ID` (each chunk with its time), step summaries rendered as
+//! markdown with HTML escaped, the Run workflow page.
 
 use argon2::PasswordHasher;
 use axum::body::Body;
@@ -198,7 +199,12 @@ async fn ui_html_in_messages_branches_and_job_names_is_escaped() {
 async fn ui_unknown_ids_are_404_pages() {
     let ui = setup().await;
     let cookie = session(&ui, "alice", "pw-alice").await;
-    for path in ["/runs/424242", "/runs/not-a-number", "/repos/no/such"] {
+    for path in [
+        "/runs/424242",
+        "/runs/not-a-number",
+        "/repos/no/such",
+        "/repos/no/such/dispatch",
+    ] {
         let (status, headers, body) = send(&ui, get(path, Some(&cookie))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(
@@ -324,6 +330,10 @@ async fn ui_the_job_log_resumes_after_the_last_event_id() {
         "{body}"
     );
     assert!(body.contains(&format!("id: {}.2", job.attempt)), "{body}");
+    assert!(
+        body.contains("\"time\":3"),
+        "each chunk carries its time: {body}"
+    );
     assert!(body.contains("event: end"), "{body}");
     let (_, _, text) = send(&ui, get(&format!("/ui/jobs/{}/log", ui.job), Some(&cookie))).await;
     assert_eq!(text, "chunk 0\nchunk 1\nchunk 2\n");
@@ -386,5 +396,76 @@ async fn ui_rerun_all_needs_a_maintainer_and_a_finished_run_and_is_audited() {
     assert!(
         body.contains("data-action=\"cancel\""),
         "a re-opened run can be cancelled again: {body}"
+    );
+}
+
+#[tokio::test]
+async fn ui_step_summaries_are_markdown_with_html_shown_as_text() {
+    let ui = setup().await;
+    let db = ui.state.db();
+    let job = db
+        .job(store::sql::JobId(ui.job))
+        .await
+        .expect("db")
+        .expect("job");
+    db.record_step(&store::sql::StepRecord {
+        job: job.id,
+        attempt: job.attempt,
+        number: 0,
+        name: "Report".into(),
+        status: "done".into(),
+        conclusion: Some("success".into()),
+        started_at: Some(3),
+        finished_at: Some(4),
+        outputs: None,
+        summary: Some(
+            "### Coverage 93%\n\n| file | lines |\n|---|---|\n| a.rs | 10 |\n\n<script>window.x=1</script>\n\n[go](javascript:alert(1)) [docs](https://example.com/x)\n"
+                .into(),
+        ),
+    })
+    .await
+    .expect("step");
+    let cookie = session(&ui, "alice", "pw-alice").await;
+    let (status, _, body) = send(
+        &ui,
+        get(&format!("/runs/{}?job={}", ui.run, ui.job), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let summary = &body[body.find("class=\"summary\"").expect("a job summary")..];
+    assert!(summary.contains("<h3>Coverage 93%</h3>"), "{summary}");
+    assert!(summary.contains("<td>a.rs</td>"), "{summary}");
+    assert!(
+        summary.contains("&lt;script&gt;window.x=1&lt;/script&gt;"),
+        "{summary}"
+    );
+    assert!(!body.contains("<script>window.x"), "{body}");
+    assert!(!summary.contains("javascript:"), "{summary}");
+    assert!(
+        summary.contains("<a href=\"https://example.com/x\">docs</a>"),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn ui_the_run_workflow_page_says_when_a_branch_cannot_be_read() {
+    let ui = setup().await;
+    let cookie = session(&ui, "alice", "pw-alice").await;
+    // team/app is in the store but not configured: unknown to the server as a repository.
+    let (status, _, body) = send(
+        &ui,
+        get("/repos/team/app/dispatch?ref=%3Cb%3Ex", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.contains("<b>x"), "{body}");
+    // The repository page links to it for those who may start runs.
+    let (_, _, page) = send(&ui, get("/repos/team/app", Some(&cookie))).await;
+    assert!(page.contains("href=\"/repos/team/app/dispatch\""), "{page}");
+    let victor = session(&ui, "victor", "victor-token").await;
+    let (_, _, page) = send(&ui, get("/repos/team/app", Some(&victor))).await;
+    assert!(
+        !page.contains("/dispatch\""),
+        "a viewer is not offered it: {page}"
     );
 }
