@@ -10,6 +10,8 @@
 //! Secrets are sealed with the server key (AES-256-GCM) with the row's identity
 //! (`environment-secret:{repository or *}/{environment}/{name}`) as associated data, like
 //! repository secrets (see `secrets`), and released to a job only after its gate opened.
+// The error of these helpers is the handler's reply (an axum `Response`).
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

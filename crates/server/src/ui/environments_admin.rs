@@ -127,9 +127,9 @@ fn ms_text(d: std::time::Duration) -> String {
         String::new()
     } else if d.subsec_millis() != 0 {
         format!("{}ms", d.as_millis())
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
