@@ -319,21 +319,38 @@ pub(crate) fn session_bearer(state: &AppState, name: &str) -> String {
 /// their API tokens. Slow on purpose (argon2): call it from a blocking task.
 pub(crate) fn check_password(state: &AppState, name: &str, password: &str) -> bool {
     let snapshot = state.users();
-    let Some(member) = snapshot.member(name).filter(|m| !m.disabled) else {
-        return false;
-    };
-    match &member.password_hash {
+    let member = snapshot.member(name).filter(|m| !m.disabled);
+    match member.and_then(|m| m.password_hash.as_deref()) {
         Some(hash) => Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
+            .verify_password(password.as_bytes(), hash)
             .is_ok(),
-        None => match member.source {
-            Source::Config => bool::from(member.user.token.as_bytes().ct_eq(password.as_bytes())),
-            Source::Store => snapshot
-                .tokens
-                .get(&digest(password))
-                .is_some_and(|c| c.name == name),
-        },
+        None => {
+            // As slow as a real check, so the time does not tell which names exist.
+            let _ = Argon2::default().verify_password(password.as_bytes(), dummy_hash());
+            match member {
+                None => false,
+                Some(m) if m.source == Source::Config => {
+                    bool::from(m.user.token.as_bytes().ct_eq(password.as_bytes()))
+                }
+                Some(_) => snapshot
+                    .tokens
+                    .get(&digest(password))
+                    .is_some_and(|c| c.name == name),
+            }
+        }
     }
+}
+
+/// An argon2 hash of nothing in particular (made once), to verify against when there is no
+/// real one.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"no such user")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// Writes noted token use to the store.
