@@ -50,6 +50,18 @@ pub mod paths {
     pub fn agent_blob(job: i64, digest: &str) -> String {
         format!("/api/v1/agent/jobs/{job}/blobs/{digest}")
     }
+    /// `/api/v1/agent/jobs/{id}/caches/lookup`: `POST` [`CacheLookup`](crate::CacheLookup).
+    pub fn agent_cache_lookup(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/caches/lookup")
+    }
+    /// `/api/v1/agent/jobs/{id}/caches`: `POST` [`CacheReserve`](crate::CacheReserve).
+    pub fn agent_caches(job: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/caches")
+    }
+    /// `/api/v1/agent/jobs/{id}/caches/{cache}/commit`: `POST` [`CacheCommit`](crate::CacheCommit).
+    pub fn agent_cache_commit(job: i64, cache: i64) -> String {
+        format!("/api/v1/agent/jobs/{job}/caches/{cache}/commit")
+    }
     pub const RUNS: &str = "/api/v1/runs";
     pub const REPOSITORIES: &str = "/api/v1/repositories";
     pub const DISPATCH: &str = "/api/v1/dispatch";
@@ -260,6 +272,69 @@ pub struct ArtifactManifest {
 pub struct ArtifactUpload {
     pub attempt: i64,
     pub manifest: ArtifactManifest,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/caches/lookup`: the `actions/cache` entry for `keys` (the
+/// primary key, then the restore-keys) and `version`; [`CacheFound`], or `204`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheLookup {
+    pub keys: Vec<String>,
+    pub version: String,
+}
+
+/// The entry a [`CacheLookup`] found; its archive is the blob `digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheFound {
+    pub id: i64,
+    pub key: String,
+    pub version: String,
+    /// `sha256:<hex>` of the archive.
+    pub digest: String,
+    pub size: i64,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/caches`: reserve an entry; [`CacheReserved`], or `409`
+/// when it exists or another job is saving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReserve {
+    pub key: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReserved {
+    pub id: i64,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/caches/{cache}/commit`, after the archive was uploaded as
+/// the blob `digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCommit {
+    pub digest: String,
+    pub size: i64,
+}
+
+/// A repository's `actions/cache` entry (`GET /api/v1/repositories/{owner}/{name}/caches`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cache {
+    pub id: i64,
+    pub key: String,
+    /// A digest of the cached paths.
+    pub version: String,
+    /// The git ref of the run that saved it (its scope).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub size: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// Where to download the archive (an uncompressed tar).
+    pub archive_url: String,
+}
+
+/// `DELETE /api/v1/repositories/{owner}/{name}/caches...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachesDeleted {
+    pub deleted: usize,
 }
 
 /// `POST /api/v1/agent/jobs/{id}/release`: an agent that stops hands its job back; it is

@@ -211,9 +211,9 @@ impl ServerCache {
         self.client.post(&url).bearer_auth(&self.token).json(body).send().await.map_err(|source| ArtifactError::Http { url, source })
     }
 
-    async fn find(&self, keys: &[String], version: &str) -> Result<Option<crate::caches::CacheFound>, ArtifactError> {
-        let path = crate::caches::agent_lookup_path(self.job);
-        let resp = self.post(&path, &crate::caches::CacheLookup { keys: keys.to_vec(), version: version.to_owned() }).await?;
+    async fn find(&self, keys: &[String], version: &str) -> Result<Option<protocol::CacheFound>, ArtifactError> {
+        let path = protocol::paths::agent_cache_lookup(self.job);
+        let resp = self.post(&path, &protocol::CacheLookup { keys: keys.to_vec(), version: version.to_owned() }).await?;
         let url = format!("{}{path}", self.base);
         let resp = check(&url, resp).await?;
         if resp.status() == StatusCode::NO_CONTENT {
@@ -224,13 +224,13 @@ impl ServerCache {
 
     async fn store(&self, key: &str, version: &str, tar: &Path) -> Result<runner::CacheSaved, ArtifactError> {
         // Reserve first: a second writer of the key uploads nothing.
-        let path = crate::caches::agent_reserve_path(self.job);
+        let path = protocol::paths::agent_caches(self.job);
         let url = format!("{}{path}", self.base);
-        let resp = self.post(&path, &crate::caches::CacheReserve { key: key.to_owned(), version: version.to_owned() }).await?;
+        let resp = self.post(&path, &protocol::CacheReserve { key: key.to_owned(), version: version.to_owned() }).await?;
         if resp.status() == StatusCode::CONFLICT {
             return Ok(runner::CacheSaved::Exists);
         }
-        let reserved: crate::caches::CacheReserved =
+        let reserved: protocol::CacheReserved =
             check(&url, resp).await?.json().await.map_err(|source| ArtifactError::Http { url: url.clone(), source })?;
         let (hex, size) = file_sha256(tar).await?;
         let digest = format!("sha256:{hex}");
@@ -250,10 +250,10 @@ impl ServerCache {
                 .map_err(|source| ArtifactError::Http { url: blob_url.clone(), source })?;
             check(&blob_url, resp).await?;
         }
-        let path = crate::caches::agent_commit_path(self.job, reserved.id);
+        let path = protocol::paths::agent_cache_commit(self.job, reserved.id);
         let url = format!("{}{path}", self.base);
         let size = i64::try_from(size).unwrap_or(i64::MAX);
-        let resp = self.post(&path, &crate::caches::CacheCommit { digest, size }).await?;
+        let resp = self.post(&path, &protocol::CacheCommit { digest, size }).await?;
         if resp.status() == StatusCode::CONFLICT {
             return Ok(runner::CacheSaved::Exists);
         }

@@ -37,7 +37,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use protocol::{Cache, CacheCommit, CacheFound, CacheLookup, CacheReserve, CacheReserved, CachesDeleted};
+use serde::Deserialize;
 use store::blob::Digest;
 use store::sql::{CacheEntry, CacheReservation, Job, RepoId, Run};
 
@@ -52,55 +53,6 @@ pub(crate) const STALE_RESERVATION: std::time::Duration = std::time::Duration::f
 const MAX_KEYS: usize = 10;
 /// Longest key (as actions/cache).
 const MAX_KEY_LEN: usize = 512;
-
-/// `POST /api/v1/agent/jobs/{id}/caches/lookup`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CacheLookup {
-    pub keys: Vec<String>,
-    pub version: String,
-}
-
-/// The entry a lookup found.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CacheFound {
-    pub id: i64,
-    pub key: String,
-    pub version: String,
-    /// `sha256:<hex>` of the archive.
-    pub digest: String,
-    pub size: i64,
-}
-
-/// `POST /api/v1/agent/jobs/{id}/caches`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CacheReserve {
-    pub key: String,
-    pub version: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CacheReserved {
-    pub id: i64,
-}
-
-/// `POST /api/v1/agent/jobs/{id}/caches/{cache}/commit`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CacheCommit {
-    pub digest: String,
-    pub size: i64,
-}
-
-pub(crate) fn agent_lookup_path(job: i64) -> String {
-    format!("/api/v1/agent/jobs/{job}/caches/lookup")
-}
-
-pub(crate) fn agent_reserve_path(job: i64) -> String {
-    format!("/api/v1/agent/jobs/{job}/caches")
-}
-
-pub(crate) fn agent_commit_path(job: i64, cache: i64) -> String {
-    format!("/api/v1/agent/jobs/{job}/caches/{cache}/commit")
-}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -319,22 +271,6 @@ async fn remove_blobs(state: &AppState, deleted: &[CacheEntry]) {
     }
 }
 
-/// A cache entry in the API.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CacheDto {
-    pub id: i64,
-    pub key: String,
-    pub version: String,
-    /// The git ref of the run that saved it.
-    #[serde(rename = "ref")]
-    pub git_ref: String,
-    pub size: i64,
-    pub created_at: i64,
-    pub last_used_at: i64,
-    /// Where to download the archive (an uncompressed tar).
-    pub archive_url: String,
-}
-
 #[derive(Debug, Deserialize)]
 struct Filter {
     key: Option<String>,
@@ -367,9 +303,9 @@ async fn list(
     match state.db().caches(repo, filter.key.as_deref(), filter.git_ref.as_deref()).await {
         Ok(entries) => {
             let base = format!("{}/api/v1/repositories/{owner}/{name}/caches", state.external_url());
-            let out: Vec<CacheDto> = entries
+            let out: Vec<Cache> = entries
                 .into_iter()
-                .map(|e| CacheDto {
+                .map(|e| Cache {
                     archive_url: format!("{base}/{}/archive", e.id),
                     id: e.id,
                     key: e.key,
@@ -384,11 +320,6 @@ async fn list(
         }
         Err(e) => internal(e),
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Deleted {
-    pub deleted: usize,
 }
 
 async fn delete_by_key(
@@ -433,7 +364,7 @@ async fn delete_one(
         Ok(deleted) => {
             tracing::info!(%actor, repository = %format!("{owner}/{name}"), "Cache entry deleted.");
             remove_blobs(&state, &deleted).await;
-            Json(Deleted { deleted: deleted.len() }).into_response()
+            Json(CachesDeleted { deleted: deleted.len() }).into_response()
         }
         Err(e) => internal(e),
     }
@@ -444,7 +375,7 @@ async fn delete_ids(state: &AppState, repo: RepoId, ids: &[i64], actor: &str) ->
         Ok(deleted) => {
             tracing::info!(%actor, entries = deleted.len(), "Cache entries deleted.");
             remove_blobs(state, &deleted).await;
-            Json(Deleted { deleted: deleted.len() }).into_response()
+            Json(CachesDeleted { deleted: deleted.len() }).into_response()
         }
         Err(e) => internal(e),
     }
