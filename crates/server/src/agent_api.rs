@@ -247,7 +247,7 @@ async fn logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<
     let log = new_log(chunk, now_ms());
     match state.db().append_log(job.id, job.attempt, log.seq, &log.data, log.created_at).await {
         Ok(_) => {
-            state.changed(crate::Change::Run(job.run.0));
+            state.changed(crate::Change::Log(job.run.0));
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => internal(e),
@@ -341,7 +341,11 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         // A later lease end needs no wake-up of the expiry task: woken at the old end, it
         // finds nothing expired and looks again.
         Ok(Some((run, cancel))) => {
-            state.changed(crate::Change::Run(run.0));
+            if !report.steps.is_empty() {
+                state.changed(crate::Change::Run(run.0));
+            } else if report.log.is_some() {
+                state.changed(crate::Change::Log(run.0));
+            }
             Json(HeartbeatReply { cancel }).into_response()
         }
         Ok(None) => error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {} of job {id}", r.attempt)),

@@ -301,7 +301,7 @@ fn follow(state: AppState, run: RunId) -> impl Stream<Item = Result<Event, Infal
             }
             loop {
                 match f.rx.recv().await {
-                    Ok(Change::Run(id) | Change::RunFinished(id)) if id == f.run.0 => break,
+                    Ok(Change::Run(id) | Change::RunFinished(id) | Change::Log(id)) if id == f.run.0 => break,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => {

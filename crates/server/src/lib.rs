@@ -121,8 +121,10 @@ impl Options {
 /// What changed (for SSE followers and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A log chunk, a step or a job of the run changed.
+    /// A step or a job of the run changed.
     Run(i64),
+    /// Only log lines of the run arrived (its pages need not be redrawn; log followers wake).
+    Log(i64),
     /// The run finished.
     RunFinished(i64),
     /// A poll of the repository (by name) completed.

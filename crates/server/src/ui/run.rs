@@ -844,7 +844,11 @@ pub(crate) async fn job_log(
                 }
                 loop {
                     match rx.recv().await {
-                        Ok(Change::Run(r) | Change::RunFinished(r)) if r == job.run.0 => break,
+                        Ok(Change::Run(r) | Change::RunFinished(r) | Change::Log(r))
+                            if r == job.run.0 =>
+                        {
+                            break;
+                        }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => return None,
