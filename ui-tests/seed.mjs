@@ -173,6 +173,7 @@ try {
   await bob.goto(`${BASE}/environments`);
   const row = bob.locator(`section.env[data-environment="production"] table.history tr:has(a[href="/runs/${rejected}"])`);
   check((await row.locator('.badge').getAttribute('data-state')) === 'rejected', 'the environments history shows the rejected deployment');
+  check((await row.textContent()).includes('alice'), 'a run started with the Run workflow form names who started it (alice) as its pusher');
   check((await bob.locator('section.env[data-environment="production"] table.current').textContent()).includes(`run ${RUN}`),
     'production still runs the approved deployment');
 

@@ -369,9 +369,11 @@ async fn rerun(
 }
 
 async fn dispatch(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<protocol::DispatchRequest>) -> Response {
-    if let Err(r) = authorize(&state, &headers, Need::Write) {
-        return r;
-    }
+    // The run's actor (`github.actor`, the deployment's pusher) is who dispatched it.
+    let actor = match authorize(&state, &headers, Need::Write) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let repo = match state.repository_fresh(&req.repository).await {
         Ok(Some(r)) => r,
         Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("unknown repository `{}`", req.repository)),
@@ -394,7 +396,7 @@ async fn dispatch(State(state): State<AppState>, headers: HeaderMap, Json(req): 
         git_ref: full_ref,
         sha,
         before: None,
-        actor: String::new(),
+        actor,
         payload,
         payload_changed: None,
         action: None,
