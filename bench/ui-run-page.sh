@@ -16,7 +16,7 @@ BIN=$(cargo test -p server --test ui_browser --no-run --message-format=json 2>/d
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const l of s.split("\n")){try{const m=JSON.parse(l);if(m.executable&&m.target&&m.target.name==="ui_browser")console.log(m.executable)}catch(e){}}})' | tail -1)
 out=$(mktemp)
 for i in $(seq "$N"); do
-  (cd crates/server && "$BIN" --nocapture 2>&1) | grep '^FIGURES ' | head -1 | sed 's/^FIGURES //' >> "$out"
+  (cd crates/server && "$BIN" ui_in_a_real_browser --exact --nocapture 2>&1) | grep '^FIGURES ' | head -1 | sed 's/^FIGURES //' >> "$out"
 done
 node -e '
 const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
