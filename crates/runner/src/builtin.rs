@@ -73,7 +73,7 @@ pub(crate) async fn run(
         "actions/checkout" => checkout(job, &inputs, step_no).await,
         "actions/upload-artifact" => upload_artifact(job, &inputs, step_no).await,
         "actions/download-artifact" => download_artifact(job, &inputs, step_no).await,
-        "actions/cache" => cache_restore(job, &inputs, step_no, step).await,
+        "actions/cache" => cache_action(job, &inputs, step_no, step).await,
         "docker/build-push-action"
         | "docker/login-action"
         | "slipway/deploy-local"
@@ -877,11 +877,44 @@ fn scratch_dir(job: &JobRun) -> Result<tempfile::TempDir, BuiltinError> {
         .map_err(io("creating a directory in", &parent))
 }
 
+/// Which of `actions/cache`, `actions/cache/restore` and `actions/cache/save` a step uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheMode {
+    /// Restore, and save in a post step after a miss.
+    Both,
+    RestoreOnly,
+    SaveOnly,
+}
+
+async fn cache_action(
+    job: &mut JobRun,
+    inputs: &IndexMap<String, String>,
+    step_no: usize,
+    step: &Step,
+) -> Result<Map<String, Value>, BuiltinError> {
+    let path = match &step.kind {
+        workflow::StepKind::Uses {
+            action: workflow::ActionRef::Remote { path, .. },
+            ..
+        } => path.as_deref().map(|p| p.trim_matches('/')),
+        _ => None,
+    };
+    match path {
+        None | Some("") => cache_restore(job, inputs, step_no, step, CacheMode::Both).await,
+        Some("restore") => cache_restore(job, inputs, step_no, step, CacheMode::RestoreOnly).await,
+        Some("save") => cache_restore(job, inputs, step_no, step, CacheMode::SaveOnly).await,
+        Some(other) => Err(msg(format!(
+            "actions/cache/{other} does not exist (actions/cache, actions/cache/restore, actions/cache/save)"
+        ))),
+    }
+}
+
 async fn cache_restore(
     job: &mut JobRun,
     inputs: &IndexMap<String, String>,
     step_no: usize,
     step: &Step,
+    mode: CacheMode,
 ) -> Result<Map<String, Value>, BuiltinError> {
     let key = inputs
         .get("key")
@@ -912,6 +945,15 @@ async fn cache_restore(
                 "Key Validation Error: {k} cannot contain commas."
             )));
         }
+    }
+    if mode == CacheMode::SaveOnly {
+        let save = CacheSave {
+            key,
+            version,
+            paths,
+        };
+        cache_save(job, &save, step_no).await?;
+        return Ok(Map::new());
     }
     let lookup_only = inputs.get("lookup-only").is_some_and(|v| v == "true");
     let backend = cache_backend(job);
@@ -966,6 +1008,10 @@ async fn cache_restore(
         }
     }
     out.insert("cache-hit".into(), Value::String(hit.to_string()));
+    if mode == CacheMode::RestoreOnly {
+        out.insert("cache-primary-key".into(), Value::String(key));
+        return Ok(out);
+    }
     if !hit {
         let name = step
             .name
