@@ -94,6 +94,34 @@ try {
   check(bg !== 'rgb(255, 255, 255)', `dark background in dark mode (${bg})`);
   await shot(page, 'agents-dark');
 
+  // --- an environment through the admin form: a refused form keeps what was typed.
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.goto(`${BASE}/admin/environments/new`);
+  await page.fill('#env-name', 'staging');
+  await page.selectOption('#env-repository', 'team/app');
+  await page.fill('#env-reviewers', 'root');
+  await page.fill('#env-wait_timer', 'soon');
+  await page.press('#env-wait_timer', 'Enter');
+  await page.waitForSelector('p.error[role="alert"]');
+  const message = await page.locator('p.error[role="alert"]').innerText();
+  check(message.includes('wait_timer'), `the refusal names the field (${message})`);
+  check(await page.inputValue('#env-name') === 'staging' && await page.inputValue('#env-reviewers') === 'root'
+    && await page.inputValue('#env-repository') === 'team/app', 'what was typed is kept');
+  check(await page.getAttribute('#env-wait_timer', 'aria-invalid') === 'true', 'the field in error is marked');
+  await page.fill('#env-wait_timer', '10s');
+  await page.press('#env-wait_timer', 'Enter');
+  await page.waitForURL((u) => u.pathname === '/admin/environments/edit' && u.searchParams.get('name') === 'staging');
+  check(await page.inputValue('#env-wait_timer') === '10s', 'saved, and the edit page shows the rules');
+  await page.fill('input[name="variable_name"]', 'REGION');
+  await page.fill('input[name="variable_value"]', 'eu-1');
+  await page.press('input[name="variable_value"]', 'Enter');
+  await page.waitForSelector('table.settings code:text-is("eu-1")');
+  check(true, 'a variable is added');
+  await shot(page, 'admin-environment');
+  await page.goto(`${BASE}/admin/environments`);
+  const envRow = await page.locator('tr[data-environment="staging"]').innerText();
+  check(envRow.includes('team/app') && envRow.includes('API') && envRow.includes('REGION'), `listed as defined through the API (${envRow})`);
+
   check(errors.length === 0, `no script errors (${errors.join('; ')})`);
 } catch (e) {
   failed = true;

@@ -743,7 +743,8 @@ mod ui_registry_agents {
 
     /// `ui-tests/pages.mjs` in headless Chromium: sign in, the registry pages by keyboard,
     /// a narrow screen, the agents page turning a busy agent online live when its job ends,
-    /// dark mode. `SLIPWAY_UI_SCREENSHOTS=DIR` saves screenshots there.
+    /// dark mode, an environment defined through the admin form (a refused form keeps what
+    /// was typed). `SLIPWAY_UI_SCREENSHOTS=DIR` saves screenshots there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn registry_and_agents_pages_in_a_real_browser() {
         let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
