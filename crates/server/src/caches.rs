@@ -17,7 +17,8 @@
 //! the reservation with the digest; an entry is visible only once committed, and never
 //! changes after. A reservation whose job died is taken over after [`STALE_RESERVATION`].
 //! After each commit the repository's entries beyond `[server] cache_size_limit` (default
-//! 10 GiB) are evicted, least recently used first; a restore marks an entry used.
+//! 10 GiB) are evicted, least recently used first (a restore marks an entry used), and so are
+//! entries unused for [`UNUSED_FOR`] and reservations never committed.
 //!
 //! Agent routes (the agent must hold the job, as for artifacts):
 //! `POST /api/v1/agent/jobs/{id}/caches/lookup` (`{keys, version}` → the entry, or 204),
@@ -48,6 +49,9 @@ use crate::{AppState, error_response, internal, now_ms};
 
 /// A reservation older than this, never committed, may be taken over by another job.
 pub(crate) const STALE_RESERVATION: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// An entry not used (restored or saved) for this long is removed (as GitHub's 7 days).
+pub(crate) const UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Most keys in one lookup (the primary key and restore-keys, as actions/cache).
 const MAX_KEYS: usize = 10;
@@ -247,6 +251,13 @@ async fn agent_commit(State(state): State<AppState>, headers: HeaderMap, Path((i
     match state.db().evict_caches(reservation.repository, limit).await {
         Ok(evicted) => remove_blobs(&state, &evicted).await,
         Err(error) => tracing::warn!(%error, "Evicting cache entries failed."),
+    }
+    let now = now_ms();
+    let unused_before = now - i64::try_from(UNUSED_FOR.as_millis()).unwrap_or(i64::MAX);
+    let stale_before = now - i64::try_from(STALE_RESERVATION.as_millis()).unwrap_or(i64::MAX);
+    match state.db().expire_caches(reservation.repository, unused_before, stale_before).await {
+        Ok(expired) => remove_blobs(&state, &expired).await,
+        Err(error) => tracing::warn!(%error, "Expiring cache entries failed."),
     }
     StatusCode::CREATED.into_response()
 }

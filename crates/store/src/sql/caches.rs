@@ -266,6 +266,23 @@ impl Db {
         self.delete_caches(repository, &victims).await
     }
 
+    /// Deletes a repository's committed entries last used before `unused_before` and its
+    /// reservations made before `stale_before` and never committed; returns them.
+    pub async fn expire_caches(&self, repository: RepoId, unused_before: i64, stale_before: i64) -> Result<Vec<CacheEntry>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM cache_entries WHERE repository_id = $1
+               AND ((digest IS NOT NULL AND last_used_at < $2) OR (digest IS NULL AND reserved_at < $3))
+             RETURNING {COLUMNS}"
+        )))
+        .bind(repository.0)
+        .bind(unused_before)
+        .bind(stale_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("expiring cache entries"))?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     /// Whether any cache entry or artifact still refers to the blob `digest`
     /// (`sha256:<hex>`), so that deleting an entry does not remove a blob still in use.
     pub async fn cache_blob_in_use(&self, digest: &str) -> Result<bool> {
@@ -350,6 +367,15 @@ mod tests {
             let evicted: Vec<String> = db.evict_caches(repo, 5).await.expect("evict").into_iter().map(|e| e.key).collect();
             assert_eq!(evicted, ["deps-9", "deps-2"], "the least recently used beyond 5 bytes");
             assert!(db.cache_blob_in_use("sha256:aa").await.expect("in use"));
+            // Expiry: unused entries and abandoned reservations.
+            let d = db.reserve_cache(&res(repo, main, "left-behind", 30), 600, 0).await.expect("reserve").expect("new");
+            let expired = db.expire_caches(repo, 400, 500).await.expect("expire");
+            assert!(expired.is_empty(), "a used at 500, d reserved at 600: {expired:?}");
+            let expired: Vec<i64> = db.expire_caches(repo, 501, 601).await.expect("expire").into_iter().map(|e| e.id).collect();
+            assert_eq!(expired.len(), 2);
+            assert!(expired.contains(&a) && expired.contains(&d), "{expired:?}");
+            let a = db.reserve_cache(&res(repo, main, "deps-1", 10), 700, 0).await.expect("reserve").expect("new again");
+            assert!(db.commit_cache(a, 10, "sha256:aa", 5, 700).await.expect("commit"));
             assert!(!db.cache_blob_in_use("sha256:bb").await.expect("in use"));
             assert_eq!(db.delete_caches(repo, &[a]).await.expect("delete").len(), 1);
             assert!(db.caches(repo, None, None).await.expect("list").is_empty());
