@@ -78,3 +78,109 @@ impl Db {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fresh_postgres;
+    use super::super::{JobStatus, NewJob, NewRun};
+    use super::*;
+
+    async fn check(db: Db) {
+        let now = 1_000_000;
+        let old = db
+            .create_agent("old", "[]", "h-old", now - 100_000)
+            .await
+            .expect("agent");
+        let busy = db
+            .create_agent("busy", r#"["linux"]"#, "h-busy", now - 10)
+            .await
+            .expect("agent");
+        let idle = db
+            .create_agent("idle", "[]", "h-idle", now)
+            .await
+            .expect("agent");
+        let seen = db
+            .agents_seen_since(now - 50_000, 10)
+            .await
+            .expect("agents");
+        let ids: Vec<AgentId> = seen.iter().map(|a| a.id).collect();
+        assert_eq!(
+            ids,
+            vec![idle, busy],
+            "most recently seen first, old ones left out"
+        );
+        assert_eq!(seen[1].labels, r#"["linux"]"#);
+        assert!(!ids.contains(&old));
+        assert_eq!(
+            db.agents_seen_since(0, 1).await.expect("agents").len(),
+            1,
+            "limit"
+        );
+
+        let repo = db
+            .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
+            .await
+            .expect("repo");
+        let job = |key: &str| NewJob {
+            key: key.into(),
+            name: format!("job {key}"),
+            needs: "[]".into(),
+            labels: "[]".into(),
+            condition: None,
+            status: JobStatus::Queued,
+            result: None,
+            log: None,
+        };
+        let (run, jobs) = db
+            .create_run(
+                &NewRun {
+                    repository: repo,
+                    workflow_file: "ci.yml".into(),
+                    workflow_name: "ci".into(),
+                    event: "push".into(),
+                    git_ref: "refs/heads/main".into(),
+                    sha: "abc".into(),
+                    actor: "alice".into(),
+                    spec: "{}".into(),
+                    concurrency_group: None,
+                },
+                &[job("a"), job("b")],
+                now,
+            )
+            .await
+            .expect("run");
+        assert!(
+            db.held_jobs().await.expect("held").is_empty(),
+            "queued is not held"
+        );
+        let leased = db
+            .lease_any(busy, now, 30_000)
+            .await
+            .expect("lease")
+            .expect("a job");
+        let held = db.held_jobs().await.expect("held");
+        assert_eq!(held.len(), 1);
+        let h = &held[0];
+        assert_eq!((h.agent, h.job, h.run), (busy, leased.id, run));
+        assert!(jobs.contains(&h.job));
+        assert_eq!(h.repository_name, "team/app");
+        assert_eq!(h.lease_expires_at, Some(now + 30_000));
+    }
+
+    #[tokio::test]
+    async fn listings_on_sqlite() {
+        let dir = test_support::tempdir();
+        let db = Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
+            .await
+            .expect("sqlite");
+        check(db).await;
+    }
+
+    #[tokio::test]
+    async fn listings_on_postgres() {
+        let db = Db::connect(&fresh_postgres().await)
+            .await
+            .expect("postgres");
+        check(db).await;
+    }
+}
