@@ -16,7 +16,9 @@
 //! artifacts' contents in a blob store (files under `--data` or S3), their manifests in the
 //! store (`artifacts`); `actions/cache` entries likewise (`caches`: archives in the blob store,
 //! keys and scopes in the store, shared by every agent). Logs are not blobs: their chunks are
-//! rows of the store, so that live followers read small appends.
+//! rows of the store, so that live followers read small appends. Environments come from the
+//! configuration file and from the API (`environments::stored`, merged; re-read before every
+//! gate decision).
 
 pub mod agent;
 mod agent_api;
