@@ -278,6 +278,7 @@ async fn concurrency_gate(
                 repository: run.repository,
                 run: run.id,
                 groups: &groups,
+                waiting: &format!("waiting for concurrency group {}", groups.join(", ")),
                 cancel_in_progress,
                 reason: &reason,
                 now: now_ms(),

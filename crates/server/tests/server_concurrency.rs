@@ -317,13 +317,15 @@ async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs()
         bench
             .job(holder, "deploy", |j| j.status == JobStatus::Running)
             .await;
-        // The agent has room for more, yet the other deploy is not even queued.
-        let waiting = bench.jobs(waiter).await;
-        let deploy = waiting.iter().find(|j| j.key == "deploy").expect("deploy");
+        // The agent has room for more, yet the other deploy, once runnable, is not even
+        // queued: it waits in the group.
+        let deploy = bench.job(waiter, "deploy", |j| j.reason.is_some()).await;
         assert_eq!(
-            deploy.status,
-            JobStatus::Pending,
-            "waits for the group: {waiting:?}"
+            (deploy.status, deploy.reason.as_deref()),
+            (
+                JobStatus::Pending,
+                Some("waiting for concurrency group production")
+            )
         );
         std::fs::write(&go, "").expect("let the deploys finish");
         let first = bench.server.finished(holder).await;
@@ -348,6 +350,7 @@ async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs()
             b.started_at >= a.finished_at,
             "never both in the group: {a:?} {b:?}"
         );
+        assert_eq!(b.reason, None, "the waiting reason goes once it runs");
         bench.stop().await;
     }
 }

@@ -77,6 +77,8 @@ pub struct EnterOptions<'a> {
     pub cancel_in_progress: bool,
     /// The reason stored on the jobs this one replaces or cancels.
     pub reason: &'a str,
+    /// The job's own reason while it waits (cleared when it is admitted), for the API and UI.
+    pub waiting: &'a str,
     pub now: i64,
 }
 
@@ -258,6 +260,13 @@ impl Db {
                 .await
                 .map_err(q("admitting a job into its concurrency groups"))?;
         }
+        let reason = (!out.admitted).then_some(o.waiting);
+        sqlx::query("UPDATE jobs SET reason = $2 WHERE id = $1 AND status = 'pending'")
+            .bind(job.0)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("recording why a job waits"))?;
         tx.commit()
             .await
             .map_err(q("committing a concurrency decision"))?;
@@ -523,6 +532,7 @@ mod tests {
         EnterOptions {
             repository: repo,
             run: RunId(0),
+            waiting: "waiting for production",
             groups,
             cancel_in_progress,
             reason: "replaced",
@@ -558,6 +568,10 @@ mod tests {
                 .await
                 .expect("re-check b");
             assert!(!again.admitted && again.replaced.is_empty());
+            assert_eq!(
+                db.job(b).await.expect("b").expect("b").reason.as_deref(),
+                Some("waiting for production")
+            );
             let third = db
                 .enter_groups(c, &enter(repo, &g, false))
                 .await
