@@ -16,7 +16,9 @@
 //!
 //! Invariants: every line a step prints goes through the [`mask::Masker`] before it becomes
 //! an [`Event`]; every process a job starts is in a process group the job kills at its end;
-//! an artifact or cache entry becomes visible only by a rename once complete.
+//! an artifact or cache entry becomes visible only once complete (a rename; through the
+//! server, a commit after the upload). Where `actions/cache` keeps entries is a
+//! [`CacheBackend`] (`RunOptions::cache`): a directory by default, the server for an agent.
 
 pub mod actions;
 pub mod builtin;
