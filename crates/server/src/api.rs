@@ -409,7 +409,14 @@ async fn dispatch(State(state): State<AppState>, headers: HeaderMap, Json(req): 
             StatusCode::NOT_FOUND,
             format!("no workflow `{}` with a workflow_dispatch trigger in {}", req.workflow, repo.name),
         ),
-        Ok(runs) => (StatusCode::CREATED, Json(protocol::Created { runs })).into_response(),
+        Ok(runs) => {
+            for id in &runs {
+                if let Ok(Some(run)) = state.db().run(RunId(*id)).await {
+                    audit_run(&state, &run.actor, &run, "run.dispatch").await;
+                }
+            }
+            (StatusCode::CREATED, Json(protocol::Created { runs })).into_response()
+        }
         Err(e) => error_response(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }

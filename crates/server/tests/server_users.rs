@@ -855,3 +855,72 @@ async fn users_of_the_store_approve_as_reviewers_by_name_or_group() {
         [("rita", "approved")]
     );
 }
+
+#[tokio::test]
+async fn users_a_dispatch_is_audited_with_the_user_who_dispatched() {
+    let git = test_support::git::GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".slipway/workflows/manual.yml",
+        "on: workflow_dispatch\njobs:\n  hello:\n    runs-on: linux\n    steps:\n      - run: echo hi\n",
+    );
+    tree.commit("a manual workflow");
+    tree.push("main");
+    let s = server(&format!(
+        "{CONFIG_USERS}\n[[repository]]\nname = \"team/app\"\nclone_url = \"{clone_url}\"\nforge = \"gitea\"\n"
+    ))
+    .await;
+    let (status, c) = s
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some("alice-token"),
+            Some(json!({"name": "max", "role": "maintainer", "token": "t"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let token = c["token"]["token"].as_str().expect("token").to_owned();
+    let body = json!({"repository": "team/app", "workflow": "manual.yml", "ref": "main"});
+    assert_eq!(
+        s.call(
+            "POST",
+            "/api/v1/dispatch",
+            Some("vic-token"),
+            Some(body.clone())
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, created) = s
+        .call("POST", "/api/v1/dispatch", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let run = created["runs"][0].as_i64().expect("a run");
+    let stored = s
+        .state
+        .db()
+        .run(store::sql::RunId(run))
+        .await
+        .expect("run")
+        .expect("exists");
+    assert_eq!(stored.actor, "max");
+    let events = s
+        .state
+        .db()
+        .audit_events(&AuditFilter {
+            run: Some(stored.id),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str()))
+            .collect::<Vec<_>>(),
+        [("max", "run.dispatch")]
+    );
+}
