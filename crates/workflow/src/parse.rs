@@ -847,7 +847,36 @@ impl<'a> Parser<'a> {
             self.err(root.start, "the workflow has no 'jobs'");
         }
         self.check_needs(&wf);
+        self.check_concurrency(&wf);
         wf
+    }
+
+    /// The same literal group at the workflow level and on a job: the job would wait for its
+    /// own run, which GitHub (and slipway) cancels as a deadlock.
+    fn check_concurrency(&mut self, wf: &Workflow) {
+        let Some(top) = wf.concurrency.as_ref().filter(|c| c.group.is_literal()) else {
+            return;
+        };
+        let top = top.group.source().to_lowercase();
+        for (id, job) in &wf.jobs {
+            if let Some(c) = &job.concurrency
+                && c.group.is_literal()
+                && c.group.source().to_lowercase() == top
+            {
+                let pos = Pos {
+                    line: c.span.line,
+                    col: c.span.col,
+                    index: 0,
+                };
+                self.warn(
+                    pos,
+                    format!(
+                        "job '{id}' uses the workflow's concurrency group '{}': it would wait for its own run, so it is cancelled as a deadlock",
+                        c.group.source()
+                    ),
+                );
+            }
+        }
     }
 
     fn defaults(&mut self, n: &Node, what: &str) -> Defaults {

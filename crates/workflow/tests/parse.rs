@@ -912,3 +912,22 @@ fn reusable_workflow_with_errors_reports_them_in_its_file() {
         ]
     ));
 }
+
+#[test]
+fn a_job_in_its_workflows_concurrency_group_is_a_warning() {
+    assert_snapshot!(check(
+        "on: push
+concurrency: Deploy
+jobs:
+  deploy:
+    runs-on: x
+    concurrency: deploy
+    steps: [{run: echo}]
+  other:
+    runs-on: x
+    concurrency:
+      group: ${{ github.ref }}
+    steps: [{run: echo}]
+"
+    ));
+}
