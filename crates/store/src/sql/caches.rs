@@ -325,6 +325,26 @@ mod tests {
         v.iter().map(|x| (*x).to_owned()).collect()
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sixteen_concurrent_reservations_of_one_key_make_one_winner() {
+        for (db, _guard) in backends().await {
+            eprintln!("backend: {:?}", db.backend());
+            let repo = db.upsert_repository("team/app", "git://x/app.git", "gitea", 1).await.expect("repo");
+            let mut tasks = tokio::task::JoinSet::new();
+            for job in 0..16 {
+                let db = db.clone();
+                tasks.spawn(async move {
+                    db.reserve_cache(&res(repo, "refs/heads/main", "race", job), 100 + job, 0).await.expect("reserve")
+                });
+            }
+            let mut won = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                won.extend(r.expect("task"));
+            }
+            assert_eq!(won.len(), 1, "{won:?}");
+        }
+    }
+
     #[tokio::test]
     async fn first_writer_wins_and_only_committed_entries_are_found() {
         for (db, _guard) in backends().await {
