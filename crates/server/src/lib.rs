@@ -376,7 +376,7 @@ pub fn app(state: AppState) -> Router {
         .merge(users::audited(repos::routes(), &state))
         .merge(users::routes())
         .merge(artifacts::routes())
-        .merge(caches::routes())
+        .merge(users::audited(caches::routes(), &state))
         .merge(environments::routes())
         .merge(gitops_api::routes())
         .merge(ui::routes())

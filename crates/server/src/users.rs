@@ -1183,6 +1183,7 @@ async fn change_my_password(
 fn admin_action(
     method: &Method,
     path: &str,
+    query: Option<&str>,
     body: &[u8],
 ) -> Option<(&'static str, Option<String>, String)> {
     let rest = path.strip_prefix("/api/v1/")?;
@@ -1234,6 +1235,23 @@ fn admin_action(
             None,
             format!("org:{org} {setting}"),
         )),
+        ["repositories", owner, name, "caches"] if verb == "delete" => {
+            let full = format!("{owner}/{name}");
+            let filter = query.unwrap_or("");
+            Some((
+                "cache.delete",
+                Some(full.clone()),
+                format!("{full} {filter}"),
+            ))
+        }
+        ["repositories", owner, name, "caches", id] if verb == "delete" => {
+            let full = format!("{owner}/{name}");
+            Some((
+                "cache.delete",
+                Some(full.clone()),
+                format!("{full} entry {id}"),
+            ))
+        }
         _ => None,
     }
 }
@@ -1255,20 +1273,23 @@ pub(crate) async fn audit_admin_changes(
     req: Request,
     next: Next,
 ) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    // Anything else (reads, the agents' uploads) passes untouched.
+    if admin_action(req.method(), req.uri().path(), req.uri().query(), b"").is_none() {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    // Only a repository's creation needs the body (its name); bodies here are small JSON.
-    let bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return bad_request(format!("request body: {e}")),
+    // Only a repository's creation needs the body (its name): small JSON.
+    let (body, bytes) = if parts.uri.path() == "/api/v1/repositories" {
+        match axum::body::to_bytes(body, 1024 * 1024).await {
+            Ok(b) => (Body::from(b.clone()), b),
+            Err(e) => return bad_request(format!("request body: {e}")),
+        }
+    } else {
+        (body, Bytes::new())
     };
     let actor = authorize(&state, &parts.headers, Need::Read).ok();
-    let action = admin_action(&parts.method, parts.uri.path(), &bytes);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let action = admin_action(&parts.method, parts.uri.path(), parts.uri.query(), &bytes);
+    let response = next.run(Request::from_parts(parts, body)).await;
     if response.status().is_success()
         && let (Some(actor), Some((action, repository, detail))) = (actor, action)
     {
@@ -1504,7 +1525,7 @@ mod tests {
     #[test]
     fn repository_api_changes_are_named_for_the_audit_trail() {
         let check = |m: Method, p: &str, body: &str, expect: Option<(&str, Option<&str>, &str)>| {
-            let got = admin_action(&m, p, body.as_bytes());
+            let got = admin_action(&m, p, None, body.as_bytes());
             let got = got.as_ref().map(|(a, r, d)| (*a, r.as_deref(), d.as_str()));
             assert_eq!(got, expect, "{m} {p}");
         };
@@ -1545,6 +1566,28 @@ mod tests {
             None,
         );
         check(Method::PUT, "/api/v1/runs/1", "", None);
+        check(
+            Method::DELETE,
+            "/api/v1/repositories/team/app/caches/7",
+            "",
+            Some(("cache.delete", Some("team/app"), "team/app entry 7")),
+        );
+        check(
+            Method::POST,
+            "/api/v1/agent/jobs/1/caches/2/commit",
+            "",
+            None,
+        );
+        let by_key = admin_action(
+            &Method::DELETE,
+            "/api/v1/repositories/team/app/caches",
+            Some("key=npm"),
+            b"",
+        );
+        assert_eq!(
+            by_key.map(|(a, _, d)| (a, d)),
+            Some(("cache.delete", "team/app key=npm".to_owned()))
+        );
     }
 
     #[test]

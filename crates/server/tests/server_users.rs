@@ -712,6 +712,15 @@ async fn users_the_repositories_api_audits_changes_with_the_user_but_never_a_val
         .0,
         StatusCode::BAD_REQUEST
     );
+    let (status, body) = s
+        .call(
+            "DELETE",
+            "/api/v1/repositories/team/app/caches?key=npm-",
+            Some("alice-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         s.call(
             "DELETE",
@@ -728,6 +737,7 @@ async fn users_the_repositories_api_audits_changes_with_the_user_but_never_a_val
         ("alice", "repository.create", "team/app"),
         ("alice", "secret.put", "repo:team/app DEPLOY_KEY"),
         ("alice", "variable.put", "org:team REGION"),
+        ("alice", "cache.delete", "team/app key=npm-"),
         ("alice", "repository.delete", "team/app"),
     ];
     let got: Vec<(&str, &str, &str)> = trail
