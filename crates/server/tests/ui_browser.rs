@@ -437,7 +437,7 @@ async fn seed_path_driven_from_the_ui() {
     options.embedded_agent = true;
     // The server's own registry under /v2/, where the image job pushes (as `slipway server`).
     let blobs = std::sync::Arc::new(
-        store::blob::FileStore::open(&data.path().join("registry")).expect("registry storage"),
+        store::blob::FileStore::open(data.path().join("registry")).expect("registry storage"),
     );
     options.registry = Some(
         registry::Registry::new(blobs.clone(), blobs, registry::Options::default())
