@@ -8,9 +8,11 @@
 #      browser, a context each) on the run page following the log (the log SSE plus the
 #      page's own change SSE and refetches), AFTER s once they are closed;
 #   2. the floor: the same with N plain SSE followers (curl -N on /ui/jobs/ID/log?follow=1).
-# Reported per phase: start (median RSS of the BEFORE phase), peak (max while following),
-# end (median of the last 10 s of AFTER), and the slope while following (least squares over
-# the FOLLOW phase after its first 15 s, MiB/min). Flat = the slope is ~0 and end ~ start.
+# Reported per phase: start (median RSS of the BEFORE phase), peak (max while the followers
+# connect and follow), end (median of the last 10 s of AFTER), and the slope while all
+# follow (least squares over the FOLLOW phase after its first 15 s, MiB/min). Flat = the
+# slope is ~0 and end ~ start. The browsers' pages open one after another; FOLLOW starts
+# when the last one is open.
 #
 # Knobs (env): N=50, BEFORE=15, FOLLOW=90, AFTER=30, LINES_PER_S=20, SLIPWAY_BIN (default
 # target/release/slipway, built if missing), CHROMIUM=/usr/bin/chromium. Needs node and
@@ -86,9 +88,10 @@ def slope(points):
 
 def report(kind):
     before = [s for s in samples if s[1] == f"{kind}-before"]
-    during = [s for s in samples if s[1] == f"{kind}-follow"]
+    during = [s for s in samples if s[1] in (f"{kind}-opening", f"{kind}-follow")]
+    following = [s for s in samples if s[1] == f"{kind}-follow"]
     after = [s for s in samples if s[1] == f"{kind}-after"]
-    steady = [s for s in during if s[0] - during[0][0] >= 15]
+    steady = [s for s in following if s[0] - following[0][0] >= 15]
     start_, peak = statistics.median(s[2] for s in before), max(s[2] for s in during)
     end = statistics.median(s[2] for s in after[-10:])
     sl = slope(steady)
@@ -147,13 +150,20 @@ try:
 
     # 1. browsers
     phase[0] = "browsers-before"; time.sleep(BEFORE)
-    phase[0] = "browsers-follow"
-    node = subprocess.run(["node", f"{ROOT}/ui-tests/followers.mjs"], cwd=f"{ROOT}/ui-tests", capture_output=True, text=True,
-                          env=dict(os.environ, URL=page, N=str(N), SECONDS=str(FOLLOW)))
-    if node.returncode != 0:
-        raise SystemExit(f"error: the browsers failed: {node.stderr}")
-    followers = json.loads(next(l for l in node.stdout.splitlines() if l.startswith("FOLLOWERS "))[10:])
-    print(f"# browsers: {followers}; {node.stderr.strip()}")
+    # The pages open one after another ("opening"), then all follow for FOLLOW s.
+    phase[0] = "browsers-opening"
+    node = subprocess.Popen(["node", f"{ROOT}/ui-tests/followers.mjs"], cwd=f"{ROOT}/ui-tests", stdout=subprocess.PIPE,
+                            stderr=open(f"{tmp}/node.log", "w"), text=True,
+                            env=dict(os.environ, URL=page, N=str(N), SECONDS=str(FOLLOW)))
+    followers, opened_ms = None, None
+    for line in node.stdout:
+        if line.startswith("OPEN "):
+            opened_ms = int(line.split()[1]); phase[0] = "browsers-follow"
+        elif line.startswith("FOLLOWERS "):
+            followers = json.loads(line[10:])
+    if node.wait() != 0 or followers is None:
+        raise SystemExit(f"error: the browsers failed: {open(f'{tmp}/node.log').read()}")
+    print(f"# browsers: {followers}; all {N} pages open after {opened_ms} ms")
     if followers["min_lines_gained"] <= 0:
         raise SystemExit("error: a page did not follow the log")
     phase[0] = "browsers-after"; time.sleep(AFTER)

@@ -20,6 +20,7 @@ for (let i = 0; i < N; i++) {
   pages.push(p);
 }
 console.error(`# ${N} pages open after ${Date.now() - t0} ms`);
+console.log(`OPEN ${Date.now() - t0}`);
 const start = await Promise.all(pages.map((p) => p.evaluate(() => (window.slipwayLog ? window.slipwayLog.lines.length : -1))));
 await new Promise((r) => setTimeout(r, SECONDS * 1000));
 const end = await Promise.all(pages.map((p) => p.evaluate(() => (window.slipwayLog ? window.slipwayLog.lines.length : -1))));
