@@ -306,6 +306,16 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Use
     }
 }
 
+/// What a session cookie of `name` must carry to stay valid: a short digest of the user's
+/// password hash (empty without one), so a new password ends older sessions. `None` when
+/// the user is unknown or disabled.
+pub(crate) fn session_stamp(state: &AppState, name: &str) -> Option<String> {
+    let snapshot = state.users();
+    let member = snapshot.member(name).filter(|m| !m.disabled)?;
+    let hash = member.password_hash.as_deref().unwrap_or("");
+    Some(hex::encode(&Sha256::digest(hash.as_bytes())[..8]))
+}
+
 /// A bearer that acts as `name` for a few minutes (for the UI's in-process API calls).
 pub(crate) fn session_bearer(state: &AppState, name: &str) -> String {
     let expires = now_ms() + SESSION_BEARER_MS;

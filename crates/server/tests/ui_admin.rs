@@ -526,6 +526,14 @@ async fn ui_admin_creates_a_maintainer_who_signs_in_and_manages_their_account() 
         (p.status, p.location.as_str()),
         (StatusCode::SEE_OTHER, "/account?done=password")
     );
+    let renewed = p.cookie.expect("this session goes on with a new cookie");
+    assert_eq!(
+        ui.get("/", max).await.status,
+        StatusCode::SEE_OTHER,
+        "sessions made with the old password ended"
+    );
+    let max = As::Cookie(&renewed);
+    assert_eq!(ui.get("/", max).await.status, StatusCode::OK);
     assert_eq!(
         ui.post("/login", As::Nobody, "name=max&password=max+password")
             .await
@@ -565,6 +573,17 @@ async fn ui_admin_creates_a_maintainer_who_signs_in_and_manages_their_account() 
     let p = ui.get("/admin/users/max", alice).await;
     assert_has(&p.html, "<option value=\"viewer\" selected>");
     assert_has(&p.html, "value=\"ops\"");
+    assert_eq!(
+        ui.get("/", max).await.status,
+        StatusCode::SEE_OTHER,
+        "an admin's password reset ends the user's sessions"
+    );
+    let p = ui
+        .post("/login", As::Nobody, "name=max&password=reset+by+alice")
+        .await;
+    let again = p.cookie.expect("signed in with the reset password");
+    let max = As::Cookie(&again);
+    assert_eq!(ui.get("/", max).await.status, StatusCode::OK);
     let p = ui
         .post("/admin/users/max/disabled", alice, "disabled=true")
         .await;

@@ -1930,7 +1930,12 @@ async fn change_password(
     )
     .await;
     if reply.ok() {
-        return done("/account", "password");
+        // The new password ended every session: this one goes on with a new cookie.
+        let mut r = done("/account", "password");
+        if let Some(cookie) = super::auth::session_cookie(&state, &viewer.name) {
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        return r;
     }
     let s = sticky_of("password", f, &reply);
     account_page(&state, &viewer, "", Some(&s), None).await

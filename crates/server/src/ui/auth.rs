@@ -1,8 +1,9 @@
 //! Sign-in: a user with a password (argon2: a `[[user]]`'s `password_hash`, or set through
 //! the API) signs in with it; a user without one signs in with an API token of theirs. The
 //! session is a cookie sealed with the server key (AES-GCM: user name and expiry), so it
-//! survives restarts and works on every replica; `Authorization: Bearer` tokens are accepted
-//! on every page too. Who the users are is `crate::users`' business.
+//! survives restarts and works on every replica; it also holds a stamp of the user's password
+//! hash, so a new password ends the sessions made with the old one. `Authorization: Bearer`
+//! tokens are accepted on every page too. Who the users are is `crate::users`' business.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -66,8 +67,13 @@ pub(crate) fn viewer(state: &AppState, headers: &HeaderMap) -> Option<Viewer> {
     let (user, token) = if let Some(value) = cookie(headers, COOKIE) {
         let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
         let text = state.key().open_string(AAD, &sealed).ok()?;
-        let (name, expires) = text.split_once('\n')?;
+        let mut fields = text.split('\n');
+        let (name, expires, stamp) = (fields.next()?, fields.next()?, fields.next()?);
         if expires.parse::<i64>().ok()? < crate::now_ms() {
+            return None;
+        }
+        // A new password ends the sessions made with the old one.
+        if users::session_stamp(state, name)? != stamp {
             return None;
         }
         let user = users::by_name(state, name)?;
@@ -169,20 +175,27 @@ pub(crate) async fn login(
         tracing::warn!(user = %name, "UI sign-in refused.");
         return form(&name, &next, Some("Wrong user name or password."));
     }
+    let mut r = Redirect::to(&next).into_response();
+    if let Some(v) = session_cookie(&state, &name) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// A `Set-Cookie` value that signs `name` in for [`SESSION_MS`] (sealed: name, expiry, and
+/// the stamp of the user's current password).
+pub(crate) fn session_cookie(state: &AppState, name: &str) -> Option<HeaderValue> {
+    let stamp = users::session_stamp(state, name)?;
     let expires = crate::now_ms() + SESSION_MS;
     let sealed = state
         .key()
-        .seal(AAD, format!("{name}\n{expires}").as_bytes());
+        .seal(AAD, format!("{name}\n{expires}\n{stamp}").as_bytes());
     let value = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         URL_SAFE_NO_PAD.encode(sealed),
         SESSION_MS / 1000
     );
-    let mut r = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+    HeaderValue::from_str(&value).ok()
 }
 
 pub(crate) async fn logout() -> Response {
