@@ -105,6 +105,7 @@ try {
   await alice.keyboard.press('Enter');
   await alice.waitForURL(/\?job=\d+/);
   check((await alice.locator('section.job h2').textContent()).includes('test'), 'Enter on a focused leg opens its job');
+  check((await alice.locator('section.job .legs-note').textContent()).includes('3 matrix legs'), 'the matrix job says its three legs run at once');
   await alice.waitForSelector('#log[data-complete="true"]', { timeout: 30000 });
   check((await alice.locator('#log').textContent()).length > 0, 'the test job log is shown');
   await alice.goto(`${BASE}/runs/${RUN}`);

@@ -560,6 +560,15 @@ async fn render(
         }
         let steps = state.db().steps(j.id).await?;
         let current: Vec<_> = steps.iter().filter(|s| s.attempt == j.attempt).collect();
+        if let Some(l) = legs.get(&j.id).filter(|l| l.len() > 1) {
+            // The legs run at once inside this job and report their steps by number, so
+            // the list holds, per step, the leg that reported last.
+            let _ = write!(
+                h,
+                "<p class=\"muted legs-note\">{} matrix legs run at once in this job: each step shows the leg that reported it last; the log marks where each leg starts and ends.</p>",
+                l.len()
+            );
+        }
         if !current.is_empty() {
             h.push_str("<ol class=\"steps\">");
             for s in current {
