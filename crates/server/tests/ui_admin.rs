@@ -687,8 +687,41 @@ async fn ui_admin_the_first_user_closes_an_open_server() {
         )
         .await;
     let cookie = p.cookie.expect("session");
+    let root = As::Cookie(&cookie);
+    assert_eq!(ui.get("/admin", root).await.status, StatusCode::OK);
+
+    // A token-only user signs in with the token (and not with another's).
+    let p = ui
+        .post(
+            "/admin/users",
+            root,
+            "name=bot&role=viewer&password=&token=ci",
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.html);
+    assert_has(&p.html, "token only");
+    let token = p
+        .html
+        .split("class=\"token\" readonly value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("token shown")
+        .to_owned();
+    let p = ui
+        .post("/login", As::Nobody, &format!("name=bot&password={token}"))
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(p.cookie.is_some());
+    let p = ui
+        .post("/login", As::Nobody, "name=bot&password=long+enough")
+        .await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    let p = ui
+        .post("/login", As::Nobody, &format!("name=root&password={token}"))
+        .await;
     assert_eq!(
-        ui.get("/admin", As::Cookie(&cookie)).await.status,
-        StatusCode::OK
+        p.status,
+        StatusCode::UNAUTHORIZED,
+        "bot's token does not sign root in"
     );
 }
