@@ -19,6 +19,11 @@
 //! rows of the store, so that live followers read small appends. Environments come from the
 //! configuration file and from the API (`environments::stored`, merged; re-read before every
 //! gate decision).
+//!
+//! Users (`users`): the configuration file's `[[user]]`s and users created through the API
+//! (kept in the store, with argon2 passwords and hashed API tokens), merged into one
+//! in-memory directory that every permission check reads; changes through the API are in
+//! the audit trail with the acting user (docs/admin.md).
 
 pub mod agent;
 mod agent_api;
