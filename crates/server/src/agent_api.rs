@@ -142,8 +142,8 @@ async fn lease(State(state): State<AppState>, headers: HeaderMap, Json(req): Jso
             state.db().lease(agent.id, &matches, now_ms(), ttl_ms).await
         };
         match leased {
+            // The lease-expiry task needs no wake-up: this lease ends after every other.
             Ok(Some(job)) => {
-                state.0.leases.notify_waiters();
                 return match assignment(&state, &job).await {
                     Ok(a) => {
                         tracing::info!(job_id = %job.id, run_id = %job.run, agent_id = %agent.id, attempt = job.attempt, "Job leased.");
@@ -226,10 +226,7 @@ async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, Path(id): 
     };
     let ttl_ms = i64::try_from(state.lease_ttl().as_millis()).unwrap_or(i64::MAX);
     match state.db().heartbeat(JobId(id), hb.attempt, agent.id, now_ms(), ttl_ms).await {
-        Ok(Some(cancel)) => {
-            state.0.leases.notify_waiters();
-            Json(HeartbeatReply { cancel }).into_response()
-        }
+        Ok(Some(cancel)) => Json(HeartbeatReply { cancel }).into_response(),
         Ok(None) => error_response(StatusCode::CONFLICT, format!("the lease on job {id} attempt {} is gone", hb.attempt)),
         Err(e) => internal(e),
     }

@@ -662,8 +662,9 @@ async fn recheck_groups(state: &AppState) {
     }
 }
 
-/// Expires leases when they end: sleeps until the earliest lease end (woken early when a
-/// new lease is taken), then requeues or fails the expired jobs.
+/// Expires leases when they end: sleeps until the earliest lease end (with no lease, one lease
+/// TTL: a lease taken meanwhile ends later, so leases need not wake it), then requeues or
+/// fails the expired jobs.
 async fn expire_leases(state: AppState, stop: CancellationToken) {
     loop {
         let leases = state.0.leases.notified();
@@ -673,7 +674,7 @@ async fn expire_leases(state: AppState, stop: CancellationToken) {
             Ok(Some(at)) => {
                 Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0) + 1)
             }
-            Ok(None) => Duration::from_secs(3600),
+            Ok(None) => state.lease_ttl(),
             Err(error) => {
                 tracing::error!(%error, "Reading lease expiries failed.");
                 Duration::from_secs(1)
