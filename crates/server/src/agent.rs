@@ -317,9 +317,38 @@ impl<'a> Reporter<'a> {
 #[derive(Default)]
 struct JobState {
     outputs: serde_json::Map<String, serde_json::Value>,
-    step_names: std::collections::HashMap<usize, String>,
+    /// By stored step number (see [`JobState::step`]).
+    step_names: std::collections::HashMap<i64, String>,
     /// Step summary markdown of the running steps, sent with their `done` report.
-    summaries: std::collections::HashMap<usize, String>,
+    summaries: std::collections::HashMap<i64, String>,
+    /// The matrix legs of this job in the order they started (they run at once in it).
+    legs: Vec<String>,
+}
+
+/// How many step numbers a matrix leg has to itself.
+const LEG_STEPS: i64 = 1000;
+
+impl JobState {
+    /// The stored number and displayed name of step `step` of `job`. A matrix leg's id is
+    /// `key (values)` (a job key has no space); its steps are numbered per leg
+    /// (`LEG_STEPS` apart, in the order legs started) and named after the leg's values, so
+    /// the legs running at once in this job do not overwrite each other's steps.
+    fn step(&mut self, job: &str, step: usize, name: &str) -> (i64, String) {
+        let step = i64::try_from(step).unwrap_or(LEG_STEPS - 1).min(LEG_STEPS - 1);
+        let Some((_, values)) = job.split_once(' ') else {
+            return (step, name.to_owned());
+        };
+        let leg = match self.legs.iter().position(|l| l == job) {
+            Some(i) => i,
+            None => {
+                self.legs.push(job.to_owned());
+                self.legs.len() - 1
+            }
+        };
+        let values = values.strip_prefix('(').and_then(|v| v.strip_suffix(')')).unwrap_or(values);
+        let number = (i64::try_from(leg).unwrap_or(0) + 1) * LEG_STEPS + step;
+        (number, format!("{values}: {name}"))
+    }
 }
 
 /// Milliseconds since the Unix epoch by the agent's clock.
@@ -533,12 +562,13 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
             out.bytes += lines.as_text().len();
             out.lines.extend(lines.iter().map(str::to_owned));
         }
-        Event::StepStarted { step, name, .. } => {
+        Event::StepStarted { job, step, name, .. } => {
+            let (number, name) = st.step(&job, step, &name);
             out.line(format!("==> {name}"));
-            st.step_names.insert(step, name.clone());
+            st.step_names.insert(number, name.clone());
             out.steps.push(StepReport {
                 attempt,
-                number: step as i64,
+                number,
                 name,
                 state: StepState::Running,
                 conclusion: None,
@@ -547,15 +577,16 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
                 time_ms: now_ms(),
             });
         }
-        Event::StepFinished { step, conclusion, outputs, .. } => {
+        Event::StepFinished { job, step, conclusion, outputs, .. } => {
             let c = outcome(conclusion);
-            let name = st.step_names.get(&step).cloned().unwrap_or_default();
+            let (number, _) = st.step(&job, step, "");
+            let name = st.step_names.get(&number).cloned().unwrap_or_default();
             out.line(format!("<== {name}: {}", c.as_str()));
             let outputs = outputs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-            let summary = st.summaries.remove(&step).map(protocol::cap_summary);
+            let summary = st.summaries.remove(&number).map(protocol::cap_summary);
             out.steps.push(StepReport {
                 attempt,
-                number: step as i64,
+                number,
                 name,
                 state: StepState::Done,
                 conclusion: Some(c),
@@ -564,8 +595,9 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
                 time_ms: now_ms(),
             });
         }
-        Event::StepSummary { step, markdown, .. } => {
-            let s = st.summaries.entry(step).or_default();
+        Event::StepSummary { job, step, markdown, .. } => {
+            let (number, _) = st.step(&job, step, "");
+            let s = st.summaries.entry(number).or_default();
             // Past the cap it is cut anyway: stop growing (a step appending in a loop).
             if s.len() <= protocol::STEP_SUMMARY_MAX {
                 s.push_str(&markdown);
@@ -586,7 +618,10 @@ fn record(event: Event, out: &mut Outbox, attempt: i64, st: &mut JobState) {
         Event::GroupEnded { .. } => out.line("::endgroup::".to_owned()),
         // A matrix leg's id is `key (values)` (a job key has no space): the run page shows
         // each leg's state from these lines.
-        Event::JobStarted { job, .. } if job.contains(' ') => out.line(format!("::leg::{job}")),
+        Event::JobStarted { job, .. } if job.contains(' ') => {
+            st.step(&job, 0, "");
+            out.line(format!("::leg::{job}"));
+        }
         Event::JobFinished { job, result, outputs: o, .. } => {
             if job.contains(' ') {
                 let result = serde_json::to_value(result).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();

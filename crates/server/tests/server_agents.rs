@@ -306,6 +306,45 @@ async fn step_summaries_groups_and_chunk_times_reach_the_api() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn matrix_legs_running_in_one_job_keep_their_own_steps_and_summaries() {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(
+        ".gitea/workflows/ci.yml",
+        "on: push\njobs:\n  test:\n    runs-on: x\n    strategy:\n      fail-fast: false\n      matrix:\n        suite: [unit, cli]\n    steps:\n      - run: echo \"# ${{ matrix.suite }}\" >> $GITHUB_STEP_SUMMARY\n      - name: Check\n        run: test ${{ matrix.suite }} = unit\n",
+    );
+    let sha = tree.commit("ci");
+    tree.push("main");
+    let mut server = TestServer::start(ServerSetup {
+        repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
+        ..ServerSetup::default()
+    })
+    .await;
+    let run = push(&server, &clone_url, &sha, "m1").await;
+    let done = server.finished(run).await;
+    assert_eq!(done.conclusion, Some(Conclusion::Failure), "{}", server.log_text(run).await);
+    let jobs: Vec<protocol::Job> = reqwest::get(format!("{}/api/v1/runs/{run}/jobs", server.url))
+        .await
+        .expect("jobs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jobs.len(), 1, "the legs run inside one job");
+    // Two legs × two steps: four steps, each leg's under its own numbers and name.
+    let steps: Vec<(String, Option<String>, Option<String>)> =
+        jobs[0].steps.iter().map(|s| (s.name.clone(), s.conclusion.clone(), s.summary.clone())).collect();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    for (suite, ok) in [("unit", "success"), ("cli", "failure")] {
+        let mine: Vec<_> = steps.iter().filter(|(n, ..)| n.starts_with(&format!("{suite}: "))).collect();
+        assert_eq!(mine.len(), 2, "{suite}: {steps:?}");
+        assert_eq!(mine[0].2.as_deref(), Some(format!("# {suite}\n").as_str()), "{steps:?}");
+        assert_eq!((mine[1].0.as_str(), mine[1].1.as_deref()), (format!("{suite}: Check").as_str(), Some(ok)), "{steps:?}");
+    }
+    server.stop().await;
+}
+
 fn step(attempt: i64, number: i64, state: protocol::StepState, conclusion: Option<protocol::Conclusion>) -> protocol::StepReport {
     protocol::StepReport {
         attempt,

@@ -561,11 +561,11 @@ async fn render(
         let steps = state.db().steps(j.id).await?;
         let current: Vec<_> = steps.iter().filter(|s| s.attempt == j.attempt).collect();
         if let Some(l) = legs.get(&j.id).filter(|l| l.len() > 1) {
-            // The legs run at once inside this job and report their steps by number, so
-            // the list holds, per step, the leg that reported last.
+            // The legs run at once inside this job: the agent numbers and names their steps
+            // per leg (`values: step`), and their log lines interleave.
             let _ = write!(
                 h,
-                "<p class=\"muted legs-note\">{} matrix legs run at once in this job: each step shows the leg that reported it last; the log marks where each leg starts and ends.</p>",
+                "<p class=\"muted legs-note\">{} matrix legs run at once in this job: their steps are listed per leg, and the log marks where each leg starts and ends.</p>",
                 l.len()
             );
         }
