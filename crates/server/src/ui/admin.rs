@@ -157,20 +157,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Reply {
-    let mut builder = Request::builder().method(method).uri(path);
-    if let Some(token) = &viewer.token
-        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
-    {
-        builder = builder.header(header::AUTHORIZATION, v);
-    }
-    let body = match body {
-        Some(b) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let Ok(request) = builder.body(body) else {
+    let Some(request) = api_request(viewer, method, path, body) else {
         return Reply {
             status: StatusCode::BAD_REQUEST,
             body: json!({"error": format!("`{path}` is not a valid path")}),
@@ -186,6 +173,30 @@ async fn call(
         .unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply { status, body }
+}
+
+/// The request `method path` of the in-process API as `viewer` (with its token and a JSON
+/// body), or `None` when `path` is not a valid URI.
+pub(super) fn api_request(
+    viewer: &Viewer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Option<Request<Body>> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(token) = &viewer.token
+        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        builder = builder.header(header::AUTHORIZATION, v);
+    }
+    let body = match body {
+        Some(b) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).ok()
 }
 
 /// The signed-in admin, or a sign-in redirect / 403 page. Posts must come from our own pages
@@ -859,25 +870,90 @@ async fn settings_sections(
     )
     .await;
     let page = scope.page();
-    h.push_str("<section class=\"card\" aria-labelledby=\"secrets-h\"><h2 id=\"secrets-h\">Secrets</h2><p class=\"muted\">Write-only: values are stored encrypted and never shown.</p>");
-    if !secrets.ok() {
-        let _ = write!(h, "<p class=\"error\">{}</p>", Esc(&secrets.error()));
-    } else if list(&secrets.body).is_empty() {
-        h.push_str("<p class=\"empty\">No secret.</p>");
+    setting_section(h, s, &page, &secrets, &SECRETS);
+    setting_section(h, s, &page, &vars, &VARIABLES);
+}
+
+/// What differs between the secrets and the variables section of a scope.
+struct SettingSection {
+    /// `secret` or `variable`: the form's id; its plural names the API and page paths.
+    kind: &'static str,
+    title: &'static str,
+    /// HTML after the heading.
+    intro: &'static str,
+    /// The heading of the second column.
+    column: &'static str,
+    form_title: &'static str,
+    name_hint: &'static str,
+    value_kind: &'static str,
+    /// Writes the second column's cell (open `<td>`, not closed) of one row.
+    cell: fn(&mut String, &Value),
+}
+
+const SECRETS: SettingSection = SettingSection {
+    kind: "secret",
+    title: "Secrets",
+    intro: "<p class=\"muted\">Write-only: values are stored encrypted and never shown.</p>",
+    column: "Updated",
+    form_title: "Add or replace a secret",
+    name_hint: "Letters, digits and _; not starting with a digit or GITHUB_.",
+    value_kind: "password",
+    cell: |h, x| match x.get("updated_at").and_then(Value::as_i64) {
+        Some(t) => h.push_str(&time(t)),
+        None => h.push_str("<small>configuration file</small>"),
+    },
+};
+
+const VARIABLES: SettingSection = SettingSection {
+    kind: "variable",
+    title: "Variables",
+    intro: "",
+    column: "Value",
+    form_title: "Add or change a variable",
+    name_hint: "",
+    value_kind: "text",
+    cell: |h, x| {
+        let _ = write!(h, "<code>{}</code>", Esc(&string(x, "value")));
+        if string(x, "source") == "config" {
+            h.push_str(" <small>configuration file</small>");
+        }
+    },
+};
+
+/// One settings section: the table of `reply`'s items (API-set ones deletable) and the form
+/// that adds one.
+fn setting_section(
+    h: &mut String,
+    s: Option<&Sticky>,
+    page: &str,
+    reply: &Reply,
+    k: &SettingSection,
+) {
+    let kind = k.kind;
+    let _ = write!(
+        h,
+        "<section class=\"card\" aria-labelledby=\"{kind}s-h\"><h2 id=\"{kind}s-h\">{}</h2>{}",
+        k.title, k.intro
+    );
+    if !reply.ok() {
+        let _ = write!(h, "<p class=\"error\">{}</p>", Esc(&reply.error()));
+    } else if list(&reply.body).is_empty() {
+        let _ = write!(h, "<p class=\"empty\">No {kind}.</p>");
     } else {
-        h.push_str("<table class=\"settings\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Updated</th><th scope=\"col\"><span class=\"sr\">Actions</span></th></tr></thead><tbody>");
-        for x in list(&secrets.body) {
+        let _ = write!(
+            h,
+            "<table class=\"settings\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">{}</th><th scope=\"col\"><span class=\"sr\">Actions</span></th></tr></thead><tbody>",
+            k.column
+        );
+        for x in list(&reply.body) {
             let name = string(x, "name");
             let _ = write!(h, "<tr><td><code>{}</code></td><td>", Esc(&name));
-            match x.get("updated_at").and_then(Value::as_i64) {
-                Some(t) => h.push_str(&time(t)),
-                None => h.push_str("<small>configuration file</small>"),
-            }
+            (k.cell)(h, x);
             h.push_str("</td><td>");
             if string(x, "source") == "api" {
                 row_button(
                     h,
-                    &format!("{page}/secrets/{}/delete", enc(&name)),
+                    &format!("{page}/{kind}s/{}/delete", enc(&name)),
                     "Delete",
                     &name,
                 );
@@ -888,64 +964,23 @@ async fn settings_sections(
     }
     let _ = write!(
         h,
-        "<form method=\"post\" action=\"{}/secrets\" class=\"admin-form\" id=\"secret\"><h3>Add or replace a secret</h3>",
-        Esc(&page)
+        "<form method=\"post\" action=\"{}/{kind}s\" class=\"admin-form\" id=\"{kind}\"><h3>{}</h3>",
+        Esc(page),
+        k.form_title
     );
-    form_error(h, s, "secret");
-    Field::new("secret", "name", "Name")
-        .hint("Letters, digits and _; not starting with a digit or GITHUB_.")
+    form_error(h, s, kind);
+    Field::new(kind, "name", "Name")
+        .hint(k.name_hint)
         .attrs("required autocomplete=\"off\" spellcheck=\"false\"")
         .render(h, s);
-    Field::new("secret", "value", "Value")
-        .kind("password")
+    Field::new(kind, "value", "Value")
+        .kind(k.value_kind)
         .attrs("autocomplete=\"off\"")
         .render(h, s);
-    h.push_str("<button type=\"submit\" class=\"primary\">Save secret</button></form></section>");
-
-    h.push_str("<section class=\"card\" aria-labelledby=\"variables-h\"><h2 id=\"variables-h\">Variables</h2>");
-    if !vars.ok() {
-        let _ = write!(h, "<p class=\"error\">{}</p>", Esc(&vars.error()));
-    } else if list(&vars.body).is_empty() {
-        h.push_str("<p class=\"empty\">No variable.</p>");
-    } else {
-        h.push_str("<table class=\"settings\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Value</th><th scope=\"col\"><span class=\"sr\">Actions</span></th></tr></thead><tbody>");
-        for x in list(&vars.body) {
-            let name = string(x, "name");
-            let _ = write!(
-                h,
-                "<tr><td><code>{}</code></td><td><code>{}</code>",
-                Esc(&name),
-                Esc(&string(x, "value"))
-            );
-            if string(x, "source") == "config" {
-                h.push_str(" <small>configuration file</small>");
-            }
-            h.push_str("</td><td>");
-            if string(x, "source") == "api" {
-                row_button(
-                    h,
-                    &format!("{page}/variables/{}/delete", enc(&name)),
-                    "Delete",
-                    &name,
-                );
-            }
-            h.push_str("</td></tr>");
-        }
-        h.push_str("</tbody></table>");
-    }
     let _ = write!(
         h,
-        "<form method=\"post\" action=\"{}/variables\" class=\"admin-form\" id=\"variable\"><h3>Add or change a variable</h3>",
-        Esc(&page)
+        "<button type=\"submit\" class=\"primary\">Save {kind}</button></form></section>"
     );
-    form_error(h, s, "variable");
-    Field::new("variable", "name", "Name")
-        .attrs("required autocomplete=\"off\" spellcheck=\"false\"")
-        .render(h, s);
-    Field::new("variable", "value", "Value")
-        .attrs("autocomplete=\"off\"")
-        .render(h, s);
-    h.push_str("<button type=\"submit\" class=\"primary\">Save variable</button></form></section>");
 }
 
 async fn edit_repository(

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -70,20 +70,7 @@ async fn call(
     uri: String,
     body: Option<serde_json::Value>,
 ) -> Result<(), (StatusCode, String)> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(token) = &viewer.token
-        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
-    {
-        builder = builder.header(header::AUTHORIZATION, v);
-    }
-    let body = match body {
-        Some(b) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let Ok(req) = builder.body(body) else {
+    let Some(req) = super::admin::api_request(viewer, method, &uri, body) else {
         return Err((StatusCode::BAD_REQUEST, "bad request".into()));
     };
     let api = crate::environments::routes().with_state(state.clone());
