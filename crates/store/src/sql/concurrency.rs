@@ -502,8 +502,9 @@ mod tests {
         vec![(sqlite, Some(dir)), (postgres, None)]
     }
 
-    async fn run_with_job(db: &Db, repo: RepoId) -> (RunId, JobId) {
-        let run = NewRun {
+    /// A push run of `deploy.yml` in `repo`, in no group.
+    fn new_run(repo: RepoId) -> NewRun {
+        NewRun {
             repository: repo,
             workflow_file: ".gitea/workflows/deploy.yml".into(),
             workflow_name: "deploy".into(),
@@ -513,8 +514,12 @@ mod tests {
             actor: "alice".into(),
             spec: "{}".into(),
             concurrency_group: None,
-        };
-        let job = NewJob {
+        }
+    }
+
+    /// A pending `deploy` job.
+    fn new_job() -> NewJob {
+        NewJob {
             key: "deploy".into(),
             name: "deploy".into(),
             needs: "[]".into(),
@@ -523,9 +528,22 @@ mod tests {
             status: JobStatus::Pending,
             result: None,
             log: None,
-        };
-        let (run, jobs) = db.create_run(&run, &[job], 1).await.expect("run");
+        }
+    }
+
+    async fn run_with_job(db: &Db, repo: RepoId) -> (RunId, JobId) {
+        let (run, jobs) = db
+            .create_run(&new_run(repo), &[new_job()], 1)
+            .await
+            .expect("run");
         (run, jobs[0])
+    }
+
+    /// The repository `team/app`.
+    async fn app_repo(db: &Db) -> RepoId {
+        db.upsert_repository("team/app", "git://x/app.git", "gitea", 1)
+            .await
+            .expect("repo")
     }
 
     fn enter<'a>(repo: RepoId, groups: &'a [String], cancel_in_progress: bool) -> EnterOptions<'a> {
@@ -544,10 +562,7 @@ mod tests {
     async fn one_holder_and_one_waiter_per_group() {
         for (db, _guard) in backends().await {
             eprintln!("backend: {:?}", db.backend());
-            let repo = db
-                .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
-                .await
-                .expect("repo");
+            let repo = app_repo(&db).await;
             let g = vec!["production".to_owned()];
             let (_, a) = run_with_job(&db, repo).await;
             let (_, b) = run_with_job(&db, repo).await;
@@ -608,10 +623,7 @@ mod tests {
     async fn cancel_in_progress_asks_the_running_job_to_stop() {
         for (db, _guard) in backends().await {
             eprintln!("backend: {:?}", db.backend());
-            let repo = db
-                .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
-                .await
-                .expect("repo");
+            let repo = app_repo(&db).await;
             let agent = db.create_agent("a1", "[]", "hash", 1).await.expect("agent");
             let g = vec!["deploy-main".to_owned()];
             let (run_a, a) = run_with_job(&db, repo).await;
@@ -679,10 +691,7 @@ mod tests {
     async fn cancel_job_settles_or_asks() {
         for (db, _guard) in backends().await {
             eprintln!("backend: {:?}", db.backend());
-            let repo = db
-                .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
-                .await
-                .expect("repo");
+            let repo = app_repo(&db).await;
             let agent = db.create_agent("a1", "[]", "hash", 1).await.expect("agent");
             let (_, a) = run_with_job(&db, repo).await;
             let (_, b) = run_with_job(&db, repo).await;
@@ -730,36 +739,15 @@ mod tests {
     async fn a_run_level_group_and_a_job_level_group_exclude_each_other() {
         for (db, _guard) in backends().await {
             eprintln!("backend: {:?}", db.backend());
-            let repo = db
-                .upsert_repository("team/app", "git://x/app.git", "gitea", 1)
-                .await
-                .expect("repo");
+            let repo = app_repo(&db).await;
             let g = vec!["production".to_owned()];
-            let grouped = |n: i64| {
-                let mut run = NewRun {
-                    repository: repo,
-                    workflow_file: format!(".gitea/workflows/w{n}.yml"),
-                    workflow_name: "w".into(),
-                    event: "push".into(),
-                    git_ref: "refs/heads/main".into(),
-                    sha: "abc".into(),
-                    actor: "alice".into(),
-                    spec: "{}".into(),
-                    concurrency_group: None,
-                };
-                run.concurrency_group = Some("production".into());
-                run
+            let grouped = |n: i64| NewRun {
+                workflow_file: format!(".gitea/workflows/w{n}.yml"),
+                workflow_name: "w".into(),
+                concurrency_group: Some("production".into()),
+                ..new_run(repo)
             };
-            let job = NewJob {
-                key: "deploy".into(),
-                name: "deploy".into(),
-                needs: "[]".into(),
-                labels: "[]".into(),
-                condition: None,
-                status: JobStatus::Pending,
-                result: None,
-                log: None,
-            };
+            let job = new_job();
             let (holder, _) = db
                 .create_run(&grouped(1), std::slice::from_ref(&job), 1)
                 .await
