@@ -8,7 +8,8 @@
 //! mode. This test then checks what the store holds and that the audit trail names the admin.
 //! Set `SLIPWAY_UI_SCREENSHOTS=DIR` to save screenshots there.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use argon2::PasswordHasher;
@@ -18,24 +19,9 @@ use store::sql::AuditFilter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Where `ui-tests/` is, with playwright-core installed; panics naming the fix otherwise.
-fn ui_tests_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
-    );
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_admin_in_a_real_browser() {
-    let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
-    let node = test_support::require_command("node", "nodejs");
-    let scripts = ui_tests_dir();
+    let browser = common::Browser::require();
 
     let hash = argon2::Argon2::default()
         .hash_password(b"alice password")
@@ -67,26 +53,9 @@ async fn ui_admin_in_a_real_browser() {
     let mut tasks = JoinSet::new();
     tasks.spawn(server::run(listener, state.clone(), stop.clone()));
 
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(scripts.join("admin.mjs"))
-        .current_dir(&scripts)
-        .env("BASE_URL", &url)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true);
-    if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
-        cmd.env("SCREENSHOTS", dir);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-        .await
-        .expect("the browser script finished within 3 minutes")
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser script failed:\n{stdout}\n{stderr}"
-    );
+    browser
+        .run_ok("admin.mjs", &url, &[], Duration::from_secs(180))
+        .await;
 
     // What the browser did is in the store, and in the audit trail with alice's name.
     let repo = state.repository("team/app").expect("registered");

@@ -67,17 +67,6 @@ fn user(name: &str, role: &str) -> User {
     }
 }
 
-/// Where `ui-tests/` is, with playwright-core installed; panics naming the fix otherwise.
-fn ui_tests_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
-    );
-    dir
-}
-
 /// A 50-job graph: `log` (which gets the big log) and 49 jobs in 7 columns, each needing
 /// the jobs of the column before.
 fn big_jobs() -> Vec<NewJob> {
@@ -107,11 +96,7 @@ fn big_jobs() -> Vec<NewJob> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_in_a_real_browser() {
-    let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
-    let node = test_support::require_command("node", "nodejs");
-    let scripts = ui_tests_dir();
+    let browser = common::Browser::require();
 
     let work = test_support::tempdir();
     let go_file = work.path().join("go");
@@ -245,29 +230,18 @@ async fn ui_in_a_real_browser() {
         .await
         .expect("finish big run");
 
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(scripts.join("run.mjs"))
-        .current_dir(&scripts)
-        .env("BASE_URL", &url)
-        .env("RUN_ID", run.to_string())
-        .env("BIG_RUN_ID", big.0.to_string())
-        .env("GO_FILE", &go_file)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true);
-    if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
-        cmd.env("SCREENSHOTS", dir);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the browser script finished within 5 minutes")
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser script failed:\n{stdout}\n{stderr}"
-    );
+    browser
+        .run_ok(
+            "run.mjs",
+            &url,
+            &[
+                ("RUN_ID", run.to_string().as_ref()),
+                ("BIG_RUN_ID", big.0.to_string().as_ref()),
+                ("GO_FILE", go_file.as_ref()),
+            ],
+            Duration::from_secs(300),
+        )
+        .await;
 
     // The approval is in the audit trail with the user who clicked.
     let audit = db
@@ -348,12 +322,8 @@ fn copy_tree(from: &Path, to: &Path) {
 /// the audit trail names who approved, rejected and rolled back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_path_driven_from_the_ui() {
-    let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
-    let node = test_support::require_command("node", "nodejs");
+    let browser = common::Browser::require();
     test_support::require_command("python3", "python3");
-    let scripts = ui_tests_dir();
     // The server's warnings (a gate that errs, a failed job) in the test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn,server=info")
@@ -463,23 +433,16 @@ async fn seed_path_driven_from_the_ui() {
             .await;
     assert_eq!(runs.len(), 1, "{runs:?}");
 
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(scripts.join("seed.mjs"))
-        .current_dir(&scripts)
-        .env("BASE_URL", &url)
-        .env("RUN_ID", runs[0].to_string())
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true);
-    if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
-        cmd.env("SCREENSHOTS", dir);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(540), cmd.output())
-        .await
-        .expect("the browser script finished within 9 minutes")
-        .expect("running node");
+    let out = browser
+        .run(
+            "seed.mjs",
+            &url,
+            &[("RUN_ID", runs[0].to_string().as_ref())],
+            Duration::from_secs(540),
+        )
+        .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
     if !out.status.success() {
         // What the server saw: every run's jobs and the end of each job's log.
         let mut seen = String::new();

@@ -5,6 +5,8 @@
 //! names are 404 pages; outside text (`<script>` in an agent's name and labels, in a typed
 //! form value) is escaped; the admin forms keep what was typed when the API refuses it.
 
+mod common;
+
 mod ui_registry_agents {
     use std::sync::Arc;
     use std::time::Duration;
@@ -730,28 +732,13 @@ mod ui_registry_agents {
         s.stop().await;
     }
 
-    /// Where `ui-tests/` is, with playwright-core installed; panics naming the fix otherwise.
-    fn ui_tests_dir() -> std::path::PathBuf {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
-        assert!(
-            dir.join("node_modules/playwright-core/package.json")
-                .is_file(),
-            "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
-        );
-        dir
-    }
-
     /// `ui-tests/pages.mjs` in headless Chromium: sign in, the registry pages by keyboard,
     /// a narrow screen, the agents page turning a busy agent online live when its job ends,
     /// dark mode, an environment defined through the admin form (a refused form keeps what
     /// was typed). `SLIPWAY_UI_SCREENSHOTS=DIR` saves screenshots there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn registry_and_agents_pages_in_a_real_browser() {
-        let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
-        let node = test_support::require_command("node", "nodejs");
-        let scripts = ui_tests_dir();
+        let browser = super::common::Browser::require();
         let work = test_support::tempdir();
         let go_file = work.path().join("go");
         let git = test_support::git::GitDaemon::start();
@@ -817,29 +804,18 @@ mod ui_registry_agents {
                 .ok();
         }
 
-        let mut cmd = tokio::process::Command::new(node);
-        cmd.arg(scripts.join("pages.mjs"))
-            .current_dir(&scripts)
-            .env("BASE_URL", &s.url)
-            .env("RUN_ID", run.to_string())
-            .env("GO_FILE", &go_file)
-            .env("INDEX_DIGEST", &index_digest)
-            .env("CHROMIUM", &chromium)
-            .kill_on_drop(true);
-        if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
-            cmd.env("SCREENSHOTS", dir);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-            .await
-            .expect("the browser script finished within 3 minutes")
-            .expect("running node");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{stdout}");
-        assert!(
-            out.status.success(),
-            "the browser script failed:\n{stdout}\n{stderr}"
-        );
+        browser
+            .run_ok(
+                "pages.mjs",
+                &s.url,
+                &[
+                    ("RUN_ID", run.to_string().as_ref()),
+                    ("GO_FILE", go_file.as_ref()),
+                    ("INDEX_DIGEST", index_digest.as_ref()),
+                ],
+                Duration::from_secs(180),
+            )
+            .await;
         s.stop().await;
         drop(git);
     }

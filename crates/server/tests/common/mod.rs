@@ -300,3 +300,71 @@ pub async fn created(resp: reqwest::Response) -> Vec<i64> {
     assert_eq!(status, 202, "{text}");
     serde_json::from_str::<protocol::Created>(&text).expect("created json").runs
 }
+
+/// Headless Chromium (`SLIPWAY_CHROMIUM` or Debian `chromium`), `node` and the Playwright
+/// scripts under `ui-tests/`; each missing one fails the test naming its package.
+pub struct Browser {
+    node: std::path::PathBuf,
+    chromium: std::path::PathBuf,
+    scripts: std::path::PathBuf,
+}
+
+impl Browser {
+    pub fn require() -> Browser {
+        let chromium = std::env::var_os("SLIPWAY_CHROMIUM")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| test_support::require_command("chromium", "chromium"));
+        let node = test_support::require_command("node", "nodejs");
+        let scripts = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui-tests");
+        assert!(
+            scripts.join("node_modules/playwright-core/package.json").is_file(),
+            "playwright-core is not installed: npm ci --prefix ui-tests (scripts/services install does this)"
+        );
+        Browser { node, chromium, scripts }
+    }
+
+    /// Runs `ui-tests/SCRIPT` against `base_url` with the extra `env` (and `SCREENSHOTS`
+    /// from `SLIPWAY_UI_SCREENSHOTS`), failing the test if it takes longer than `limit`;
+    /// prints its stdout and returns its output.
+    pub async fn run(
+        &self,
+        script: &str,
+        base_url: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        limit: std::time::Duration,
+    ) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new(&self.node);
+        cmd.arg(self.scripts.join(script))
+            .current_dir(&self.scripts)
+            .env("BASE_URL", base_url)
+            .envs(env.iter().copied())
+            .env("CHROMIUM", &self.chromium)
+            .kill_on_drop(true);
+        if let Some(dir) = std::env::var_os("SLIPWAY_UI_SCREENSHOTS") {
+            cmd.env("SCREENSHOTS", dir);
+        }
+        let out = tokio::time::timeout(limit, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("the browser script {script} did not finish within {limit:?}"))
+            .expect("running node");
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+        out
+    }
+
+    /// [`Browser::run`], failing the test with the script's output when the script fails.
+    pub async fn run_ok(
+        &self,
+        script: &str,
+        base_url: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        limit: std::time::Duration,
+    ) {
+        let out = self.run(script, base_url, env, limit).await;
+        assert!(
+            out.status.success(),
+            "the browser script failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
