@@ -545,22 +545,8 @@ fn edit_body(
     }
     h.push_str(&form(state, rules, false, error));
     h.push_str("<h2>Secrets</h2><p class=\"muted\">Released only to jobs that passed the gate. Values are write-only.</p>");
-    if c.secrets.is_empty() {
-        h.push_str("<p class=\"empty\">No secret.</p>");
-    } else {
-        h.push_str("<table class=\"settings\"><tbody>");
-        for name in c.secrets.keys() {
-            let _ = write!(
-                h,
-                "<tr><td><code>{}</code></td><td><form method=\"post\" action=\"{link}\">\
-                 <input type=\"hidden\" name=\"op\" value=\"secret-delete\"><input type=\"hidden\" name=\"secret_name\" value=\"{}\">\
-                 <button type=\"submit\" class=\"danger\">Delete</button></form></td></tr>",
-                Esc(name),
-                Esc(name)
-            );
-        }
-        h.push_str("</tbody></table>");
-    }
+    let secrets: Vec<_> = c.secrets.keys().map(|n| (n.as_str(), None)).collect();
+    settings_table(&mut h, &link, "secret", &secrets);
     let _ = write!(
         h,
         "<form class=\"filters\" method=\"post\" action=\"{link}\"><input type=\"hidden\" name=\"op\" value=\"secret\">\
@@ -570,23 +556,12 @@ fn edit_body(
         Esc(&typed.secret_name)
     );
     h.push_str("<h2>Variables</h2>");
-    if c.vars.is_empty() {
-        h.push_str("<p class=\"empty\">No variable.</p>");
-    } else {
-        h.push_str("<table class=\"settings\"><tbody>");
-        for (name, value) in &c.vars {
-            let _ = write!(
-                h,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><form method=\"post\" action=\"{link}\">\
-                 <input type=\"hidden\" name=\"op\" value=\"variable-delete\"><input type=\"hidden\" name=\"variable_name\" value=\"{}\">\
-                 <button type=\"submit\" class=\"danger\">Delete</button></form></td></tr>",
-                Esc(name),
-                Esc(value),
-                Esc(name)
-            );
-        }
-        h.push_str("</tbody></table>");
-    }
+    let vars: Vec<_> = c
+        .vars
+        .iter()
+        .map(|(n, v)| (n.as_str(), Some(v.as_str())))
+        .collect();
+    settings_table(&mut h, &link, "variable", &vars);
     let _ = write!(
         h,
         "<form class=\"filters\" method=\"post\" action=\"{link}\"><input type=\"hidden\" name=\"op\" value=\"variable\">\
@@ -603,6 +578,30 @@ fn edit_body(
         Esc(&c.name)
     );
     h
+}
+
+/// The table of an environment's secrets or variables (`kind`), each with its delete button;
+/// a variable shows its value.
+fn settings_table(h: &mut String, link: &str, kind: &str, rows: &[(&str, Option<&str>)]) {
+    if rows.is_empty() {
+        let _ = write!(h, "<p class=\"empty\">No {kind}.</p>");
+        return;
+    }
+    h.push_str("<table class=\"settings\"><tbody>");
+    for (name, value) in rows {
+        let _ = write!(h, "<tr><td><code>{}</code></td>", Esc(name));
+        if let Some(value) = value {
+            let _ = write!(h, "<td><code>{}</code></td>", Esc(value));
+        }
+        let _ = write!(
+            h,
+            "<td><form method=\"post\" action=\"{link}\">\
+             <input type=\"hidden\" name=\"op\" value=\"{kind}-delete\"><input type=\"hidden\" name=\"{kind}_name\" value=\"{}\">\
+             <button type=\"submit\" class=\"danger\">Delete</button></form></td></tr>",
+            Esc(name)
+        );
+    }
+    h.push_str("</tbody></table>");
 }
 
 async fn edit_page(
