@@ -5,11 +5,14 @@
 //! approving as a member of a reviewer group, and every change in the audit trail with the
 //! user who made it (the repositories' API too).
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::THREE_USERS;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use server::{AppState, Options, app};
+use server::{AppState, app};
 use store::sql::{AuditFilter, DeploymentStatus, JobStatus, NewDeployment, NewJob, NewRun};
 use tower::ServiceExt;
 
@@ -19,30 +22,9 @@ struct Server {
 }
 
 async fn server(toml: &str) -> Server {
-    let data = test_support::tempdir();
-    let config = server::config::parse(toml, "slipway.toml", &|_| None).expect("config");
-    let mut options = Options::new(data.path().to_owned(), config);
-    options.embedded_agent = false;
-    let state = AppState::new(options).await.expect("state");
-    Server { state, _data: data }
+    let (state, _data) = common::state_from_toml(toml).await;
+    Server { state, _data }
 }
-
-const CONFIG_USERS: &str = r#"
-[[user]]
-name = "alice"
-token = "alice-token"
-role = "admin"
-
-[[user]]
-name = "mona"
-token = "mona-token"
-role = "maintainer"
-
-[[user]]
-name = "vic"
-token = "vic-token"
-role = "viewer"
-"#;
 
 impl Server {
     async fn call(
@@ -185,7 +167,7 @@ async fn users_the_first_user_of_an_open_server_is_an_admin_and_closes_it() {
 
 #[tokio::test]
 async fn users_roles_from_the_file_and_the_store_are_checked_alike() {
-    let s = server(CONFIG_USERS).await;
+    let s = server(THREE_USERS).await;
     for (token, expect) in [
         ("vic-token", StatusCode::FORBIDDEN),
         ("mona-token", StatusCode::FORBIDDEN),
@@ -322,7 +304,7 @@ async fn users_roles_from_the_file_and_the_store_are_checked_alike() {
 
 #[tokio::test]
 async fn users_bad_input_names_the_field() {
-    let s = server(CONFIG_USERS).await;
+    let s = server(THREE_USERS).await;
     let check = |body: Value, status: StatusCode, expect: &'static str| {
         let s = &s;
         async move {
@@ -450,7 +432,7 @@ async fn users_bad_input_names_the_field() {
 
 #[tokio::test]
 async fn users_tokens_are_shown_once_used_revoked_and_disabled_users_are_locked_out() {
-    let s = server(CONFIG_USERS).await;
+    let s = server(THREE_USERS).await;
     let (status, _) = s
         .call(
             "POST",
@@ -655,7 +637,7 @@ async fn users_tokens_are_shown_once_used_revoked_and_disabled_users_are_locked_
 
 #[tokio::test]
 async fn users_the_repositories_api_audits_changes_with_the_user_but_never_a_value() {
-    let s = server(CONFIG_USERS).await;
+    let s = server(THREE_USERS).await;
     let repo = json!({"name": "team/app", "clone_url": "git://127.0.0.1:1/app.git", "forge": "gitea", "webhook_secret": "hook-s3cret"});
     assert_eq!(
         s.call(
@@ -767,7 +749,7 @@ async fn users_the_repositories_api_audits_changes_with_the_user_but_never_a_val
 #[tokio::test]
 async fn users_of_the_store_approve_as_reviewers_by_name_or_group() {
     let s = server(&format!(
-        "{CONFIG_USERS}\n[[environment]]\nrepository = \"team/app\"\nname = \"production\"\nreviewers = [\"releasers\"]\n"
+        "{THREE_USERS}\n[[environment]]\nrepository = \"team/app\"\nname = \"production\"\nreviewers = [\"releasers\"]\n"
     ))
     .await;
     let mut tokens = std::collections::HashMap::new();
@@ -878,7 +860,7 @@ async fn users_a_dispatch_is_audited_with_the_user_who_dispatched() {
     tree.commit("a manual workflow");
     tree.push("main");
     let s = server(&format!(
-        "{CONFIG_USERS}\n[[repository]]\nname = \"team/app\"\nclone_url = \"{clone_url}\"\nforge = \"gitea\"\n"
+        "{THREE_USERS}\n[[repository]]\nname = \"team/app\"\nclone_url = \"{clone_url}\"\nforge = \"gitea\"\n"
     ))
     .await;
     let (status, c) = s

@@ -5,29 +5,15 @@
 //! their own password and tokens, and is locked out when disabled; the first user of an open
 //! server; cross-site posts refused; every change in the audit trail with the admin's name.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::THREE_USERS;
 use http_body_util::BodyExt;
-use server::{AppState, Options, app};
+use server::{AppState, app};
 use store::sql::AuditFilter;
 use tower::ServiceExt;
-
-const CONFIG: &str = r#"
-[[user]]
-name = "alice"
-token = "alice-token"
-role = "admin"
-
-[[user]]
-name = "mona"
-token = "mona-token"
-role = "maintainer"
-
-[[user]]
-name = "vic"
-token = "vic-token"
-role = "viewer"
-"#;
 
 struct Ui {
     state: AppState,
@@ -50,12 +36,8 @@ enum As<'a> {
 }
 
 async fn ui(config: &str) -> Ui {
-    let data = test_support::tempdir();
-    let config = server::config::parse(config, "slipway.toml", &|_| None).expect("config");
-    let mut options = Options::new(data.path().to_owned(), config);
-    options.embedded_agent = false;
-    let state = AppState::new(options).await.expect("state");
-    Ui { state, _data: data }
+    let (state, _data) = common::state_from_toml(config).await;
+    Ui { state, _data }
 }
 
 impl Ui {
@@ -143,7 +125,7 @@ fn assert_lacks(html: &str, needle: &str) {
 
 #[tokio::test]
 async fn ui_admin_pages_are_for_admins_only() {
-    let ui = ui(CONFIG).await;
+    let ui = ui(THREE_USERS).await;
     for token in ["vic-token", "mona-token"] {
         for path in [
             "/admin",
@@ -207,7 +189,7 @@ async fn ui_admin_pages_are_for_admins_only() {
 
 #[tokio::test]
 async fn ui_admin_registers_a_repository_with_secrets_and_variables_keeping_what_was_typed() {
-    let ui = ui(CONFIG).await;
+    let ui = ui(THREE_USERS).await;
     let alice = As::Token("alice-token");
     // An empty clone URL: the form comes back with what was typed, the field marked, and the
     // secret not sent back.
@@ -423,7 +405,7 @@ async fn ui_admin_registers_a_repository_with_secrets_and_variables_keeping_what
 
 #[tokio::test]
 async fn ui_admin_creates_a_maintainer_who_signs_in_and_manages_their_account() {
-    let ui = ui(CONFIG).await;
+    let ui = ui(THREE_USERS).await;
     let alice = As::Token("alice-token");
     let p = ui
         .post(

@@ -368,3 +368,33 @@ impl Browser {
         );
     }
 }
+
+/// Three users of the configuration file: alice (admin), mona (maintainer) and vic (viewer),
+/// each with the token `NAME-token`.
+pub const THREE_USERS: &str = r#"
+[[user]]
+name = "alice"
+token = "alice-token"
+role = "admin"
+
+[[user]]
+name = "mona"
+token = "mona-token"
+role = "maintainer"
+
+[[user]]
+name = "vic"
+token = "vic-token"
+role = "viewer"
+"#;
+
+/// The state of a server configured by the `slipway.toml` text `toml`, without the embedded
+/// agent, on a fresh data directory (returned to keep it alive as long as the state).
+pub async fn state_from_toml(toml: &str) -> (AppState, tempfile::TempDir) {
+    let data = test_support::tempdir();
+    let config = server::config::parse(toml, "slipway.toml", &|_| None).expect("config");
+    let mut options = Options::new(data.path().to_owned(), config);
+    options.embedded_agent = false;
+    let state = AppState::new(options).await.expect("state");
+    (state, data)
+}
