@@ -120,6 +120,19 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     })
 }
 
+/// Binds `$1` to `$6` of a user statement: the name, the settings and the time.
+fn bind_user<'q>(query: UserQuery<'q>, name: &str, s: &UserSettings, now: i64) -> UserQuery<'q> {
+    query
+        .bind(name)
+        .bind(&s.role)
+        .bind(join_groups(&s.groups))
+        .bind(s.password_hash.as_deref())
+        .bind(i64::from(s.disabled))
+        .bind(now)
+}
+
+type UserQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
 impl Db {
     /// Creates the user `name`; `None` when a user of that name exists.
     pub async fn create_user(
@@ -128,18 +141,17 @@ impl Db {
         s: &UserSettings,
         now: i64,
     ) -> Result<Option<UserId>> {
-        let row = sqlx::query(
-            "INSERT INTO users (name, role, user_groups, password_hash, disabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)
-             ON CONFLICT (name) DO NOTHING
-             RETURNING id",
+        let row = bind_user(
+            sqlx::query(
+                "INSERT INTO users (name, role, user_groups, password_hash, disabled, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                 ON CONFLICT (name) DO NOTHING
+                 RETURNING id",
+            ),
+            name,
+            s,
+            now,
         )
-        .bind(name)
-        .bind(&s.role)
-        .bind(join_groups(&s.groups))
-        .bind(s.password_hash.as_deref())
-        .bind(i64::from(s.disabled))
-        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(q("creating a user"))?;
@@ -169,16 +181,15 @@ impl Db {
 
     /// Replaces the settings of the user `name`; `false` when there is no such user.
     pub async fn update_user(&self, name: &str, s: &UserSettings, now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET role = $2, user_groups = $3, password_hash = $4, disabled = $5, updated_at = $6
-             WHERE name = $1",
+        let done = bind_user(
+            sqlx::query(
+                "UPDATE users SET role = $2, user_groups = $3, password_hash = $4, disabled = $5, updated_at = $6
+                 WHERE name = $1",
+            ),
+            name,
+            s,
+            now,
         )
-        .bind(name)
-        .bind(&s.role)
-        .bind(join_groups(&s.groups))
-        .bind(s.password_hash.as_deref())
-        .bind(i64::from(s.disabled))
-        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(q("updating a user"))?;
