@@ -87,18 +87,22 @@ impl Db {
     /// job reserved it at or after `stale_before` (first writer wins). A job may reserve
     /// again what it reserved (a retried attempt).
     pub async fn reserve_cache(&self, r: &CacheReservation<'_>, now: i64, stale_before: i64) -> Result<Option<i64>> {
-        let inserted = sqlx::query(
+        // `$1` to `$6` of both statements.
+        let bind = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(r.repository.0)
+                .bind(r.scope)
+                .bind(r.key)
+                .bind(r.version)
+                .bind(r.job)
+                .bind(now)
+        };
+        let inserted = bind(
             "INSERT INTO cache_entries (repository_id, scope, cache_key, version, job_id, reserved_at, last_used_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT (repository_id, scope, cache_key, version) DO NOTHING
              RETURNING id",
         )
-        .bind(r.repository.0)
-        .bind(r.scope)
-        .bind(r.key)
-        .bind(r.version)
-        .bind(r.job)
-        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(q("reserving a cache entry"))?;
@@ -107,18 +111,12 @@ impl Db {
         }
         // A reservation left by a job that died, or by an earlier attempt of this job: take it
         // over (one winner, by the condition).
-        let taken = sqlx::query(
+        let taken = bind(
             "UPDATE cache_entries SET job_id = $5, reserved_at = $6, last_used_at = $6
              WHERE repository_id = $1 AND scope = $2 AND cache_key = $3 AND version = $4
                AND digest IS NULL AND (reserved_at < $7 OR job_id = $5)
              RETURNING id",
         )
-        .bind(r.repository.0)
-        .bind(r.scope)
-        .bind(r.key)
-        .bind(r.version)
-        .bind(r.job)
-        .bind(now)
         .bind(stale_before)
         .fetch_optional(&self.pool)
         .await
