@@ -211,18 +211,15 @@ impl Db {
         sealed: &[u8],
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO environment_secrets (environment_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (environment_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        self.put_environment_setting(
+            "environment_secrets",
+            "saving an environment secret",
+            environment,
+            name,
+            sealed.to_vec(),
+            now,
         )
-        .bind(environment)
-        .bind(name)
-        .bind(sealed.to_vec())
-        .bind(now)
-        .execute(&self.pool)
         .await
-        .map_err(q("saving an environment secret"))?;
-        Ok(())
     }
 
     /// Creates or replaces a variable of stored environment `environment`.
@@ -233,42 +230,84 @@ impl Db {
         value: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO environment_variables (environment_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (environment_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        self.put_environment_setting(
+            "environment_variables",
+            "saving an environment variable",
+            environment,
+            name,
+            value.to_owned(),
+            now,
         )
+        .await
+    }
+
+    /// `false`: there was no such secret.
+    pub async fn delete_environment_secret(&self, environment: i64, name: &str) -> Result<bool> {
+        self.delete_environment_setting(
+            "environment_secrets",
+            "deleting an environment secret",
+            environment,
+            name,
+        )
+        .await
+    }
+
+    /// `false`: there was no such variable.
+    pub async fn delete_environment_variable(&self, environment: i64, name: &str) -> Result<bool> {
+        self.delete_environment_setting(
+            "environment_variables",
+            "deleting an environment variable",
+            environment,
+            name,
+        )
+        .await
+    }
+
+    // `environment_secrets` and `environment_variables` have the same shape (environment_id,
+    // name, value, updated_at); only the value's type differs.
+    async fn put_environment_setting<V>(
+        &self,
+        table: &'static str,
+        what: &'static str,
+        environment: i64,
+        name: &str,
+        value: V,
+        now: i64,
+    ) -> Result<()>
+    where
+        V: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + 'static,
+    {
+        // `table` is one of two literals of this file, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (environment_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (environment_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        )))
         .bind(environment)
         .bind(name)
         .bind(value)
         .bind(now)
         .execute(&self.pool)
         .await
-        .map_err(q("saving an environment variable"))?;
+        .map_err(q(what))?;
         Ok(())
     }
 
-    /// `false`: there was no such secret.
-    pub async fn delete_environment_secret(&self, environment: i64, name: &str) -> Result<bool> {
-        let done =
-            sqlx::query("DELETE FROM environment_secrets WHERE environment_id = $1 AND name = $2")
-                .bind(environment)
-                .bind(name)
-                .execute(&self.pool)
-                .await
-                .map_err(q("deleting an environment secret"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// `false`: there was no such variable.
-    pub async fn delete_environment_variable(&self, environment: i64, name: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM environment_variables WHERE environment_id = $1 AND name = $2",
-        )
+    async fn delete_environment_setting(
+        &self,
+        table: &'static str,
+        what: &'static str,
+        environment: i64,
+        name: &str,
+    ) -> Result<bool> {
+        // `table` is one of two literals of this file, never input.
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE environment_id = $1 AND name = $2"
+        )))
         .bind(environment)
         .bind(name)
         .execute(&self.pool)
         .await
-        .map_err(q("deleting an environment variable"))?;
+        .map_err(q(what))?;
         Ok(done.rows_affected() == 1)
     }
 
