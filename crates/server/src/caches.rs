@@ -92,8 +92,12 @@ fn bad_request(message: String) -> Response {
     error_response(StatusCode::BAD_REQUEST, message)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))
+/// The job that agent request `id` is made for (running on the calling agent) and the
+/// request's JSON body.
+async fn job_and_body<T: serde::de::DeserializeOwned>(state: &AppState, headers: &HeaderMap, id: i64, body: &Bytes) -> Result<(Job, T), Response> {
+    let (_, job) = running_job(state, headers, id).await?;
+    let req = serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))?;
+    Ok((job, req))
 }
 
 /// The job's run.
@@ -127,12 +131,8 @@ pub(crate) fn scopes(run: &Run) -> Vec<String> {
 }
 
 async fn agent_lookup(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, body: Bytes) -> Response {
-    let (_, job) = match running_job(&state, &headers, id).await {
+    let (job, req): (Job, CacheLookup) = match job_and_body(&state, &headers, id, &body).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req: CacheLookup = match parse(&body) {
-        Ok(r) => r,
         Err(r) => return r,
     };
     if req.keys.is_empty() || req.keys.len() > MAX_KEYS {
@@ -170,12 +170,8 @@ async fn agent_lookup(State(state): State<AppState>, headers: HeaderMap, Path(id
 }
 
 async fn agent_reserve(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, body: Bytes) -> Response {
-    let (_, job) = match running_job(&state, &headers, id).await {
+    let (job, req): (Job, CacheReserve) = match job_and_body(&state, &headers, id, &body).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req: CacheReserve = match parse(&body) {
-        Ok(r) => r,
         Err(r) => return r,
     };
     if let Err(m) = check_key("key", &req.key).and_then(|()| check_version(&req.version)) {
@@ -205,12 +201,8 @@ async fn agent_reserve(State(state): State<AppState>, headers: HeaderMap, Path(i
 }
 
 async fn agent_commit(State(state): State<AppState>, headers: HeaderMap, Path((id, cache)): Path<(i64, i64)>, body: Bytes) -> Response {
-    let (_, job) = match running_job(&state, &headers, id).await {
+    let (job, req): (Job, CacheCommit) = match job_and_body(&state, &headers, id, &body).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req: CacheCommit = match parse(&body) {
-        Ok(r) => r,
         Err(r) => return r,
     };
     let digest = match Digest::parse(&req.digest) {
