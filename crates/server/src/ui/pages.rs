@@ -141,6 +141,24 @@ pub(crate) async fn repositories(
     layout("Repositories", &viewer, "Repositories", &h)
 }
 
+/// The repository `full` a page is about, or the page that says it is missing (404) or
+/// could not be read (500).
+fn found<T>(
+    viewer: &Viewer,
+    full: &str,
+    lookup: Result<Option<T>, impl std::fmt::Display>,
+) -> Result<T, Response> {
+    match lookup {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(error_page(
+            StatusCode::NOT_FOUND,
+            viewer,
+            &format!("no repository {full}"),
+        )),
+        Err(e) => Err(internal_page(viewer, e)),
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub(crate) struct RunFilter {
     branch: Option<String>,
@@ -163,16 +181,8 @@ pub(crate) async fn repository(
         Err(r) => return r,
     };
     let full = format!("{owner}/{name}");
-    match state.db().repository_by_name(&full).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                &viewer,
-                &format!("no repository {full}"),
-            );
-        }
-        Err(e) => return internal_page(&viewer, e),
+    if let Err(r) = found(&viewer, &full, state.db().repository_by_name(&full).await) {
+        return r;
     }
     let runs = match state.db().runs(Some(&full), 500).await {
         Ok(r) => r,
@@ -572,16 +582,9 @@ pub(crate) async fn dispatch(
         Err(r) => return r,
     };
     let full = format!("{owner}/{name}");
-    let repo = match state.repository_fresh(&full).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                &viewer,
-                &format!("no repository {full}"),
-            );
-        }
-        Err(e) => return internal_page(&viewer, e),
+    let repo = match found(&viewer, &full, state.repository_fresh(&full).await) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     // The branch: asked for, else the newest run's, else `main`.
     let git_ref = match q.git_ref.filter(|r| !r.trim().is_empty()) {
