@@ -7,6 +7,8 @@
 //! restart; a rejection fails the run; a timeout rejects; rollback re-runs an earlier
 //! deployment's job through the same gate.
 
+mod common;
+
 /// Test names start with `delivery::` (so `cargo nextest run delivery` selects them).
 mod delivery {
     use std::sync::{Arc, Mutex};
@@ -255,24 +257,7 @@ jobs:
         }
 
         async fn push(&self, sha: &str, actor: &str) -> i64 {
-            let repo = self.state.repository("team/app").expect("configured");
-            let trigger = server::trigger::Trigger {
-                repository: "team/app".into(),
-                event: "push".into(),
-                git_ref: "refs/heads/main".into(),
-                sha: sha.into(),
-                before: None,
-                actor: actor.into(),
-                payload: json!({"ref": "refs/heads/main", "after": sha, "repository": {"full_name": "team/app"}}),
-                payload_changed: None,
-                action: None,
-                base_ref: None,
-                inputs: Default::default(),
-                only_workflow: None,
-            };
-            let runs = server::trigger::start_runs(&self.state, &repo, trigger)
-                .await
-                .expect("runs");
+            let runs = super::common::push_main(&self.state, "team/app", sha, actor).await;
             assert_eq!(runs.len(), 1, "{runs:?}");
             runs[0]
         }

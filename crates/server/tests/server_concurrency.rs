@@ -142,26 +142,7 @@ async fn without_cancel_in_progress_one_runs_and_the_newest_waits() {
 
 /// A fresh database on the test PostgreSQL server.
 fn fresh_postgres() -> String {
-    let base = test_support::postgres();
-    let name = format!("slipway_concurrency_{}", uuid::Uuid::new_v4().simple());
-    let out =
-        std::process::Command::new(test_support::require_command("psql", "postgresql-client"))
-            .args([
-                base.as_str(),
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .output()
-            .expect("psql");
-    assert!(
-        out.status.success(),
-        "creating a database: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (prefix, _) = base.rsplit_once('/').expect("url with a path");
-    format!("{prefix}/{name}")
+    common::fresh_postgres("slipway_concurrency")
 }
 
 /// Each test runs on SQLite (`None`, the default) and on a fresh PostgreSQL database.

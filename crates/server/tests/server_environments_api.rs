@@ -5,6 +5,8 @@
 //! reaches the job only then) without a restart — the embedded agent runs the jobs on this
 //! host, the repository is served by a real `git daemon`.
 
+mod common;
+
 mod environments_api {
     use std::time::Duration;
 
@@ -163,24 +165,7 @@ jobs:
         }
 
         async fn push(&self, sha: &str, actor: &str) -> i64 {
-            let repo = self.state.repository("team/app").expect("configured");
-            let trigger = server::trigger::Trigger {
-                repository: "team/app".into(),
-                event: "push".into(),
-                git_ref: "refs/heads/main".into(),
-                sha: sha.into(),
-                before: None,
-                actor: actor.into(),
-                payload: json!({"ref": "refs/heads/main", "after": sha, "repository": {"full_name": "team/app"}}),
-                payload_changed: None,
-                action: None,
-                base_ref: None,
-                inputs: Default::default(),
-                only_workflow: None,
-            };
-            let runs = server::trigger::start_runs(&self.state, &repo, trigger)
-                .await
-                .expect("runs");
+            let runs = super::common::push_main(&self.state, "team/app", sha, actor).await;
             assert_eq!(runs.len(), 1, "{runs:?}");
             runs[0]
         }
@@ -465,26 +450,7 @@ jobs:
 
     /// A fresh database on the test PostgreSQL server.
     fn fresh_postgres() -> String {
-        let base = test_support::postgres();
-        let name = format!("slipway_environments_{}", uuid::Uuid::new_v4().simple());
-        let out =
-            std::process::Command::new(test_support::require_command("psql", "postgresql-client"))
-                .args([
-                    base.as_str(),
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-qc",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .output()
-                .expect("psql");
-        assert!(
-            out.status.success(),
-            "creating a database: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (prefix, _) = base.rsplit_once('/').expect("url with a path");
-        format!("{prefix}/{name}")
+        super::common::fresh_postgres("slipway_environments")
     }
 
     /// A repository with the workflow; returns the daemon (keep it) and the commit.

@@ -768,24 +768,7 @@ mod ui_registry_agents {
         let index_digest = s.push_manifest("team/app", "multi", &index).await;
         s.deployment("production", &arm64).await;
 
-        let repo = s.state.repository("team/app").expect("configured");
-        let trigger = server::trigger::Trigger {
-            repository: "team/app".into(),
-            event: "push".into(),
-            git_ref: "refs/heads/main".into(),
-            sha: sha.clone(),
-            before: None,
-            actor: "root".into(),
-            payload: json!({"ref": "refs/heads/main", "after": sha, "repository": {"full_name": "team/app"}}),
-            payload_changed: None,
-            action: None,
-            base_ref: None,
-            inputs: Default::default(),
-            only_workflow: None,
-        };
-        let runs = server::trigger::start_runs(&s.state, &repo, trigger)
-            .await
-            .expect("runs");
+        let runs = super::common::push_main(&s.state, "team/app", &sha, "root").await;
         let run = runs[0];
         let mut changes = s.state.subscribe();
         loop {

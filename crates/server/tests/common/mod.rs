@@ -398,3 +398,37 @@ pub async fn state_from_toml(toml: &str) -> (AppState, tempfile::TempDir) {
     let state = AppState::new(options).await.expect("state");
     (state, data)
 }
+
+/// A fresh database named `PREFIX_<uuid>` on the test PostgreSQL server; its URL.
+pub fn fresh_postgres(prefix: &str) -> String {
+    let base = test_support::postgres();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let out = std::process::Command::new(test_support::require_command("psql", "postgresql-client"))
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "creating a database: {}", String::from_utf8_lossy(&out.stderr));
+    let (prefix, _) = base.rsplit_once('/').expect("url with a path");
+    format!("{prefix}/{name}")
+}
+
+/// Starts the runs of a push of `sha` to `main` of `repository` by `actor`, as a webhook
+/// would; their ids.
+pub async fn push_main(state: &AppState, repository: &str, sha: &str, actor: &str) -> Vec<i64> {
+    let repo = state.repository(repository).expect("configured");
+    let trigger = server::trigger::Trigger {
+        repository: repository.into(),
+        event: "push".into(),
+        git_ref: "refs/heads/main".into(),
+        sha: sha.into(),
+        before: None,
+        actor: actor.into(),
+        payload: json!({"ref": "refs/heads/main", "after": sha, "repository": {"full_name": repository}}),
+        payload_changed: None,
+        action: None,
+        base_ref: None,
+        inputs: Default::default(),
+        only_workflow: None,
+    };
+    server::trigger::start_runs(state, &repo, trigger).await.expect("runs")
+}
