@@ -1815,21 +1815,11 @@ async fn create_user_token(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
     let path = format!("/api/v1/users/{}/tokens", enc(&name));
-    let reply = call(
-        &state,
-        &viewer,
-        Method::POST,
-        &path,
-        Some(json!({"name": f.get("name")})),
-    )
-    .await;
-    if reply.ok() {
-        return user_page(&state, &viewer, &name, "", None, Some(&reply.body)).await;
-    }
-    let s = sticky_of("token", f, &reply);
-    user_page(&state, &viewer, &name, "", Some(&s), None).await
+    create_token(&state, &viewer, &path, &body, async |s, new| {
+        user_page(&state, &viewer, &name, "", s, new).await
+    })
+    .await
 }
 
 async fn revoke_user_token(
@@ -1842,18 +1832,47 @@ async fn revoke_user_token(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let reply = call(
+    revoke_token(
         &state,
         &viewer,
-        Method::DELETE,
         &format!("/api/v1/users/{}/tokens/{id}", enc(&name)),
-        None,
+        &format!("/admin/users/{}", enc(&name)),
+    )
+    .await
+}
+
+/// Creates a token through the API's `path` from the posted form; `page` shows the outcome
+/// (the new token, or the form that failed).
+async fn create_token(
+    state: &AppState,
+    viewer: &Viewer,
+    path: &str,
+    body: &Bytes,
+    page: impl AsyncFnOnce(Option<&Sticky>, Option<&Value>) -> Response,
+) -> Response {
+    let f = Form::parse(body);
+    let reply = call(
+        state,
+        viewer,
+        Method::POST,
+        path,
+        Some(json!({"name": f.get("name")})),
     )
     .await;
     if reply.ok() {
-        return done(&format!("/admin/users/{}", enc(&name)), "revoked");
+        return page(None, Some(&reply.body)).await;
     }
-    error_page(failed(reply.status), &viewer, &reply.error())
+    let s = sticky_of("token", f, &reply);
+    page(Some(&s), None).await
+}
+
+/// Revokes the token at the API's `path`, then back to `back`.
+async fn revoke_token(state: &AppState, viewer: &Viewer, path: &str, back: &str) -> Response {
+    let reply = call(state, viewer, Method::DELETE, path, None).await;
+    if reply.ok() {
+        return done(back, "revoked");
+    }
+    error_page(failed(reply.status), viewer, &reply.error())
 }
 
 // --- my account ----------------------------------------------------------------------------------
@@ -1986,20 +2005,14 @@ async fn create_my_token(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    let reply = call(
+    create_token(
         &state,
         &viewer,
-        Method::POST,
         "/api/v1/user/tokens",
-        Some(json!({"name": f.get("name")})),
+        &body,
+        async |s, new| account_page(&state, &viewer, "", s, new).await,
     )
-    .await;
-    if reply.ok() {
-        return account_page(&state, &viewer, "", None, Some(&reply.body)).await;
-    }
-    let s = sticky_of("token", f, &reply);
-    account_page(&state, &viewer, "", Some(&s), None).await
+    .await
 }
 
 async fn revoke_my_token(
@@ -2012,18 +2025,13 @@ async fn revoke_my_token(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let reply = call(
+    revoke_token(
         &state,
         &viewer,
-        Method::DELETE,
         &format!("/api/v1/user/tokens/{id}"),
-        None,
+        "/account",
     )
-    .await;
-    if reply.ok() {
-        return done("/account", "revoked");
-    }
-    error_page(failed(reply.status), &viewer, &reply.error())
+    .await
 }
 
 #[cfg(test)]
