@@ -145,6 +145,20 @@ fn fresh_postgres() -> String {
     common::fresh_postgres("slipway_concurrency")
 }
 
+/// A repository served by a `git daemon` (keep it) with `files` in one commit (`message`)
+/// pushed to `main`; its clone URL and that commit.
+fn repository_with(message: &str, files: &[(&str, &str)]) -> (GitDaemon, String, String) {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    for (path, text) in files {
+        tree.write(path, text);
+    }
+    let sha = tree.commit(message);
+    tree.push("main");
+    (git, clone_url, sha)
+}
+
 /// Each test runs on SQLite (`None`, the default) and on a fresh PostgreSQL database.
 fn databases() -> [Option<String>; 2] {
     [None, Some(fresh_postgres())]
@@ -255,21 +269,21 @@ fn deploy_workflow(name: &str, group: &str, go: &std::path::Path) -> String {
 #[tokio::test]
 async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs() {
     for database in databases() {
-        let git = GitDaemon::start();
-        let clone_url = git.create_repo("app");
-        let tree = git.work_tree("app");
         let marks = test_support::tempdir();
         let go = marks.path().join("go");
-        tree.write(
-            ".gitea/workflows/ci.yml",
-            &deploy_workflow("ci", "production", &go),
+        let (_git, clone_url, sha) = repository_with(
+            "two workflows",
+            &[
+                (
+                    ".gitea/workflows/ci.yml",
+                    &deploy_workflow("ci", "production", &go),
+                ),
+                (
+                    ".gitea/workflows/release.yml",
+                    &deploy_workflow("release", "Production", &go),
+                ),
+            ],
         );
-        tree.write(
-            ".gitea/workflows/release.yml",
-            &deploy_workflow("release", "Production", &go),
-        );
-        let sha = tree.commit("two workflows");
-        tree.push("main");
         let mut bench = Bench::start(&clone_url, database).await;
         let runs = bench.push(&sha, "d1").await;
         assert_eq!(runs.len(), 2);
@@ -499,15 +513,13 @@ async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_g
 #[tokio::test]
 async fn a_group_that_cannot_be_evaluated_fails_the_job_with_where_it_is_written() {
     for database in databases() {
-        let git = GitDaemon::start();
-        let clone_url = git.create_repo("app");
-        let tree = git.work_tree("app");
-        tree.write(
-            ".gitea/workflows/deploy.yml",
-            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency:\n      group: ${{ fromJSON('{not json') }}\n    steps:\n      - run: echo never\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo never\n",
+        let (_git, clone_url, sha) = repository_with(
+            "bad group",
+            &[(
+                ".gitea/workflows/deploy.yml",
+                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency:\n      group: ${{ fromJSON('{not json') }}\n    steps:\n      - run: echo never\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo never\n",
+            )],
         );
-        let sha = tree.commit("bad group");
-        tree.push("main");
         let mut bench = Bench::start(&clone_url, database).await;
         let run = bench.push(&sha, "d1").await[0];
         let done = bench.server.finished(run).await;
@@ -537,15 +549,13 @@ async fn a_group_that_cannot_be_evaluated_fails_the_job_with_where_it_is_written
 #[tokio::test]
 async fn the_api_cancels_one_job_and_the_agent_stops_it() {
     for database in databases() {
-        let git = GitDaemon::start();
-        let clone_url = git.create_repo("app");
-        let tree = git.work_tree("app");
-        tree.write(
-            ".gitea/workflows/ci.yml",
-            "name: ci\non: push\njobs:\n  slow:\n    runs-on: x\n    steps:\n      - run: echo started; exec sleep 120\n  other:\n    runs-on: x\n    steps:\n      - run: echo other\n  after:\n    needs: slow\n    runs-on: x\n    steps:\n      - run: echo never\n",
+        let (_git, clone_url, sha) = repository_with(
+            "ci",
+            &[(
+                ".gitea/workflows/ci.yml",
+                "name: ci\non: push\njobs:\n  slow:\n    runs-on: x\n    steps:\n      - run: echo started; exec sleep 120\n  other:\n    runs-on: x\n    steps:\n      - run: echo other\n  after:\n    needs: slow\n    runs-on: x\n    steps:\n      - run: echo never\n",
+            )],
         );
-        let sha = tree.commit("ci");
-        tree.push("main");
         let mut bench = Bench::start(&clone_url, database).await;
         let run = bench.push(&sha, "d1").await[0];
         loop {
