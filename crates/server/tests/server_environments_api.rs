@@ -164,6 +164,32 @@ jobs:
             self.call(reqwest::Method::DELETE, path, who, None).await
         }
 
+        /// Creates `production` through the API (as root) with the reviewer `reviewer`, the
+        /// secret `DEPLOY_KEY=api-key` and the variable `REGION=region`.
+        async fn define_production(&self, reviewer: &str, region: &str) {
+            let (status, body) = self
+                .put(
+                    "/api/v1/environments/production",
+                    "root",
+                    json!({"reviewers": [reviewer]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            for (kind, name, value) in [
+                ("secrets", "DEPLOY_KEY", "api-key"),
+                ("variables", "REGION", region),
+            ] {
+                let (status, body) = self
+                    .put(
+                        &format!("/api/v1/environments/production/{kind}/{name}"),
+                        "root",
+                        json!({ "value": value }),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            }
+        }
+
         async fn push(&self, sha: &str, actor: &str) -> i64 {
             let runs = super::common::push_main(&self.state, "team/app", sha, actor).await;
             assert_eq!(runs.len(), 1, "{runs:?}");
@@ -488,27 +514,7 @@ jobs:
         );
 
         // Created through the API, no restart: the next run waits for alice (group ops).
-        let (status, body) = s
-            .put(
-                "/api/v1/environments/production",
-                "root",
-                json!({"reviewers": ["ops"]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        for (kind, name, value) in [
-            ("secrets", "DEPLOY_KEY", "api-key"),
-            ("variables", "REGION", "eu-1"),
-        ] {
-            let (status, body) = s
-                .put(
-                    &format!("/api/v1/environments/production/{kind}/{name}"),
-                    "root",
-                    json!({ "value": value }),
-                )
-                .await;
-            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-        }
+        s.define_production("ops", "eu-1").await;
         let run = s.push(&sha, "bob").await;
         let d = s.deployment_until(run, |d| d["status"] == "waiting").await;
         assert!(
@@ -575,27 +581,7 @@ jobs:
         let database = fresh_postgres();
         let a = start_on(&clone_url, Some(database.clone()), false).await;
         let mut b = start_on(&clone_url, Some(database), true).await;
-        let (status, body) = a
-            .put(
-                "/api/v1/environments/production",
-                "root",
-                json!({"reviewers": ["alice"]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        for (kind, name, value) in [
-            ("secrets", "DEPLOY_KEY", "api-key"),
-            ("variables", "REGION", "eu-2"),
-        ] {
-            let (status, body) = a
-                .put(
-                    &format!("/api/v1/environments/production/{kind}/{name}"),
-                    "root",
-                    json!({ "value": value }),
-                )
-                .await;
-            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-        }
+        a.define_production("alice", "eu-2").await;
         // (Nothing on b has read the environments since it started: its gate must.)
         let run = b.push(&sha, "bob").await;
         let d = b.deployment_until(run, |d| d["status"] == "waiting").await;
