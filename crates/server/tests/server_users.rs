@@ -305,81 +305,69 @@ async fn users_roles_from_the_file_and_the_store_are_checked_alike() {
 #[tokio::test]
 async fn users_bad_input_names_the_field() {
     let s = server(THREE_USERS).await;
-    let check = |body: Value, status: StatusCode, expect: &'static str| {
-        let s = &s;
-        async move {
-            let (got, reply) = s
-                .call(
-                    "POST",
-                    "/api/v1/users",
-                    Some("alice-token"),
-                    Some(body.clone()),
-                )
-                .await;
-            assert_eq!(got, status, "{body} -> {reply}");
-            assert!(error_of(&reply).contains(expect), "{body} -> {reply}");
-        }
-    };
-    check(
-        json!({"name": "bob", "role": "root", "password": "long enough"}),
-        StatusCode::BAD_REQUEST,
-        "request field `role`: `root` is not",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "password": ""}),
-        StatusCode::BAD_REQUEST,
-        "request field `password`: give a password",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "password": "short"}),
-        StatusCode::BAD_REQUEST,
-        "request field `password`: must be at least 8",
-    )
-    .await;
-    check(
-        json!({"name": "b b", "password": "long enough"}),
-        StatusCode::BAD_REQUEST,
-        "request field `name`",
-    )
-    .await;
-    check(
-        json!({"name": "anonymous", "password": "long enough"}),
-        StatusCode::BAD_REQUEST,
-        "is reserved",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "password": "long enough", "groups": ["ok", "not ok"]}),
-        StatusCode::BAD_REQUEST,
-        "request field `groups[1]`",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "pasword": "long enough"}),
-        StatusCode::BAD_REQUEST,
-        "request body: unknown field `pasword`",
-    )
-    .await;
-    check(
-        json!({"name": "alice", "password": "long enough"}),
-        StatusCode::CONFLICT,
-        "request field `name`: user `alice` already exists",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "password": "long enough"}),
-        StatusCode::CREATED,
-        "",
-    )
-    .await;
-    check(
-        json!({"name": "bob", "password": "long enough"}),
-        StatusCode::CONFLICT,
-        "already exists",
-    )
-    .await;
+    for (body, status, expect) in [
+        (
+            json!({"name": "bob", "role": "root", "password": "long enough"}),
+            StatusCode::BAD_REQUEST,
+            "request field `role`: `root` is not",
+        ),
+        (
+            json!({"name": "bob", "password": ""}),
+            StatusCode::BAD_REQUEST,
+            "request field `password`: give a password",
+        ),
+        (
+            json!({"name": "bob", "password": "short"}),
+            StatusCode::BAD_REQUEST,
+            "request field `password`: must be at least 8",
+        ),
+        (
+            json!({"name": "b b", "password": "long enough"}),
+            StatusCode::BAD_REQUEST,
+            "request field `name`",
+        ),
+        (
+            json!({"name": "anonymous", "password": "long enough"}),
+            StatusCode::BAD_REQUEST,
+            "is reserved",
+        ),
+        (
+            json!({"name": "bob", "password": "long enough", "groups": ["ok", "not ok"]}),
+            StatusCode::BAD_REQUEST,
+            "request field `groups[1]`",
+        ),
+        (
+            json!({"name": "bob", "pasword": "long enough"}),
+            StatusCode::BAD_REQUEST,
+            "request body: unknown field `pasword`",
+        ),
+        (
+            json!({"name": "alice", "password": "long enough"}),
+            StatusCode::CONFLICT,
+            "request field `name`: user `alice` already exists",
+        ),
+        (
+            json!({"name": "bob", "password": "long enough"}),
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            json!({"name": "bob", "password": "long enough"}),
+            StatusCode::CONFLICT,
+            "already exists",
+        ),
+    ] {
+        let (got, reply) = s
+            .call(
+                "POST",
+                "/api/v1/users",
+                Some("alice-token"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(got, status, "{body} -> {reply}");
+        assert!(error_of(&reply).contains(expect), "{body} -> {reply}");
+    }
     // Nothing half-made: only bob exists, once.
     let stored = s.state.db().users().await.expect("users");
     assert_eq!(
