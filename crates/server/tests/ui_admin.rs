@@ -116,6 +116,15 @@ fn assert_has(html: &str, needle: &str) {
     assert!(html.contains(needle), "expected {needle:?} in:\n{html}");
 }
 
+/// The new token a page shows once (in its read-only `token` field).
+fn shown_token(html: &str) -> String {
+    html.split("class=\"token\" readonly value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("token shown")
+        .to_owned()
+}
+
 fn assert_lacks(html: &str, needle: &str) {
     assert!(
         !html.contains(needle),
@@ -438,13 +447,7 @@ async fn ui_admin_creates_a_maintainer_who_signs_in_and_manages_their_account() 
     assert_eq!(p.status, StatusCode::CREATED, "{}", p.html);
     assert_has(&p.html, "User max created.");
     assert_has(&p.html, "Copy it now: it is not shown again.");
-    let token = p
-        .html
-        .split("class=\"token\" readonly value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("token shown")
-        .to_owned();
+    let token = shown_token(&p.html);
     assert!(token.starts_with("slw_"), "{token}");
     let p = ui.get("/admin/users/max", alice).await;
     assert_has(&p.html, "<td>cli</td>");
@@ -682,13 +685,7 @@ async fn ui_admin_the_first_user_closes_an_open_server() {
         .await;
     assert_eq!(p.status, StatusCode::CREATED, "{}", p.html);
     assert_has(&p.html, "token only");
-    let token = p
-        .html
-        .split("class=\"token\" readonly value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("token shown")
-        .to_owned();
+    let token = shown_token(&p.html);
     let p = ui
         .post("/login", As::Nobody, &format!("name=bot&password={token}"))
         .await;
