@@ -48,6 +48,19 @@ async fn admin(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewe
     Ok(viewer)
 }
 
+/// The admin of a form post from this site, or the page that refuses it.
+async fn admin_post(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Response> {
+    let viewer = admin(state, headers, uri).await?;
+    if !same_site(headers) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            &viewer,
+            "cross-site form refused",
+        ));
+    }
+    Ok(viewer)
+}
+
 /// Whether a POST comes from this site (not a cross-site form).
 pub(super) fn same_site(headers: &HeaderMap) -> bool {
     let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
@@ -450,13 +463,10 @@ async fn new_post(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let viewer = match admin(&state, &headers, &uri).await {
+    let viewer = match admin_post(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !same_site(&headers) {
-        return error_page(StatusCode::FORBIDDEN, &viewer, "cross-site form refused");
-    }
     let f = Fields::from_form(&parse_form(&body));
     let repository = Some(f.repository.as_str()).filter(|r| !r.is_empty());
     let exists = stored::all(&state)
@@ -638,13 +648,10 @@ async fn edit_post(
     Query(q): Query<Which>,
     body: Bytes,
 ) -> Response {
-    let viewer = match admin(&state, &headers, &uri).await {
+    let viewer = match admin_post(&state, &headers, &uri).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !same_site(&headers) {
-        return error_page(StatusCode::FORBIDDEN, &viewer, "cross-site form refused");
-    }
     let Some(d) = find(&state, &q) else {
         return error_page(
             StatusCode::NOT_FOUND,
