@@ -305,15 +305,8 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::fresh_postgres;
+    use super::super::tests::backends;
     use super::*;
-
-    async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
-        let dir = test_support::tempdir();
-        let sqlite = Db::connect(&format!("sqlite://{}/state.db", dir.path().display())).await.expect("sqlite");
-        let postgres = Db::connect(&fresh_postgres().await).await.expect("postgres");
-        vec![(sqlite, Some(dir)), (postgres, None)]
-    }
 
     fn res<'a>(repository: RepoId, scope: &'a str, key: &'a str, job: i64) -> CacheReservation<'a> {
         CacheReservation { repository, scope, key, version: "v1", job }

@@ -487,20 +487,9 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::fresh_postgres;
+    use super::super::tests::{backends, fresh_postgres};
     use super::super::{JobStatus, NewJob, NewRun};
     use super::*;
-
-    async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
-        let dir = test_support::tempdir();
-        let sqlite = Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
-            .await
-            .expect("sqlite");
-        let postgres = Db::connect(&fresh_postgres().await)
-            .await
-            .expect("postgres");
-        vec![(sqlite, Some(dir)), (postgres, None)]
-    }
 
     /// A push run of `deploy.yml` in `repo`, in no group.
     fn new_run(repo: RepoId) -> NewRun {

@@ -6,7 +6,7 @@ use std::future::Future;
 use super::*;
 
 /// A fresh database per backend; the guard keeps the SQLite directory alive.
-async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
+pub(crate) async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
     let dir = test_support::tempdir();
     let sqlite = Db::connect(&format!("sqlite://{}/state.db", dir.path().display())).await.expect("sqlite");
     let postgres = Db::connect(&fresh_postgres().await).await.expect("postgres");
