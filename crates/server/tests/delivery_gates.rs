@@ -270,31 +270,12 @@ jobs:
                 if pred(&list) {
                     return list;
                 }
-                match tokio::time::timeout(Duration::from_secs(120), self.changes.recv()).await {
-                    Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
-                    Ok(Err(e)) => panic!("change feed closed: {e}"),
-                    Err(_) => panic!("no change for 120s; deployments: {list:#?}"),
-                }
+                super::common::next_change(&mut self.changes, &list).await;
             }
         }
 
         async fn finished(&mut self, run: i64) -> store::sql::Run {
-            loop {
-                let r = self
-                    .state
-                    .db()
-                    .run(store::sql::RunId(run))
-                    .await
-                    .expect("db")
-                    .expect("run");
-                if r.status == store::sql::RunStatus::Done {
-                    return r;
-                }
-                match tokio::time::timeout(Duration::from_secs(120), self.changes.recv()).await {
-                    Ok(_) => {}
-                    Err(_) => panic!("run {run} did not finish: {r:?}"),
-                }
-            }
+            super::common::finished_within(&self.state, &mut self.changes, run).await
         }
 
         async fn get(&self, path: &str, who: &str) -> Value {

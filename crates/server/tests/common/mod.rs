@@ -432,3 +432,26 @@ pub async fn push_main(state: &AppState, repository: &str, sha: &str, actor: &st
     };
     server::trigger::start_runs(state, &repo, trigger).await.expect("runs")
 }
+
+/// Waits until run `run` is done, failing the test when 120 s pass without any change.
+pub async fn finished_within(state: &AppState, changes: &mut broadcast::Receiver<Change>, run: i64) -> store::sql::Run {
+    loop {
+        let r = state.db().run(store::sql::RunId(run)).await.expect("db").expect("run");
+        if r.status == store::sql::RunStatus::Done {
+            return r;
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(120), changes.recv()).await.is_err() {
+            panic!("run {run} did not finish: {r:?}");
+        }
+    }
+}
+
+/// Waits for the next change (a lag counts as one), failing the test with `seen` when 120 s
+/// pass without any.
+pub async fn next_change(changes: &mut broadcast::Receiver<Change>, seen: &impl std::fmt::Debug) {
+    match tokio::time::timeout(std::time::Duration::from_secs(120), changes.recv()).await {
+        Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+        Ok(Err(e)) => panic!("change feed closed: {e}"),
+        Err(_) => panic!("no change for 120s; deployments: {seen:#?}"),
+    }
+}
