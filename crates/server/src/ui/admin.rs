@@ -1700,19 +1700,33 @@ async fn edit_user(
     };
     let f = Form::parse(&body);
     let req = json!({"role": f.get("role"), "groups": groups_of(f.get("groups"))});
+    patch_user(&state, &viewer, &name, req, f, "role", "saved").await
+}
+
+/// Patches the user `name` with `patch`, sent by the form `form` (`values`): back to the
+/// user's page saying `what` was done, or that page with the failed form.
+async fn patch_user(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    patch: Value,
+    values: Form,
+    form: &'static str,
+    what: &str,
+) -> Response {
     let reply = call(
-        &state,
-        &viewer,
+        state,
+        viewer,
         Method::PATCH,
-        &format!("/api/v1/users/{}", enc(&name)),
-        Some(req),
+        &format!("/api/v1/users/{}", enc(name)),
+        Some(patch),
     )
     .await;
     if reply.ok() {
-        return done(&format!("/admin/users/{}", enc(&name)), "saved");
+        return done(&format!("/admin/users/{}", enc(name)), what);
     }
-    let s = sticky_of("role", f, &reply);
-    user_page(&state, &viewer, &name, "", Some(&s), None).await
+    let s = sticky_of(form, values, &reply);
+    user_page(state, viewer, name, "", Some(&s), None).await
 }
 
 async fn reset_password(
@@ -1727,19 +1741,8 @@ async fn reset_password(
         Err(r) => return r,
     };
     let f = Form::parse(&body);
-    let reply = call(
-        &state,
-        &viewer,
-        Method::PATCH,
-        &format!("/api/v1/users/{}", enc(&name)),
-        Some(json!({"password": f.get("password")})),
-    )
-    .await;
-    if reply.ok() {
-        return done(&format!("/admin/users/{}", enc(&name)), "password");
-    }
-    let s = sticky_of("password", f, &reply);
-    user_page(&state, &viewer, &name, "", Some(&s), None).await
+    let req = json!({"password": f.get("password")});
+    patch_user(&state, &viewer, &name, req, f, "password", "password").await
 }
 
 async fn set_disabled(
@@ -1755,22 +1758,9 @@ async fn set_disabled(
     };
     let f = Form::parse(&body);
     let disabled = f.get("disabled") == "true";
-    let reply = call(
-        &state,
-        &viewer,
-        Method::PATCH,
-        &format!("/api/v1/users/{}", enc(&name)),
-        Some(json!({"disabled": disabled})),
-    )
-    .await;
-    if reply.ok() {
-        return done(
-            &format!("/admin/users/{}", enc(&name)),
-            if disabled { "disabled" } else { "enabled" },
-        );
-    }
-    let s = sticky_of("access", f, &reply);
-    user_page(&state, &viewer, &name, "", Some(&s), None).await
+    let what = if disabled { "disabled" } else { "enabled" };
+    let req = json!({"disabled": disabled});
+    patch_user(&state, &viewer, &name, req, f, "access", what).await
 }
 
 async fn delete_user(
