@@ -86,23 +86,12 @@ async fn cancel_in_progress_cancels_the_running_run() {
 
 #[tokio::test]
 async fn without_cancel_in_progress_one_runs_and_the_newest_waits() {
-    let git = GitDaemon::start();
-    let clone_url = git.create_repo("app");
-    let tree = git.work_tree("app");
     let marks = test_support::tempdir();
     let go = marks.path().join("go");
-    tree.write(
-        ".gitea/workflows/deploy.yml",
-        &format!(
-            "name: deploy\non: push\nconcurrency: production\njobs:\n  deploy:\n    runs-on: x\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
-            go = go.display()
-        ),
-    );
-    let a = tree.commit("a");
-    tree.push("main");
-    let b = tree.commit("b");
-    let c = tree.commit("c");
-    tree.push("main");
+    let (_git, clone_url, [a, b, c]) = three_commits(&format!(
+        "name: deploy\non: push\nconcurrency: production\njobs:\n  deploy:\n    runs-on: x\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
+        go = go.display()
+    ));
     let mut server = TestServer::start(ServerSetup {
         repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
         ..ServerSetup::default()
@@ -157,6 +146,22 @@ fn repository_with(message: &str, files: &[(&str, &str)]) -> (GitDaemon, String,
     let sha = tree.commit(message);
     tree.push("main");
     (git, clone_url, sha)
+}
+
+/// A repository served by a `git daemon` (keep it) with `workflow` as
+/// `.gitea/workflows/deploy.yml` in three commits: `a` pushed to `main`, then `b` and `c`
+/// pushed together; its clone URL and the three commits.
+fn three_commits(workflow: &str) -> (GitDaemon, String, [String; 3]) {
+    let git = GitDaemon::start();
+    let clone_url = git.create_repo("app");
+    let tree = git.work_tree("app");
+    tree.write(".gitea/workflows/deploy.yml", workflow);
+    let a = tree.commit("a");
+    tree.push("main");
+    let b = tree.commit("b");
+    let c = tree.commit("c");
+    tree.push("main");
+    (git, clone_url, [a, b, c])
 }
 
 /// Each test runs on SQLite (`None`, the default) and on a fresh PostgreSQL database.
@@ -441,23 +446,12 @@ async fn cancel_in_progress_stops_the_running_job_on_the_agent_and_skips_its_dep
 #[tokio::test]
 async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_group() {
     for database in databases() {
-        let git = GitDaemon::start();
-        let clone_url = git.create_repo("app");
-        let tree = git.work_tree("app");
         let marks = test_support::tempdir();
         let go = marks.path().join("go");
-        tree.write(
-            ".gitea/workflows/deploy.yml",
-            &format!(
-                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: Deploy-${{{{ matrix.region }}}}-of-${{{{ strategy.job-total }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
-                go = go.display()
-            ),
-        );
-        let a = tree.commit("a");
-        tree.push("main");
-        let b = tree.commit("b");
-        let c = tree.commit("c");
-        tree.push("main");
+        let (_git, clone_url, [a, b, c]) = three_commits(&format!(
+            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: Deploy-${{{{ matrix.region }}}}-of-${{{{ strategy.job-total }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
+            go = go.display()
+        ));
         let mut bench = Bench::start(&clone_url, database).await;
         let one = bench.push(&a, "d1").await[0];
         bench
