@@ -524,6 +524,17 @@ fn find(state: &AppState, q: &Which) -> Option<Defined> {
         .cloned()
 }
 
+/// The environment `q` names, or the 404 page.
+fn existing(state: &AppState, viewer: &Viewer, q: &Which) -> Result<Defined, Response> {
+    find(state, q).ok_or_else(|| {
+        error_page(
+            StatusCode::NOT_FOUND,
+            viewer,
+            &format!("no environment {}", q.name),
+        )
+    })
+}
+
 /// What the secret and variable forms held when one was refused.
 #[derive(Default)]
 struct Typed {
@@ -624,12 +635,9 @@ async fn edit_page(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(d) = find(&state, &q) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &viewer,
-            &format!("no environment {}", q.name),
-        );
+    let d = match existing(&state, &viewer, &q) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let body = edit_body(
         &state,
@@ -652,12 +660,9 @@ async fn edit_post(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(d) = find(&state, &q) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &viewer,
-            &format!("no environment {}", q.name),
-        );
+    let d = match existing(&state, &viewer, &q) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let form_data = parse_form(&body);
     let get = |k: &str| form_data.get(k).cloned().unwrap_or_default();
