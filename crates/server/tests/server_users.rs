@@ -59,19 +59,7 @@ impl Server {
 
     /// `(actor, action, detail)` of every audit event, oldest first.
     async fn audit(&self) -> Vec<(String, String, String)> {
-        let events = self
-            .state
-            .db()
-            .audit_events(&AuditFilter {
-                limit: 1000,
-                ..AuditFilter::default()
-            })
-            .await
-            .expect("audit");
-        events
-            .into_iter()
-            .map(|e| (e.actor, e.action, e.detail.unwrap_or_default()))
-            .collect()
+        common::audit_triples(&self.state).await
     }
 
     async fn has_audit(&self, actor: &str, action: &str, detail: &str) -> bool {

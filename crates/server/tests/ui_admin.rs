@@ -12,7 +12,6 @@ use axum::http::{Request, StatusCode, header};
 use common::THREE_USERS;
 use http_body_util::BodyExt;
 use server::{AppState, app};
-use store::sql::AuditFilter;
 use tower::ServiceExt;
 
 struct Ui {
@@ -96,19 +95,7 @@ impl Ui {
     }
 
     async fn audit(&self) -> Vec<(String, String, String)> {
-        let events = self
-            .state
-            .db()
-            .audit_events(&AuditFilter {
-                limit: 1000,
-                ..AuditFilter::default()
-            })
-            .await
-            .expect("audit");
-        events
-            .into_iter()
-            .map(|e| (e.actor, e.action, e.detail.unwrap_or_default()))
-            .collect()
+        common::audit_triples(&self.state).await
     }
 }
 

@@ -455,3 +455,13 @@ pub async fn next_change(changes: &mut broadcast::Receiver<Change>, seen: &impl 
         Err(_) => panic!("no change for 120s; deployments: {seen:#?}"),
     }
 }
+
+/// `(actor, action, detail)` of every audit event (up to 1000), oldest first.
+pub async fn audit_triples(state: &AppState) -> Vec<(String, String, String)> {
+    let events = state
+        .db()
+        .audit_events(&store::sql::AuditFilter { limit: 1000, ..store::sql::AuditFilter::default() })
+        .await
+        .expect("audit");
+    events.into_iter().map(|e| (e.actor, e.action, e.detail.unwrap_or_default())).collect()
+}
