@@ -42,22 +42,16 @@ async fn wait_for_log(server: &mut TestServer, run: i64, text: &str) {
 
 #[tokio::test]
 async fn cancel_in_progress_cancels_the_running_run() {
-    let git = GitDaemon::start();
-    let clone_url = git.create_repo("app");
-    let tree = git.work_tree("app");
     let marks = test_support::tempdir();
     let mark = marks.path().join("first");
-    tree.write(
+    let (_git, clone_url, [first, second]) = commits(
         ".gitea/workflows/ci.yml",
         &format!(
             "name: ci\non: push\nconcurrency:\n  group: ${{{{ github.workflow }}}}-${{{{ github.ref }}}}\n  cancel-in-progress: true\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n          if [ -e {m} ]; then echo fast; exit 0; fi\n          touch {m}; echo slow-start; sleep 120\n",
             m = mark.display()
         ),
+        &[&["one"], &["two"]],
     );
-    let first = tree.commit("one");
-    tree.push("main");
-    let second = tree.commit("two");
-    tree.push("main");
     let mut server = TestServer::start(ServerSetup {
         repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
         lease_ttl: std::time::Duration::from_millis(3000),
@@ -88,10 +82,14 @@ async fn cancel_in_progress_cancels_the_running_run() {
 async fn without_cancel_in_progress_one_runs_and_the_newest_waits() {
     let marks = test_support::tempdir();
     let go = marks.path().join("go");
-    let (_git, clone_url, [a, b, c]) = three_commits(&format!(
-        "name: deploy\non: push\nconcurrency: production\njobs:\n  deploy:\n    runs-on: x\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
-        go = go.display()
-    ));
+    let (_git, clone_url, [a, b, c]) = commits(
+        ".gitea/workflows/deploy.yml",
+        &format!(
+            "name: deploy\non: push\nconcurrency: production\njobs:\n  deploy:\n    runs-on: x\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
+            go = go.display()
+        ),
+        &[&["a"], &["b", "c"]],
+    );
     let mut server = TestServer::start(ServerSetup {
         repositories: vec![repo_config("team/app", &clone_url, Forge::Gitea, None)],
         ..ServerSetup::default()
@@ -148,20 +146,27 @@ fn repository_with(message: &str, files: &[(&str, &str)]) -> (GitDaemon, String,
     (git, clone_url, sha)
 }
 
-/// A repository served by a `git daemon` (keep it) with `workflow` as
-/// `.gitea/workflows/deploy.yml` in three commits: `a` pushed to `main`, then `b` and `c`
-/// pushed together; its clone URL and the three commits.
-fn three_commits(workflow: &str) -> (GitDaemon, String, [String; 3]) {
+/// A repository served by a `git daemon` (keep it) with `workflow` at `path`, committed
+/// again for each message of `pushes`, each group of messages pushed to `main` together;
+/// its clone URL and the commits.
+fn commits<const N: usize>(
+    path: &str,
+    workflow: &str,
+    pushes: &[&[&str]],
+) -> (GitDaemon, String, [String; N]) {
     let git = GitDaemon::start();
     let clone_url = git.create_repo("app");
     let tree = git.work_tree("app");
-    tree.write(".gitea/workflows/deploy.yml", workflow);
-    let a = tree.commit("a");
-    tree.push("main");
-    let b = tree.commit("b");
-    let c = tree.commit("c");
-    tree.push("main");
-    (git, clone_url, [a, b, c])
+    tree.write(path, workflow);
+    let mut shas = Vec::new();
+    for messages in pushes {
+        for message in *messages {
+            shas.push(tree.commit(message));
+        }
+        tree.push("main");
+    }
+    let shas: [String; N] = shas.try_into().expect("as many commits as messages");
+    (git, clone_url, shas)
 }
 
 /// Each test runs on SQLite (`None`, the default) and on a fresh PostgreSQL database.
@@ -358,22 +363,16 @@ async fn deploy_jobs_of_two_workflows_share_a_group_the_second_waits_then_runs()
 #[tokio::test]
 async fn cancel_in_progress_stops_the_running_job_on_the_agent_and_skips_its_dependents() {
     for database in databases() {
-        let git = GitDaemon::start();
-        let clone_url = git.create_repo("app");
-        let tree = git.work_tree("app");
         let marks = test_support::tempdir();
         let pid = marks.path().join("pid");
-        tree.write(
+        let (_git, clone_url, [first, second]) = commits(
             ".gitea/workflows/deploy.yml",
             &format!(
                 "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency:\n      group: deploy-${{{{ github.ref }}}}\n      cancel-in-progress: ${{{{ github.ref == 'refs/heads/main' }}}}\n    steps:\n      - run: |\n          if [ -e {pid} ]; then echo fast; exit 0; fi\n          echo slow-start; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}\n          exec sleep 120\n  notify:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo notified\n",
                 pid = pid.display()
             ),
+            &[&["one"], &["two"]],
         );
-        let first = tree.commit("one");
-        tree.push("main");
-        let second = tree.commit("two");
-        tree.push("main");
         let mut bench = Bench::start(&clone_url, database).await;
         let one = bench.push(&first, "d1").await[0];
         loop {
@@ -448,10 +447,14 @@ async fn a_newer_waiting_job_replaces_the_older_one_and_matrix_values_name_the_g
     for database in databases() {
         let marks = test_support::tempdir();
         let go = marks.path().join("go");
-        let (_git, clone_url, [a, b, c]) = three_commits(&format!(
-            "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: Deploy-${{{{ matrix.region }}}}-of-${{{{ strategy.job-total }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
-            go = go.display()
-        ));
+        let (_git, clone_url, [a, b, c]) = commits(
+            ".gitea/workflows/deploy.yml",
+            &format!(
+                "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    strategy:\n      matrix:\n        region: [eu]\n    concurrency: Deploy-${{{{ matrix.region }}}}-of-${{{{ strategy.job-total }}}}\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n  after:\n    needs: deploy\n    runs-on: x\n    steps:\n      - run: echo after\n",
+                go = go.display()
+            ),
+            &[&["a"], &["b", "c"]],
+        );
         let mut bench = Bench::start(&clone_url, database).await;
         let one = bench.push(&a, "d1").await[0];
         bench
@@ -611,23 +614,16 @@ async fn finished_on_either(a: &mut TestServer, b: &mut TestServer, id: i64) -> 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_share_the_groups() {
     let database = fresh_postgres();
-    let git = GitDaemon::start();
-    let clone_url = git.create_repo("app");
-    let tree = git.work_tree("app");
     let marks = test_support::tempdir();
     let go = marks.path().join("go");
-    tree.write(
+    let (_git, clone_url, [c1, c2, c3]) = commits(
         ".gitea/workflows/deploy.yml",
         &format!(
             "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
             go = go.display()
         ),
+        &[&["one"], &["two", "three"]],
     );
-    let c1 = tree.commit("one");
-    tree.push("main");
-    let c2 = tree.commit("two");
-    let c3 = tree.commit("three");
-    tree.push("main");
     let mut one = Bench::start(&clone_url, Some(database.clone())).await;
     let mut two = Bench::start(&clone_url, Some(database)).await;
     let r1 = one.push(&c1, "d1").await[0];
@@ -764,22 +760,16 @@ async fn workflow_and_job_groups_are_one_namespace_and_a_run_waiting_on_itself_i
 
 #[tokio::test]
 async fn a_restarted_server_wakes_a_job_whose_group_was_freed_while_it_was_down() {
-    let git = GitDaemon::start();
-    let clone_url = git.create_repo("app");
-    let tree = git.work_tree("app");
     let marks = test_support::tempdir();
     let go = marks.path().join("go");
-    tree.write(
+    let (_git, clone_url, [a, b]) = commits(
         ".gitea/workflows/deploy.yml",
         &format!(
             "name: deploy\non: push\njobs:\n  deploy:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: |\n          echo deploying\n          while [ ! -e {go} ]; do sleep 0.05; done\n",
             go = go.display()
         ),
+        &[&["a"], &["b"]],
     );
-    let a = tree.commit("a");
-    tree.push("main");
-    let b = tree.commit("b");
-    tree.push("main");
     let mut bench = Bench::start(&clone_url, None).await;
     let one = bench.push(&a, "d1").await[0];
     let holder = bench
