@@ -12,7 +12,6 @@ mod common;
 
 use std::time::Duration;
 
-use argon2::PasswordHasher;
 use server::config::{Config, ServerConfig, User};
 use server::{AppState, Options};
 use store::sql::AuditFilter;
@@ -23,10 +22,7 @@ use tokio_util::sync::CancellationToken;
 async fn ui_admin_in_a_real_browser() {
     let browser = common::Browser::require();
 
-    let hash = argon2::Argon2::default()
-        .hash_password(b"alice password")
-        .expect("hashing")
-        .to_string();
+    let hash = common::password_hash("alice password");
     let config = Config {
         server: ServerConfig {
             external_url: "http://127.0.0.1".into(),

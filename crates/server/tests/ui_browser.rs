@@ -14,7 +14,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use argon2::PasswordHasher;
 use serde_json::json;
 use server::config::{Config, Forge, RepositoryConfig, ServerConfig, User};
 use server::environments::EnvironmentConfig;
@@ -110,10 +109,7 @@ async fn ui_in_a_real_browser() {
     let sha = tree.commit("add the pipeline");
     tree.push("main");
 
-    let hash = argon2::Argon2::default()
-        .hash_password(b"correct horse")
-        .expect("hashing")
-        .to_string();
+    let hash = common::password_hash("correct horse");
     let config = Config {
         server: ServerConfig {
             external_url: "http://127.0.0.1".into(),
@@ -351,10 +347,7 @@ async fn seed_path_driven_from_the_ui() {
         deploy_root.join("staging"),
         deploy_root.join("production"),
     ]);
-    let hash = argon2::Argon2::default()
-        .hash_password(b"correct horse")
-        .expect("hashing")
-        .to_string();
+    let hash = common::password_hash("correct horse");
     let vars = [
         ("REGISTRY", format!("127.0.0.1:{port}")),
         ("DEPLOY_ROOT", deploy_root.display().to_string()),

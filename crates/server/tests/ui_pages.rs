@@ -5,7 +5,8 @@
 //! resumes after `Last-Event-ID` (each chunk with its time), step summaries rendered as
 //! markdown with HTML escaped, the Run workflow page.
 
-use argon2::PasswordHasher;
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -32,10 +33,7 @@ fn user(name: &str, role: &str) -> User {
 
 async fn setup() -> Ui {
     let data = test_support::tempdir();
-    let hash = argon2::Argon2::default()
-        .hash_password(b"pw-alice")
-        .expect("hash")
-        .to_string();
+    let hash = common::password_hash("pw-alice");
     let config = Config {
         users: vec![user("alice", "maintainer"), user("victor", "viewer")],
         passwords: [("alice".to_owned(), hash)].into(),

@@ -465,3 +465,9 @@ pub async fn audit_triples(state: &AppState) -> Vec<(String, String, String)> {
         .expect("audit");
     events.into_iter().map(|e| (e.actor, e.action, e.detail.unwrap_or_default())).collect()
 }
+
+/// The Argon2 hash of `password`, as the configuration file's `passwords` hold it.
+pub fn password_hash(password: &str) -> String {
+    use argon2::PasswordHasher as _;
+    argon2::Argon2::default().hash_password(password.as_bytes()).expect("hashing").to_string()
+}
