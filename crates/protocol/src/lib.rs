@@ -98,6 +98,9 @@ pub struct RegisterRequest {
     /// `slipway agent` without `--labels`).
     #[serde(default)]
     pub labels: Vec<String>,
+    /// How many jobs it runs at once (`None`: an older agent that does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
 }
 
 /// The agent's own token for every later call (`Authorization: Bearer`).

@@ -138,7 +138,11 @@ pub async fn run(opts: AgentOptions, stop: CancellationToken) -> Result<(), Agen
         .map_err(|source| AgentError::Http { url: opts.server.clone(), source })?;
     let base = opts.server.trim_end_matches('/').to_owned();
     let register = Client { http: http.clone(), base: base.clone(), token: opts.token.clone(), requests: Default::default() };
-    let req = RegisterRequest { name: opts.name.clone(), labels: opts.labels.clone() };
+    let req = RegisterRequest {
+        name: opts.name.clone(),
+        labels: opts.labels.clone(),
+        capacity: u32::try_from(opts.capacity.max(1)).ok(),
+    };
     let reg: RegisterResponse = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
         r = register.post(protocol::paths::AGENT_REGISTER, &req) => r?.ok_or_else(|| AgentError::Status {

@@ -102,7 +102,12 @@ async fn register(State(state): State<AppState>, headers: HeaderMap, Json(req): 
     let labels = serde_json::json!(req.labels).to_string();
     match state.db().create_agent(&req.name, &labels, &hash_token(&token), now_ms()).await {
         Ok(id) => {
-            tracing::info!(agent_id = %id, name = %req.name, labels = %labels, "Agent registered.");
+            if let Some(capacity) = req.capacity
+                && let Err(e) = state.db().set_agent_capacity(id, i64::from(capacity)).await
+            {
+                return internal(e);
+            }
+            tracing::info!(agent_id = %id, name = %req.name, labels = %labels, capacity = ?req.capacity, "Agent registered.");
             Json(RegisterResponse { agent_id: id.0, token }).into_response()
         }
         Err(e) => internal(e),

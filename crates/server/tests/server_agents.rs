@@ -25,7 +25,7 @@ impl RawAgent {
         reqwest::Client::new()
             .post(format!("{url}{}", protocol::paths::AGENT_REGISTER))
             .bearer_auth(token)
-            .json(&RegisterRequest { name: "raw".into(), labels: labels.iter().map(|l| (*l).to_owned()).collect() })
+            .json(&RegisterRequest { name: "raw".into(), labels: labels.iter().map(|l| (*l).to_owned()).collect(), capacity: None })
             .send()
             .await
             .expect("register")

@@ -86,7 +86,7 @@ impl Agent {
         let resp = reqwest::Client::new()
             .post(format!("{url}{}", protocol::paths::AGENT_REGISTER))
             .bearer_auth("agent-secret")
-            .json(&RegisterRequest { name: "raw".into(), labels: vec!["linux".into()] })
+            .json(&RegisterRequest { name: "raw".into(), labels: vec!["linux".into()], capacity: None })
             .send()
             .await
             .expect("register");

@@ -450,14 +450,14 @@ mod ui_registry_agents {
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("No agent seen"), "{body}");
 
-        let register = |name: &'static str, labels: Vec<&'static str>| {
+        let register = |name: &'static str, labels: Vec<&'static str>, capacity: Option<u32>| {
             let url = s.url.clone();
             let token = s.state.agent_token().to_owned();
             async move {
                 let resp = reqwest::Client::new()
                     .post(format!("{url}/api/v1/agent/register"))
                     .bearer_auth(token)
-                    .json(&json!({"name": name, "labels": labels}))
+                    .json(&json!({"name": name, "labels": labels, "capacity": capacity}))
                     .send()
                     .await
                     .expect("register");
@@ -467,8 +467,9 @@ mod ui_registry_agents {
                     .expect("id")
             }
         };
-        let busy = register("<b>builder</b>", vec!["<script>alert(1)</script>", "linux"]).await;
-        let idle = register("idle-one", vec![]).await;
+        let busy = register("<b>builder</b>", vec!["<script>alert(1)</script>", "linux"], Some(4)).await;
+        // An agent that does not say its capacity (an older one): none shown.
+        let idle = register("idle-one", vec![], None).await;
         let now = server::now_ms();
         let gone = s
             .state
@@ -539,10 +540,12 @@ mod ui_registry_agents {
         assert!(b.contains("build &lt;linux&gt;"), "{b}");
         assert!(b.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{b}");
         assert!(b.contains("&lt;b&gt;builder&lt;/b&gt;"), "{b}");
+        assert!(b.contains("1 of 4 slots busy"), "{b}");
         assert!(!body.contains("<script>alert(1)"), "escaped everywhere");
         let i = row(idle);
         assert!(i.contains("data-state=\"online\""), "{i}");
         assert!(i.contains("any label"), "{i}");
+        assert!(!i.contains("slot"), "{i}");
         let g = row(gone);
         assert!(g.contains("data-state=\"offline\""), "{g}");
         assert!(body.contains("id=\"live\""), "follows /ui/events");

@@ -65,6 +65,10 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
                 .collect::<Vec<_>>()
                 .join(" ")
         };
+        let slots = match a.capacity {
+            Some(c) => format!("<br><small>{} of {c} slot{} busy</small>", jobs.len(), if c == 1 { "" } else { "s" }),
+            None => String::new(),
+        };
         let mut current = String::new();
         for j in &jobs {
             let _ = write!(
@@ -87,7 +91,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
         }
         let _ = write!(
             rows,
-            "<tr data-agent=\"{}\" data-state=\"{state_word}\"><td>{}<br><small>#{}</small></td><td>{}</td><td>{}</td><td>{current}</td>\
+            "<tr data-agent=\"{}\" data-state=\"{state_word}\"><td>{}<br><small>#{}</small></td><td>{}{slots}</td><td>{}</td><td>{current}</td>\
              <td>{}<br><small>{} ago</small></td></tr>",
             a.id.0,
             Esc(&a.name),

@@ -11,6 +11,8 @@ pub struct AgentRow {
     pub labels: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+    /// How many jobs it runs at once, when it said at registration.
+    pub capacity: Option<i64>,
 }
 
 /// A job an agent holds a lease on.
@@ -27,10 +29,21 @@ pub struct HeldJob {
 }
 
 impl Db {
+    /// Records how many jobs agent `id` runs at once (from its registration).
+    pub async fn set_agent_capacity(&self, id: AgentId, capacity: i64) -> Result<()> {
+        sqlx::query("UPDATE agents SET capacity = $1 WHERE id = $2")
+            .bind(capacity)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("recording an agent's capacity"))?;
+        Ok(())
+    }
+
     /// Agents seen at or after `since`, most recently seen first, at most `limit`.
     pub async fn agents_seen_since(&self, since: i64, limit: i64) -> Result<Vec<AgentRow>> {
         let rows = sqlx::query(
-            "SELECT id, name, labels, created_at, last_seen_at FROM agents WHERE last_seen_at >= $1
+            "SELECT id, name, labels, created_at, last_seen_at, capacity FROM agents WHERE last_seen_at >= $1
              ORDER BY last_seen_at DESC, id DESC LIMIT $2",
         )
         .bind(since)
@@ -46,6 +59,7 @@ impl Db {
                     labels: get(row, "labels")?,
                     created_at: get(row, "created_at")?,
                     last_seen_at: get(row, "last_seen_at")?,
+                    capacity: get(row, "capacity")?,
                 })
             })
             .collect()

@@ -171,6 +171,13 @@ pub(crate) const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE steps ADD COLUMN summary TEXT",
         ],
     ),
+    (
+        8,
+        &[
+            // How many jobs the agent runs at once (`--capacity`); NULL for older agents.
+            "ALTER TABLE agents ADD COLUMN capacity BIGINT",
+        ],
+    ),
 ];
 
 /// One migration statement in the backend's dialect.
