@@ -22,14 +22,6 @@ pub mod paths {
     pub fn agent_heartbeat(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/heartbeat")
     }
-    /// `/api/v1/agent/jobs/{id}/logs`
-    pub fn agent_logs(job: i64) -> String {
-        format!("/api/v1/agent/jobs/{job}/logs")
-    }
-    /// `/api/v1/agent/jobs/{id}/steps`
-    pub fn agent_steps(job: i64) -> String {
-        format!("/api/v1/agent/jobs/{job}/steps")
-    }
     /// `/api/v1/agent/jobs/{id}/report`
     pub fn agent_report(job: i64) -> String {
         format!("/api/v1/agent/jobs/{job}/report")
@@ -180,7 +172,7 @@ pub struct HeartbeatReply {
     pub cancel: bool,
 }
 
-/// `POST /api/v1/agent/jobs/{id}/logs`: lines in order; `seq` counts chunks of one attempt
+/// Log lines of a job, in a report or a finish: in order; `seq` counts chunks of one attempt
 /// from 0 (a resent chunk is stored once).
 ///
 /// A group is stored as the lines `::group::TITLE` and `::endgroup::` (the runner consumes
@@ -204,7 +196,7 @@ pub enum StepState {
     Done,
 }
 
-/// `POST /api/v1/agent/jobs/{id}/steps`.
+/// A step's state, in a report or a finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     pub attempt: i64,

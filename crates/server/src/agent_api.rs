@@ -40,8 +40,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(protocol::paths::AGENT_REGISTER, post(register))
         .route(protocol::paths::AGENT_LEASE, post(lease))
         .route("/api/v1/agent/jobs/{id}/heartbeat", post(heartbeat))
-        .route("/api/v1/agent/jobs/{id}/logs", post(logs))
-        .route("/api/v1/agent/jobs/{id}/steps", post(steps))
         // A report or finish carries up to 1 MiB of step summary per step plus log lines.
         .route("/api/v1/agent/jobs/{id}/report", post(report).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
         .route("/api/v1/agent/jobs/{id}/finish", post(finish).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
@@ -214,16 +212,6 @@ async fn assignment(state: &AppState, job: &Job) -> Result<Assignment, Response>
     })
 }
 
-/// The job, if `agent` holds attempt `attempt` of it.
-async fn held(state: &AppState, agent: &Agent, id: i64, attempt: i64) -> Result<Job, Response> {
-    match state.db().job(JobId(id)).await {
-        Ok(Some(job)) if job.agent == Some(agent.id) && job.attempt == attempt => Ok(job),
-        Ok(Some(_)) => Err(error_response(StatusCode::CONFLICT, format!("this agent does not hold attempt {attempt} of job {id}"))),
-        Ok(None) => Err(error_response(StatusCode::NOT_FOUND, format!("no job {id}"))),
-        Err(e) => Err(internal(e)),
-    }
-}
-
 async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(hb): Json<Heartbeat>) -> Response {
     let agent = match agent(&state, &headers).await {
         Ok(a) => a,
@@ -233,44 +221,6 @@ async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, Path(id): 
     match state.db().heartbeat(JobId(id), hb.attempt, agent.id, now_ms(), ttl_ms).await {
         Ok(Some(cancel)) => Json(HeartbeatReply { cancel }).into_response(),
         Ok(None) => error_response(StatusCode::CONFLICT, format!("the lease on job {id} attempt {} is gone", hb.attempt)),
-        Err(e) => internal(e),
-    }
-}
-
-async fn logs(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(chunk): Json<LogChunk>) -> Response {
-    let agent = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let job = match held(&state, &agent, id, chunk.attempt).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    let log = new_log(chunk, now_ms());
-    match state.db().append_log(job.id, job.attempt, log.seq, &log.data, log.created_at).await {
-        Ok(_) => {
-            state.changed(crate::Change::Log(job.run.0));
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => internal(e),
-    }
-}
-
-async fn steps(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Json(step): Json<StepReport>) -> Response {
-    let agent = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let job = match held(&state, &agent, id, step.attempt).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    let record = step_record(job.id, step, now_ms());
-    match state.db().record_step(&record).await {
-        Ok(()) => {
-            state.changed(crate::Change::Run(job.run.0));
-            StatusCode::NO_CONTENT.into_response()
-        }
         Err(e) => internal(e),
     }
 }
